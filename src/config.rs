@@ -1,0 +1,271 @@
+//! Settings from the environment (DESIGN §3), each also settable by flag. Secrets are held as
+//! `SecretString` from the moment they are read, so no `Debug` or log line can print them.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// The model used when `BACKSPACE_MODEL` is not set: a current Claude Sonnet.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// The flags and environment of `backspace serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listen port.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BACKSPACE_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// GitHub App id.
+    #[arg(long, env = "APP_ID")]
+    pub app_id: Option<u64>,
+    /// GitHub App private key (PEM). Prefer PRIVATE_KEY_PATH.
+    #[arg(long, env = "PRIVATE_KEY", hide_env_values = true)]
+    pub private_key: Option<SecretString>,
+    /// Path to the GitHub App private key (PEM).
+    #[arg(long, env = "PRIVATE_KEY_PATH")]
+    pub private_key_path: Option<PathBuf>,
+    /// Webhook secret; several comma-separated secrets are all accepted (rotation).
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<SecretString>,
+    /// GitHub REST API base.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: Url,
+    /// GitHub web base (manifest flow, links).
+    #[arg(long, env = "GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: Url,
+    /// Anthropic API key.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<SecretString>,
+    /// Anthropic API base; requests go to {base}/v1/messages.
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    pub anthropic_base_url: Url,
+    /// Model id.
+    #[arg(long, env = "BACKSPACE_MODEL", default_value = DEFAULT_MODEL)]
+    pub model: String,
+    /// Job store: sqlite://PATH or postgres://...
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://backspace.db", hide_env_values = true)]
+    pub database_url: SecretString,
+    /// Sandbox image.
+    #[arg(long, env = "BACKSPACE_SANDBOX_IMAGE", default_value = "backspace-sandbox:latest")]
+    pub sandbox_image: String,
+    /// Bearer key for POST /api/code; the HTTP API is off without it.
+    #[arg(long, env = "BACKSPACE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<SecretString>,
+    /// Base for links in comments (default http://localhost:$PORT).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<Url>,
+    /// Runs at once on this instance.
+    #[arg(long, env = "BACKSPACE_MAX_JOBS", default_value_t = 2)]
+    pub max_jobs: usize,
+    /// OpenAI-compatible provider base URL.
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<Url>,
+    /// OpenAI-compatible provider key.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<SecretString>,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// OTLP endpoint for tracing spans.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+    /// The command word: comments start with `/<word>`.
+    #[arg(long, env = "BACKSPACE_COMMAND", default_value = "backspace")]
+    pub command_word: String,
+}
+
+/// The GitHub App's credentials, all three present.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    pub private_key: SecretString,
+    pub webhook_secrets: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("app_id", &self.app_id)
+            .field("private_key", &"[redacted]")
+            .field("webhook_secrets", &self.webhook_secrets.len())
+            .finish()
+    }
+}
+
+/// What is missing for the app to leave setup mode, by environment name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingCredentials(pub Vec<&'static str>);
+
+impl std::fmt::Display for MissingCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.join(", "))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read PRIVATE_KEY_PATH {path}: {source}")]
+    PrivateKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("WEBHOOK_SECRET holds no usable secret (empty after splitting on commas)")]
+    EmptyWebhookSecret,
+    #[error("DATABASE_URL must start with sqlite:// or postgres:// (got scheme {0:?})")]
+    DatabaseScheme(String),
+    #[error("BACKSPACE_MAX_JOBS must be at least 1")]
+    MaxJobs,
+    #[error("BACKSPACE_COMMAND must be one word of letters, digits, '-' or '_'")]
+    CommandWord,
+}
+
+/// Splits `WEBHOOK_SECRET` on commas, trimming blanks, so that several secrets are valid at once.
+pub fn split_webhook_secrets(raw: &SecretString) -> Vec<SecretString> {
+    raw.expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+        .collect()
+}
+
+impl ServeArgs {
+    /// The app credentials, or the names of those that are missing (setup mode).
+    pub fn app_credentials(&self) -> Result<Result<AppCredentials, MissingCredentials>, ConfigError> {
+        let mut missing = Vec::new();
+        if self.app_id.is_none() {
+            missing.push("APP_ID");
+        }
+        let key = match (&self.private_key, &self.private_key_path) {
+            (Some(k), _) => Some(k.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    ConfigError::PrivateKeyFile {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Some(SecretString::from(text))
+            }
+            (None, None) => {
+                missing.push("PRIVATE_KEY or PRIVATE_KEY_PATH");
+                None
+            }
+        };
+        let secrets = match &self.webhook_secret {
+            Some(raw) => {
+                let s = split_webhook_secrets(raw);
+                if s.is_empty() {
+                    return Err(ConfigError::EmptyWebhookSecret);
+                }
+                Some(s)
+            }
+            None => {
+                missing.push("WEBHOOK_SECRET");
+                None
+            }
+        };
+        match (self.app_id, key, secrets) {
+            (Some(app_id), Some(private_key), Some(webhook_secrets)) => Ok(Ok(AppCredentials {
+                app_id,
+                private_key,
+                webhook_secrets,
+            })),
+            _ => Ok(Err(MissingCredentials(missing))),
+        }
+    }
+
+    /// Checks what can be checked without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.expose_secret();
+        let scheme = url.split(':').next().unwrap_or_default();
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            return Err(ConfigError::DatabaseScheme(scheme.to_owned()));
+        }
+        if self.max_jobs == 0 {
+            return Err(ConfigError::MaxJobs);
+        }
+        if self.command_word.is_empty()
+            || !self
+                .command_word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::CommandWord);
+        }
+        Ok(())
+    }
+
+    /// `PUBLIC_URL`, or `http://localhost:$PORT`.
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://localhost:{}", self.port)).expect("a valid localhost URL")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut v = vec!["backspace"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().serve
+    }
+
+    #[test]
+    fn missing_credentials_are_named() {
+        let a = parse(&["--app-id", "7"]);
+        let missing = a.app_credentials().unwrap().unwrap_err();
+        assert_eq!(
+            missing.0,
+            vec!["PRIVATE_KEY or PRIVATE_KEY_PATH", "WEBHOOK_SECRET"]
+        );
+    }
+
+    #[test]
+    fn several_webhook_secrets_are_split_on_commas() {
+        let a = parse(&[
+            "--app-id",
+            "7",
+            "--private-key",
+            "k",
+            "--webhook-secret",
+            "old, new,,",
+        ]);
+        let creds = a.app_credentials().unwrap().unwrap();
+        let s: Vec<_> = creds
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret().to_owned())
+            .collect();
+        assert_eq!(s, vec!["old", "new"]);
+        assert!(!format!("{creds:?}").contains("old"));
+    }
+
+    #[test]
+    fn database_scheme_is_checked() {
+        let a = parse(&["--database-url", "mysql://x"]);
+        assert!(matches!(a.validate(), Err(ConfigError::DatabaseScheme(_))));
+        assert!(parse(&[]).validate().is_ok());
+    }
+}
