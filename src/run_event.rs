@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where producers (runner, agent) send their events; the runner stores and fans them out.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<RunEvent>;
+
 /// Token usage summed over a run (or one model call).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
