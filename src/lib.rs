@@ -7,6 +7,7 @@ pub mod agent;
 pub mod command;
 pub mod config;
 pub mod github;
+pub mod job;
 pub mod run_event;
 pub mod runner;
 pub mod sandbox;
@@ -15,3 +16,23 @@ pub mod store;
 pub mod telemetry;
 pub mod trigger;
 pub mod webhook;
+
+/// Helpers for the crate's own unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    /// `../shared/fixtures` beside the repository (CI clones the repository with `shared/`
+    /// beside it); `BACKSPACE_SHARED_DIR` overrides the `shared` folder.
+    pub fn shared_fixtures_dir() -> PathBuf {
+        std::env::var_os("BACKSPACE_SHARED_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+            .join("fixtures")
+    }
+
+    pub fn shared_fixture(rel: &str) -> Vec<u8> {
+        let path = shared_fixtures_dir().join(rel);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    }
+}

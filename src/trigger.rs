@@ -1,1 +1,606 @@
-//! (to be written)
+//! Pure: which webhook event becomes which job, and which are dropped, and who may start one.
+//!
+//! - `/backspace <prompt>` on an issue → a run; on a pull request → an iteration;
+//! - the label (`backspace` by default) added to an issue → a run with the title and body;
+//! - `/backspace cancel`, `/backspace help`, and user errors (answered with the usage);
+//! - an issue or pull request closed → its jobs are cancelled;
+//! - dropped: bots, the app's own comments, bodies over 65,536 characters, deleted comments,
+//!   and every other action.
+//!
+//! The write-permission check needs GitHub, so it happens in the worker, through [`authorize`].
+
+use serde_json::json;
+
+use crate::command::{self, Command, CommandError};
+use crate::job::{JobKind, JobRequest, JobSource};
+use crate::webhook::{payload, Account, CommentAction, IssueAction, Repository, WebhookEvent};
+
+/// Comment and issue bodies longer than this (in characters) are not read for commands.
+pub const MAX_BODY_CHARS: usize = 65_536;
+
+/// What the rules need besides the event.
+#[derive(Debug, Clone)]
+pub struct TriggerContext {
+    /// The command word: comments start with `/<word>`.
+    pub command_word: String,
+    /// The app's own login, `<slug>[bot]`, once known.
+    pub bot_login: Option<String>,
+    /// The label that starts a run.
+    pub label: String,
+}
+
+impl Default for TriggerContext {
+    fn default() -> Self {
+        TriggerContext {
+            command_word: "backspace".into(),
+            bot_login: None,
+            label: "backspace".into(),
+        }
+    }
+}
+
+/// Why an event starts nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    Bot,
+    OwnComment,
+    BodyTooLong,
+    NoCommand,
+    OtherLabel,
+    NotActedOn,
+}
+
+impl Ignored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ignored::Bot => "sender is a bot",
+            Ignored::OwnComment => "the app's own comment",
+            Ignored::BodyTooLong => "body over 65,536 characters",
+            Ignored::NoCommand => "no command",
+            Ignored::OtherLabel => "another label",
+            Ignored::NotActedOn => "not acted on",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Job(JobRequest),
+    Ignore(Ignored),
+}
+
+/// The rules. Installation and ping events start no job (they are recorded by ingress).
+pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
+    match event {
+        WebhookEvent::IssueComment {
+            action,
+            installation_id,
+            repository,
+            issue,
+            comment,
+            sender,
+        } => {
+            if let Some(why) = dropped_sender(sender, ctx) {
+                return Decision::Ignore(why);
+            }
+            let body = comment.body.as_deref().unwrap_or_default();
+            if too_long(body) {
+                return Decision::Ignore(Ignored::BodyTooLong);
+            }
+            let commands = match action {
+                CommentAction::Created => command::parse_commands(body, &ctx.command_word),
+                CommentAction::Edited { previous_body } => command::new_commands(
+                    previous_body.as_deref().unwrap_or_default(),
+                    body,
+                    &ctx.command_word,
+                ),
+                CommentAction::Deleted => return Decision::Ignore(Ignored::NotActedOn),
+            };
+            let Some(first) = commands.into_iter().next() else {
+                return Decision::Ignore(Ignored::NoCommand);
+            };
+            let target = Target::issue(*installation_id, repository, issue, sender);
+            let context = json!({ "title": issue.title, "issue_url": issue.html_url });
+            Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), context))
+        }
+        WebhookEvent::Issues {
+            action,
+            installation_id,
+            repository,
+            issue,
+            sender,
+        } => match action {
+            IssueAction::Labeled { label } => {
+                if let Some(why) = dropped_sender(sender, ctx) {
+                    return Decision::Ignore(why);
+                }
+                if !label.eq_ignore_ascii_case(&ctx.label) {
+                    return Decision::Ignore(Ignored::OtherLabel);
+                }
+                let body = issue.body.as_deref().unwrap_or_default();
+                if too_long(body) {
+                    return Decision::Ignore(Ignored::BodyTooLong);
+                }
+                let prompt = if body.trim().is_empty() {
+                    issue.title.clone()
+                } else {
+                    format!("{}\n\n{}", issue.title, body.trim())
+                };
+                let target = Target::issue(*installation_id, repository, issue, sender);
+                let context = json!({ "title": issue.title, "issue_url": issue.html_url });
+                Decision::Job(target.job(
+                    Ok(Command::Run { prompt }),
+                    JobSource::Label,
+                    None,
+                    context,
+                ))
+            }
+            IssueAction::Closed => {
+                let target = Target::issue(*installation_id, repository, issue, sender);
+                Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, json!({})))
+            }
+            IssueAction::Opened => Decision::Ignore(Ignored::NotActedOn),
+        },
+        WebhookEvent::PullRequestClosed {
+            installation_id,
+            repository,
+            pull_request,
+            sender,
+        } => {
+            let target = Target::pull(*installation_id, repository, pull_request, sender);
+            Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, json!({})))
+        }
+        WebhookEvent::ReviewCommentCreated {
+            installation_id,
+            repository,
+            pull_request,
+            comment,
+            sender,
+        } => {
+            if let Some(why) = dropped_sender(sender, ctx) {
+                return Decision::Ignore(why);
+            }
+            let body = comment.body.as_deref().unwrap_or_default();
+            if too_long(body) {
+                return Decision::Ignore(Ignored::BodyTooLong);
+            }
+            let Some(first) = command::parse_commands(body, &ctx.command_word)
+                .into_iter()
+                .next()
+            else {
+                return Decision::Ignore(Ignored::NoCommand);
+            };
+            let target = Target::pull(*installation_id, repository, pull_request, sender);
+            let context = json!({
+                "title": pull_request.title,
+                "review_comment": {
+                    "id": comment.id,
+                    "path": comment.path,
+                    "line": comment.line.or(comment.original_line),
+                    "diff_hunk": comment.diff_hunk,
+                    "in_reply_to_id": comment.in_reply_to_id,
+                    "commit_id": comment.commit_id,
+                }
+            });
+            Decision::Job(target.job(first, JobSource::ReviewComment, Some(comment.id), context))
+        }
+        WebhookEvent::Ping { .. }
+        | WebhookEvent::Installation { .. }
+        | WebhookEvent::InstallationRepositories { .. } => Decision::Ignore(Ignored::NotActedOn),
+    }
+}
+
+fn dropped_sender(sender: &Account, ctx: &TriggerContext) -> Option<Ignored> {
+    if ctx
+        .bot_login
+        .as_deref()
+        .is_some_and(|own| own.eq_ignore_ascii_case(&sender.login))
+    {
+        return Some(Ignored::OwnComment);
+    }
+    if sender.is_bot() {
+        return Some(Ignored::Bot);
+    }
+    None
+}
+
+fn too_long(body: &str) -> bool {
+    // Byte length bounds char count from above: only count chars when it could matter.
+    body.len() > MAX_BODY_CHARS && body.chars().count() > MAX_BODY_CHARS
+}
+
+/// The issue or pull request a job is about.
+struct Target<'a> {
+    installation_id: Option<u64>,
+    repository: &'a Repository,
+    number: u64,
+    is_pull_request: bool,
+    requester: &'a str,
+}
+
+impl<'a> Target<'a> {
+    fn issue(
+        installation_id: Option<u64>,
+        repository: &'a Repository,
+        issue: &payload::Issue,
+        sender: &'a Account,
+    ) -> Self {
+        Target {
+            installation_id,
+            repository,
+            number: issue.number,
+            is_pull_request: issue.pull_request.is_some(),
+            requester: &sender.login,
+        }
+    }
+
+    fn pull(
+        installation_id: Option<u64>,
+        repository: &'a Repository,
+        pr: &payload::PullRequest,
+        sender: &'a Account,
+    ) -> Self {
+        Target {
+            installation_id,
+            repository,
+            number: pr.number,
+            is_pull_request: true,
+            requester: &sender.login,
+        }
+    }
+
+    fn job(
+        &self,
+        command: Result<Command, CommandError>,
+        source: JobSource,
+        comment_id: Option<u64>,
+        mut context: serde_json::Value,
+    ) -> JobRequest {
+        let (kind, prompt) = match command {
+            Ok(Command::Run { prompt }) if self.is_pull_request => (JobKind::Iterate, prompt),
+            Ok(Command::Run { prompt }) => (JobKind::Run, prompt),
+            Ok(Command::Cancel) => (JobKind::Cancel, String::new()),
+            Ok(Command::Help) => (JobKind::Help, String::new()),
+            Err(e) => {
+                context["usage_error"] = json!(e.to_string());
+                (JobKind::UsageError, String::new())
+            }
+        };
+        JobRequest {
+            kind,
+            source,
+            installation_id: self.installation_id,
+            repository: self.repository.full_name.clone(),
+            clone_url: self.repository.clone_url.clone(),
+            default_branch: self.repository.default_branch.clone(),
+            number: Some(self.number),
+            is_pull_request: self.is_pull_request,
+            comment_id,
+            requester: self.requester.to_owned(),
+            prompt,
+            context,
+        }
+    }
+}
+
+/// A collaborator's permission on a repository, as GitHub names it (`role_name` carries maintain
+/// and triage, which `permission` folds into write and read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Admin,
+    Maintain,
+    Write,
+    Triage,
+    Read,
+    None,
+}
+
+impl Permission {
+    pub fn from_github(role: &str) -> Permission {
+        match role {
+            "admin" => Permission::Admin,
+            "maintain" => Permission::Maintain,
+            "write" => Permission::Write,
+            "triage" => Permission::Triage,
+            "read" => Permission::Read,
+            _ => Permission::None,
+        }
+    }
+}
+
+/// Whether a job from a requester with `permission` may go ahead. Fails closed: an unknown
+/// permission (`None`, the API failed or timed out) starts nothing. A close needs no check: only
+/// someone with triage or more can close, and a cancel does no harm.
+pub fn authorize(kind: JobKind, source: JobSource, permission: Option<Permission>) -> bool {
+    if source == JobSource::Closed && kind == JobKind::Cancel {
+        return true;
+    }
+    matches!(
+        permission,
+        Some(Permission::Admin | Permission::Maintain | Permission::Write)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::shared_fixture;
+    use crate::webhook::{envelope, parse};
+
+    fn event(path: &str, edit: impl FnOnce(&mut serde_json::Value)) -> WebhookEvent {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&shared_fixture(&format!("webhooks/{path}"))).unwrap();
+        edit(&mut v);
+        let body = serde_json::to_vec(&v).unwrap();
+        let name = path.split('/').next().unwrap();
+        let meta = envelope(name, &body).unwrap();
+        parse(name, meta.action.as_deref(), &body).unwrap().unwrap()
+    }
+
+    fn comment(body: &str) -> impl FnOnce(&mut serde_json::Value) + '_ {
+        move |v| v["comment"]["body"] = json!(body)
+    }
+
+    fn job(d: Decision) -> JobRequest {
+        match d {
+            Decision::Job(j) => j,
+            other => panic!("expected a job, got {other:?}"),
+        }
+    }
+
+    fn ctx() -> TriggerContext {
+        TriggerContext {
+            bot_login: Some("backspace-app[bot]".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_command_on_an_issue_is_a_run_with_the_requester_and_comment() {
+        let j = job(decide(
+            &event(
+                "issue_comment/created.with-installation.json",
+                comment("/backspace add input validation"),
+            ),
+            &ctx(),
+        ));
+        assert_eq!(j.kind, JobKind::Run);
+        assert_eq!(j.source, JobSource::Comment);
+        assert_eq!(j.prompt, "add input validation");
+        assert_eq!(j.repository, "Codertocat/Hello-World");
+        assert_eq!(j.number, Some(1));
+        assert!(!j.is_pull_request);
+        assert_eq!(j.requester, "Codertocat");
+        assert!(j.installation_id.is_some());
+        assert_eq!(j.comment_id, Some(492700400));
+        assert_eq!(
+            j.clone_url.as_deref(),
+            Some("https://github.com/Codertocat/Hello-World.git")
+        );
+    }
+
+    #[test]
+    fn trigger_rules_table() {
+        let on_pr = |body: &'static str| {
+            move |v: &mut serde_json::Value| {
+                v["comment"]["body"] = json!(body);
+                v["issue"]["pull_request"] =
+                    json!({"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"});
+            }
+        };
+        let bot = |v: &mut serde_json::Value| {
+            v["comment"]["body"] = json!("/backspace fix");
+            v["sender"]["type"] = json!("Bot");
+            v["sender"]["login"] = json!("dependabot[bot]");
+        };
+        let own = |v: &mut serde_json::Value| {
+            v["comment"]["body"] = json!("/backspace fix");
+            v["sender"]["login"] = json!("backspace-app[bot]");
+        };
+        let long = "/backspace fix\n".to_string() + &"x".repeat(MAX_BODY_CHARS);
+        let edited_new = |v: &mut serde_json::Value| {
+            v["comment"]["body"] = json!("/backspace fix it");
+            v["changes"]["body"]["from"] = json!("looking at it");
+        };
+        let edited_same = |v: &mut serde_json::Value| {
+            v["comment"]["body"] = json!("/backspace fix it\n\n(typo fixed)");
+            v["changes"]["body"]["from"] = json!("/backspace fix it");
+        };
+        let c = ctx();
+        let kind = |e: WebhookEvent| match decide(&e, &c) {
+            Decision::Job(j) => Ok(j.kind),
+            Decision::Ignore(why) => Err(why),
+        };
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                on_pr("/backspace more tests")
+            )),
+            Ok(JobKind::Iterate)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                comment("/backspace cancel")
+            )),
+            Ok(JobKind::Cancel)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                comment("/backspace help")
+            )),
+            Ok(JobKind::Help)
+        );
+        assert_eq!(
+            kind(event("issue_comment/created.json", comment("/backspace"))),
+            Ok(JobKind::UsageError)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                comment("/backspace cancle")
+            )),
+            Ok(JobKind::UsageError)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                comment("```\n/backspace fix\n```")
+            )),
+            Err(Ignored::NoCommand)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                comment("> /backspace fix")
+            )),
+            Err(Ignored::NoCommand)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/created.json",
+                comment("can we /backspace fix")
+            )),
+            Err(Ignored::NoCommand)
+        );
+        assert_eq!(
+            kind(event("issue_comment/created.json", bot)),
+            Err(Ignored::Bot)
+        );
+        assert_eq!(
+            kind(event("issue_comment/created.json", own)),
+            Err(Ignored::OwnComment)
+        );
+        assert_eq!(
+            kind(event("issue_comment/created.json", comment(&long))),
+            Err(Ignored::BodyTooLong)
+        );
+        assert_eq!(
+            kind(event("issue_comment/edited.json", edited_new)),
+            Ok(JobKind::Run)
+        );
+        assert_eq!(
+            kind(event("issue_comment/edited.json", edited_same)),
+            Err(Ignored::NoCommand)
+        );
+        assert_eq!(
+            kind(event(
+                "issue_comment/deleted.json",
+                comment("/backspace fix")
+            )),
+            Err(Ignored::NotActedOn)
+        );
+        assert_eq!(
+            kind(event("issues/opened.json", |_| {})),
+            Err(Ignored::NotActedOn)
+        );
+        assert_eq!(
+            kind(event("issues/labeled.json", |_| {})),
+            Err(Ignored::OtherLabel)
+        );
+        assert_eq!(
+            kind(event("issues/labeled.json", |v| v["action"] = json!("closed"))),
+            Ok(JobKind::Cancel)
+        );
+        assert_eq!(
+            kind(event("installation/created.json", |_| {})),
+            Err(Ignored::NotActedOn)
+        );
+        assert_eq!(
+            kind(event("ping/ping.json", |_| {})),
+            Err(Ignored::NotActedOn)
+        );
+    }
+
+    #[test]
+    fn a_body_of_exactly_the_limit_is_read() {
+        let body = format!("/backspace fix\n\n{}", "é".repeat(MAX_BODY_CHARS - 16));
+        assert_eq!(body.chars().count(), MAX_BODY_CHARS);
+        assert!(matches!(
+            decide(&event("issue_comment/created.json", comment(&body)), &ctx()),
+            Decision::Job(_)
+        ));
+    }
+
+    #[test]
+    fn the_label_runs_with_the_title_and_body_as_prompt() {
+        let e = event("issues/labeled.json", |v| {
+            v["label"]["name"] = json!("backspace");
+            v["issue"]["title"] = json!("Signup form accepts empty email");
+            v["issue"]["body"] = json!("Add validation.");
+        });
+        let j = job(decide(&e, &ctx()));
+        assert_eq!(j.kind, JobKind::Run);
+        assert_eq!(j.source, JobSource::Label);
+        assert_eq!(
+            j.prompt,
+            "Signup form accepts empty email\n\nAdd validation."
+        );
+        assert_eq!(j.comment_id, None);
+        let custom = TriggerContext {
+            label: "ai".into(),
+            ..ctx()
+        };
+        assert_eq!(decide(&e, &custom), Decision::Ignore(Ignored::OtherLabel));
+        let by_bot = event("issues/labeled.json", |v| {
+            v["label"]["name"] = json!("backspace");
+            v["sender"]["type"] = json!("Bot");
+        });
+        assert_eq!(decide(&by_bot, &ctx()), Decision::Ignore(Ignored::Bot));
+    }
+
+    #[test]
+    fn a_review_comment_iterates_with_its_file_and_line() {
+        let e = event(
+            "pull_request_review_comment/created.json",
+            comment("/backspace handle the None case here"),
+        );
+        let j = job(decide(&e, &ctx()));
+        assert_eq!(j.kind, JobKind::Iterate);
+        assert_eq!(j.source, JobSource::ReviewComment);
+        assert!(j.is_pull_request);
+        assert_eq!(j.context["review_comment"]["path"], "README.md");
+        assert!(j.context["review_comment"]["diff_hunk"].is_string());
+    }
+
+    #[test]
+    fn a_closed_pull_request_cancels_its_jobs() {
+        let e = event("pull_request/opened.json", |v| {
+            v["action"] = json!("closed")
+        });
+        let j = job(decide(&e, &ctx()));
+        assert_eq!(
+            (j.kind, j.source, j.is_pull_request),
+            (JobKind::Cancel, JobSource::Closed, true)
+        );
+        assert!(authorize(j.kind, j.source, None));
+    }
+
+    #[test]
+    fn only_write_maintain_and_admin_start_runs_and_unknown_fails_closed() {
+        use Permission::*;
+        for (p, ok) in [
+            (Admin, true),
+            (Maintain, true),
+            (Write, true),
+            (Triage, false),
+            (Read, false),
+            (Permission::None, false),
+        ] {
+            assert_eq!(
+                authorize(JobKind::Run, JobSource::Comment, Some(p)),
+                ok,
+                "{p:?}"
+            );
+            assert_eq!(
+                authorize(JobKind::Cancel, JobSource::Comment, Some(p)),
+                ok,
+                "{p:?}"
+            );
+        }
+        assert!(!authorize(JobKind::Run, JobSource::Comment, Option::None));
+        assert_eq!(Permission::from_github("maintain"), Maintain);
+        assert_eq!(Permission::from_github("something-new"), Permission::None);
+    }
+}

@@ -1,1 +1,416 @@
-//! (to be written)
+//! Pure: a verified delivery (event name + body) → a typed domain event, or `None` for the events
+//! and actions Backspace does not act on. Bad JSON is an error naming the field that failed.
+
+pub mod payload;
+pub mod signature;
+
+use serde::de::DeserializeOwned;
+
+pub use payload::{Account, Envelope, Repository};
+
+/// What a delivery is about, for the deliveries table, read from any event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryMeta {
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentAction {
+    Created,
+    /// The body before the edit, when GitHub sent it.
+    Edited {
+        previous_body: Option<String>,
+    },
+    Deleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueAction {
+    Labeled { label: String },
+    Opened,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallationAction {
+    Created,
+    Deleted,
+    Suspend,
+    Unsuspend,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoriesAction {
+    Added,
+    Removed,
+}
+
+/// A typed webhook event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    Ping {
+        zen: Option<String>,
+        hook_id: Option<u64>,
+        app_id: Option<u64>,
+    },
+    IssueComment {
+        action: CommentAction,
+        installation_id: Option<u64>,
+        repository: Repository,
+        issue: payload::Issue,
+        comment: payload::Comment,
+        sender: Account,
+    },
+    Issues {
+        action: IssueAction,
+        installation_id: Option<u64>,
+        repository: Repository,
+        issue: payload::Issue,
+        sender: Account,
+    },
+    PullRequestClosed {
+        installation_id: Option<u64>,
+        repository: Repository,
+        pull_request: payload::PullRequest,
+        sender: Account,
+    },
+    ReviewCommentCreated {
+        installation_id: Option<u64>,
+        repository: Repository,
+        pull_request: payload::PullRequest,
+        comment: payload::ReviewComment,
+        sender: Account,
+    },
+    Installation {
+        action: InstallationAction,
+        installation: payload::Installation,
+        repositories: Vec<String>,
+        sender: Account,
+    },
+    InstallationRepositories {
+        action: RepositoriesAction,
+        installation: payload::Installation,
+        added: Vec<String>,
+        removed: Vec<String>,
+        sender: Account,
+    },
+}
+
+/// A body that is not the JSON its event promises. `path` names the field that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {event} payload at `{path}`: {message}")]
+pub struct PayloadError {
+    pub event: String,
+    pub path: String,
+    pub message: String,
+}
+
+fn decode<T: DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, PayloadError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        PayloadError {
+            event: event.to_owned(),
+            path: if path.is_empty() { ".".into() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    de.end().map_err(|e| PayloadError {
+        event: event.to_owned(),
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+/// The action, installation and repository of any delivery (also of events not acted on).
+pub fn envelope(event: &str, body: &[u8]) -> Result<DeliveryMeta, PayloadError> {
+    let e: Envelope = decode(event, body)?;
+    Ok(DeliveryMeta {
+        action: e.action,
+        installation_id: e.installation.map(|i| i.id),
+        repository: e.repository.map(|r| r.full_name),
+    })
+}
+
+/// Parses a delivery. `Ok(None)`: an event or action Backspace ignores.
+pub fn parse(
+    event: &str,
+    action: Option<&str>,
+    body: &[u8],
+) -> Result<Option<WebhookEvent>, PayloadError> {
+    let parsed = match (event, action) {
+        ("ping", _) => {
+            let p: payload::PingPayload = decode(event, body)?;
+            WebhookEvent::Ping {
+                zen: p.zen,
+                hook_id: p.hook_id,
+                app_id: p.hook.and_then(|h| h.app_id),
+            }
+        }
+        ("issue_comment", Some("created" | "edited" | "deleted")) => {
+            let p: payload::IssueCommentPayload = decode(event, body)?;
+            let action = match p.action.as_str() {
+                "created" => CommentAction::Created,
+                "edited" => CommentAction::Edited {
+                    previous_body: p.changes.and_then(|c| c.body).map(|b| b.from),
+                },
+                _ => CommentAction::Deleted,
+            };
+            WebhookEvent::IssueComment {
+                action,
+                installation_id: p.installation.map(|i| i.id),
+                repository: p.repository,
+                issue: p.issue,
+                comment: p.comment,
+                sender: p.sender,
+            }
+        }
+        ("issues", Some("labeled" | "opened" | "closed")) => {
+            let p: payload::IssuesPayload = decode(event, body)?;
+            let action = match p.action.as_str() {
+                "labeled" => IssueAction::Labeled {
+                    label: p.label.map(|l| l.name).ok_or_else(|| PayloadError {
+                        event: event.to_owned(),
+                        path: "label".into(),
+                        message: "missing field `label` on a labeled event".into(),
+                    })?,
+                },
+                "opened" => IssueAction::Opened,
+                _ => IssueAction::Closed,
+            };
+            WebhookEvent::Issues {
+                action,
+                installation_id: p.installation.map(|i| i.id),
+                repository: p.repository,
+                issue: p.issue,
+                sender: p.sender,
+            }
+        }
+        ("pull_request", Some("closed")) => {
+            let p: payload::PullRequestPayload = decode(event, body)?;
+            WebhookEvent::PullRequestClosed {
+                installation_id: p.installation.map(|i| i.id),
+                repository: p.repository,
+                pull_request: p.pull_request,
+                sender: p.sender,
+            }
+        }
+        ("pull_request_review_comment", Some("created")) => {
+            let p: payload::ReviewCommentPayload = decode(event, body)?;
+            WebhookEvent::ReviewCommentCreated {
+                installation_id: p.installation.map(|i| i.id),
+                repository: p.repository,
+                pull_request: p.pull_request,
+                comment: p.comment,
+                sender: p.sender,
+            }
+        }
+        ("installation", Some("created" | "deleted" | "suspend" | "unsuspend")) => {
+            let p: payload::InstallationPayload = decode(event, body)?;
+            let action = match p.action.as_str() {
+                "created" => InstallationAction::Created,
+                "deleted" => InstallationAction::Deleted,
+                "suspend" => InstallationAction::Suspend,
+                _ => InstallationAction::Unsuspend,
+            };
+            WebhookEvent::Installation {
+                action,
+                installation: p.installation,
+                repositories: p
+                    .repositories
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.full_name)
+                    .collect(),
+                sender: p.sender,
+            }
+        }
+        ("installation_repositories", Some("added" | "removed")) => {
+            let p: payload::InstallationRepositoriesPayload = decode(event, body)?;
+            WebhookEvent::InstallationRepositories {
+                action: if p.action == "added" {
+                    RepositoriesAction::Added
+                } else {
+                    RepositoriesAction::Removed
+                },
+                installation: p.installation,
+                added: p
+                    .repositories_added
+                    .into_iter()
+                    .map(|r| r.full_name)
+                    .collect(),
+                removed: p
+                    .repositories_removed
+                    .into_iter()
+                    .map(|r| r.full_name)
+                    .collect(),
+                sender: p.sender,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(parsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::shared_fixture;
+
+    fn fixture_event(event: &str, file: &str) -> WebhookEvent {
+        let body = shared_fixture(&format!("webhooks/{event}/{file}"));
+        let meta = envelope(event, &body).unwrap();
+        parse(event, meta.action.as_deref(), &body)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .unwrap_or_else(|| panic!("{file}: ignored"))
+    }
+
+    #[test]
+    fn every_fixture_parses_into_its_domain_event() {
+        match fixture_event("issue_comment", "created.json") {
+            WebhookEvent::IssueComment {
+                action: CommentAction::Created,
+                repository,
+                issue,
+                comment,
+                sender,
+                installation_id,
+            } => {
+                assert_eq!(repository.full_name, "Codertocat/Hello-World");
+                assert_eq!(issue.number, 1);
+                assert_eq!(comment.id, 492700400);
+                assert_eq!(sender.login, "Codertocat");
+                assert!(!sender.is_bot());
+                assert_eq!(installation_id, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fixture_event("issue_comment", "created.with-installation.json"),
+            WebhookEvent::IssueComment {
+                installation_id: Some(_),
+                ..
+            }
+        ));
+        match fixture_event("issue_comment", "edited.json") {
+            WebhookEvent::IssueComment {
+                action: CommentAction::Edited { previous_body },
+                ..
+            } => {
+                assert_eq!(
+                    previous_body.as_deref(),
+                    Some("You are totally right! I'll get this fixed right away.")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fixture_event("issue_comment", "deleted.json"),
+            WebhookEvent::IssueComment {
+                action: CommentAction::Deleted,
+                ..
+            }
+        ));
+        match fixture_event("issues", "labeled.json") {
+            WebhookEvent::Issues {
+                action: IssueAction::Labeled { label },
+                ..
+            } => assert_eq!(label, "bug"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fixture_event("issues", "opened.json"),
+            WebhookEvent::Issues {
+                action: IssueAction::Opened,
+                ..
+            }
+        ));
+        match fixture_event("pull_request_review_comment", "created.json") {
+            WebhookEvent::ReviewCommentCreated {
+                comment,
+                pull_request,
+                ..
+            } => {
+                assert_eq!(comment.path, "README.md");
+                assert_eq!(pull_request.number, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        match fixture_event("installation", "created.json") {
+            WebhookEvent::Installation {
+                action: InstallationAction::Created,
+                repositories,
+                ..
+            } => {
+                assert!(!repositories.is_empty())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fixture_event("installation", "deleted.json"),
+            WebhookEvent::Installation {
+                action: InstallationAction::Deleted,
+                ..
+            }
+        ));
+        match fixture_event("installation_repositories", "added.json") {
+            WebhookEvent::InstallationRepositories {
+                action: RepositoriesAction::Added,
+                added,
+                ..
+            } => assert!(!added.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        match fixture_event("installation_repositories", "removed.json") {
+            WebhookEvent::InstallationRepositories {
+                action: RepositoriesAction::Removed,
+                removed,
+                ..
+            } => assert!(!removed.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fixture_event("ping", "ping.json"),
+            WebhookEvent::Ping { app_id: None, .. }
+        ));
+        assert!(matches!(
+            fixture_event("ping", "with-app_id.json"),
+            WebhookEvent::Ping {
+                app_id: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn other_events_and_actions_are_ignored() {
+        let body = shared_fixture("webhooks/pull_request/opened.json");
+        assert_eq!(parse("pull_request", Some("opened"), &body), Ok(None));
+        assert_eq!(parse("push", None, b"{}"), Ok(None));
+        assert_eq!(parse("issue_comment", Some("pinned"), b"{}"), Ok(None));
+    }
+
+    #[test]
+    fn a_payload_missing_a_field_names_it() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&shared_fixture("webhooks/issue_comment/created.json")).unwrap();
+        v["comment"].as_object_mut().unwrap().remove("id");
+        let body = serde_json::to_vec(&v).unwrap();
+        let err = parse("issue_comment", Some("created"), &body).unwrap_err();
+        assert_eq!(err.path, "comment");
+        assert!(err.message.contains("id"), "{err}");
+        v["comment"]["id"] = serde_json::json!("not a number");
+        let err = parse(
+            "issue_comment",
+            Some("created"),
+            &serde_json::to_vec(&v).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "comment.id");
+        let err = envelope("issue_comment", b"{not json").unwrap_err();
+        assert!(err.message.contains("key must be a string"), "{err}");
+    }
+}
