@@ -1,1 +1,174 @@
-//! (to be written)
+//! The job store: deliveries, jobs and run events in SQLite (default) or Postgres, through sqlx's
+//! `Any` driver so that one set of queries and one set of migrations serves both.
+
+mod deliveries;
+mod events;
+mod jobs;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
+pub use events::StoredEvent;
+pub use jobs::{Job, JobCounts};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the job store is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("job store query failed: {0}")]
+    Query(#[source] sqlx::Error),
+    #[error("migrating the job store failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is not readable ({what}): {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("DATABASE_URL must start with sqlite: or postgres:")]
+    UnknownScheme,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the store itself is down (as opposed to a bad query or row): ingress answers 503
+    /// so that GitHub redelivers later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creating a SQLite file if needed, and applies the migrations.
+    pub async fn connect(url: &SecretString) -> Result<Store, StoreError> {
+        Self::connect_with(url, Duration::from_secs(10)).await
+    }
+
+    pub async fn connect_with(
+        url: &SecretString,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let raw = url.expose_secret();
+        let (backend, url) = if raw.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(raw))
+        } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+            (Backend::Postgres, raw.to_owned())
+        } else {
+            return Err(StoreError::UnknownScheme);
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(acquire_timeout);
+        let options = match backend {
+            // SQLite has one writer: one connection queues writers fairly in the pool instead of
+            // spinning in SQLite's busy handler. It is never closed, so `sqlite::memory:` lives.
+            Backend::Sqlite => options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => options.max_connections(10),
+        };
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers when the store answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `sqlite://backspace.db` → the same with `mode=rwc`, so a missing file is created.
+fn sqlite_url(raw: &str) -> String {
+    if raw.contains(":memory:") || raw.contains("mode=") {
+        return raw.to_owned();
+    }
+    let sep = if raw.contains('?') { '&' } else { '?' };
+    format!("{raw}{sep}mode=rwc")
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn opt_u64(row: &AnyRow, col: &str) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = row.try_get(col)?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_missing_files() {
+        assert_eq!(
+            sqlite_url("sqlite://backspace.db"),
+            "sqlite://backspace.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url("sqlite://x.db?cache=shared"),
+            "sqlite://x.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(sqlite_url("sqlite://x.db?mode=ro"), "sqlite://x.db?mode=ro");
+    }
+}

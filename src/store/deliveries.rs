@@ -1,0 +1,217 @@
+//! Deliveries: each verified delivery is written once, with what it caused (a job, an
+//! installation change, or nothing), in one transaction, before ingress answers.
+
+use std::collections::BTreeSet;
+
+use sqlx::Row;
+
+use super::{jobs, now_ms, to_i64, Store, StoreError};
+use crate::job::JobRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+    pub repository: Option<String>,
+}
+
+/// An installation created, deleted, suspended or unsuspended, or repositories added or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationChange {
+    pub id: u64,
+    pub account: String,
+    /// `active`, `suspended` or `deleted`; `None` keeps the stored state.
+    pub state: Option<&'static str>,
+    /// The whole list (on `created`), replacing what was stored.
+    pub repositories: Option<Vec<String>>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// What a delivery causes besides being recorded.
+#[derive(Debug, Clone, Copy)]
+pub enum DeliveryEffect<'a> {
+    /// Recorded only; the reason is kept in `outcome`.
+    Nothing {
+        reason: &'a str,
+    },
+    Job(&'a JobRequest),
+    Installation(&'a InstallationChange),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Stored {
+        job_id: Option<String>,
+        /// Jobs cancelled because their installation went away.
+        cancelled_jobs: u64,
+    },
+    /// This delivery id was stored before: nothing new was written.
+    Duplicate,
+}
+
+impl Store {
+    /// Stores a delivery and its effect in one transaction. A delivery id seen before writes
+    /// nothing and answers `Duplicate`, also when many copies race.
+    pub async fn record_delivery(
+        &self,
+        d: &NewDelivery,
+        effect: DeliveryEffect<'_>,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        let now = now_ms();
+        let outcome = match effect {
+            DeliveryEffect::Nothing { reason } => format!("ignored: {reason}"),
+            DeliveryEffect::Job(_) => "queued".to_owned(),
+            DeliveryEffect::Installation(_) => "recorded".to_owned(),
+        };
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository, received_at, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (delivery_id) DO NOTHING",
+        )
+        .bind(&d.delivery_id)
+        .bind(&d.event)
+        .bind(d.action.as_deref())
+        .bind(d.installation_id.map(to_i64))
+        .bind(d.repository.as_deref())
+        .bind(now)
+        .bind(&outcome)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(DeliveryOutcome::Duplicate);
+        }
+        let mut job_id = None;
+        let mut cancelled_jobs = 0;
+        match effect {
+            DeliveryEffect::Nothing { .. } => {}
+            DeliveryEffect::Job(job) => {
+                job_id = Some(jobs::insert_job(&mut *tx, job, Some(&d.delivery_id), now).await?);
+            }
+            DeliveryEffect::Installation(change) => {
+                cancelled_jobs = apply_installation_change(&mut tx, change, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(DeliveryOutcome::Stored {
+            job_id,
+            cancelled_jobs,
+        })
+    }
+
+    /// The stored state of an installation (`active`, `suspended`, `deleted`) and its
+    /// repositories.
+    pub async fn installation(&self, id: u64) -> Result<Option<(String, Vec<String>)>, StoreError> {
+        let row = sqlx::query("SELECT state, repositories FROM installations WHERE id = $1")
+            .bind(to_i64(id))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let state: String = r.try_get("state")?;
+            let repos: String = r.try_get("repositories")?;
+            let repos = serde_json::from_str(&repos).map_err(|e| StoreError::Corrupt {
+                what: "installations.repositories",
+                detail: e.to_string(),
+            })?;
+            Ok((state, repos))
+        })
+        .transpose()
+    }
+
+    /// How many deliveries are stored (tests and metrics).
+    pub async fn delivery_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM deliveries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+async fn apply_installation_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    change: &InstallationChange,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let id = to_i64(change.id);
+    let stored = sqlx::query("SELECT state, repositories FROM installations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (old_state, old_repos) = match stored {
+        Some(r) => {
+            let repos: String = r.try_get("repositories")?;
+            (
+                r.try_get::<String, _>("state")?,
+                serde_json::from_str::<Vec<String>>(&repos).unwrap_or_default(),
+            )
+        }
+        None => ("active".to_owned(), Vec::new()),
+    };
+    let mut repos: BTreeSet<String> = match &change.repositories {
+        Some(all) => all.iter().cloned().collect(),
+        None => old_repos.into_iter().collect(),
+    };
+    repos.extend(change.added.iter().cloned());
+    for r in &change.removed {
+        repos.remove(r);
+    }
+    let state = change.state.unwrap_or(old_state.as_str()).to_owned();
+    let repos_json = serde_json::to_string(&repos.into_iter().collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO installations (id, account, state, repositories, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET account = excluded.account, state = excluded.state,
+             repositories = excluded.repositories, updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(&change.account)
+    .bind(&state)
+    .bind(&repos_json)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+
+    let mut cancelled = 0;
+    if state != "active" {
+        let reason =
+            serde_json::json!({ "reason": format!("the installation was {state}") }).to_string();
+        cancelled = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', result = $1, finished_at = $2, updated_at = $2
+             WHERE installation_id = $3 AND state = 'queued'",
+        )
+        .bind(&reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE installation_id = $2 AND state = 'running'")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    // Removed repositories lose their queued jobs too.
+    for repo in &change.removed {
+        cancelled += sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', result = $1, finished_at = $2, updated_at = $2
+             WHERE installation_id = $3 AND repository = $4 AND state = 'queued'",
+        )
+        .bind(
+            serde_json::json!({ "reason": "the repository was removed from the installation" })
+                .to_string(),
+        )
+        .bind(now)
+        .bind(id)
+        .bind(repo)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(cancelled)
+}
