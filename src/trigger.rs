@@ -63,6 +63,8 @@ impl Ignored {
     }
 }
 
+// One decision per delivery, never collected: boxing the job would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Job(JobRequest),

@@ -47,7 +47,8 @@ pub enum RepositoriesAction {
     Removed,
 }
 
-/// A typed webhook event.
+/// A typed webhook event. One per delivery, never collected, so the variants stay unboxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookEvent {
     Ping {

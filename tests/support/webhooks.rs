@@ -1,1 +1,100 @@
-//! (to be written)
+//! Signed webhook deliveries built from GitHub's own payload examples in `../shared/fixtures`,
+//! and a router over a real store to send them to.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use backspace::server::{router, AppState};
+use backspace::store::Store;
+use backspace::trigger::TriggerContext;
+use backspace::webhook::signature::{sign, WebhookSecrets};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "test-webhook-secret";
+
+/// `shared/` beside the repository, or `BACKSPACE_SHARED_DIR`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("BACKSPACE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = shared_dir().join("fixtures").join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A fixture with edits applied, as compact JSON.
+pub fn fixture_with(rel: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture(rel)).expect("fixture is JSON");
+    edit(&mut v);
+    serde_json::to_vec(&v).expect("JSON")
+}
+
+/// A delivery as GitHub sends it, signed with `SECRET`.
+pub fn delivery(event: &str, id: &str, body: Vec<u8>) -> Request<Body> {
+    let sig = sign(SECRET, &body);
+    Request::post("/api/github/webhooks")
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", id)
+        .header("x-hub-signature-256", sig)
+        .body(Body::from(body))
+        .expect("request")
+}
+
+pub fn secrets(list: &[&str]) -> WebhookSecrets {
+    WebhookSecrets::new(
+        list.iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect(),
+    )
+}
+
+/// The real router over a real store.
+pub struct Ingress {
+    pub state: AppState,
+    pub router: Router,
+}
+
+impl Ingress {
+    pub fn new(store: Store) -> Self {
+        Self::with_secrets(store, &[SECRET])
+    }
+
+    pub fn with_secrets(store: Store, list: &[&str]) -> Self {
+        let ctx = TriggerContext {
+            bot_login: Some("backspace-test[bot]".into()),
+            ..Default::default()
+        };
+        let state = AppState::new(store, secrets(list), ctx);
+        Ingress {
+            router: router(state.clone()),
+            state,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.state.store()
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when not JSON).
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router answers");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
