@@ -402,6 +402,31 @@ async fn a_stopped_store_answers_503_so_github_redelivers() {
 }
 
 #[tokio::test]
+async fn a_postgres_outage_answers_503_and_the_redelivery_is_stored_after_it() {
+    let Some(t) = db::postgres().await else {
+        return;
+    };
+    let name = t.pg_database.clone().unwrap();
+    let ingress = Ingress::new(t.store.clone());
+    db::pg_outage(&name).await;
+    let (status, _) = ingress
+        .send(delivery("issue_comment", "d-1", comment("/backspace fix")))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (health, _) = ingress
+        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(health, StatusCode::SERVICE_UNAVAILABLE);
+    db::pg_recover(&name).await;
+    // GitHub redelivers with the same id: stored now, exactly once.
+    let (status, body) = ingress
+        .send(delivery("issue_comment", "d-1", comment("/backspace fix")))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(t.store.job_counts().await.unwrap().queued, 1);
+}
+
+#[tokio::test]
 async fn health_is_ok_when_the_store_answers() {
     let t = db::sqlite().await;
     let ingress = Ingress::new(t.store.clone());

@@ -68,7 +68,7 @@ pub struct Store {
 impl Store {
     /// Connects, creating a SQLite file if needed, and applies the migrations.
     pub async fn connect(url: &SecretString) -> Result<Store, StoreError> {
-        Self::connect_with(url, Duration::from_secs(10)).await
+        Self::connect_with(url, Duration::from_secs(3)).await
     }
 
     pub async fn connect_with(

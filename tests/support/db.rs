@@ -8,6 +8,8 @@ use secrecy::SecretString;
 pub struct TestStore {
     pub store: Store,
     pub url: SecretString,
+    /// The database's name on the Postgres server (None for SQLite).
+    pub pg_database: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -23,6 +25,7 @@ pub async fn sqlite() -> TestStore {
     TestStore {
         store,
         url,
+        pg_database: None,
         _dir: Some(dir),
     }
 }
@@ -39,23 +42,16 @@ pub async fn postgres() -> Option<TestStore> {
         return None;
     };
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    {
-        use sqlx::Connection;
-        let mut admin = sqlx::PgConnection::connect(&base)
-            .await
-            .expect("postgres server");
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        admin.close().await.ok();
-    }
+    pg_admin(&format!("CREATE DATABASE {name}")).await;
     let (prefix, _) = base.rsplit_once('/').expect("a URL with a database name");
     let url = SecretString::from(format!("{prefix}/{name}"));
-    let store = Store::connect(&url).await.expect("postgres store");
+    let store = Store::connect_with(&url, std::time::Duration::from_secs(1))
+        .await
+        .expect("postgres store");
     Some(TestStore {
         store,
         url,
+        pg_database: Some(name),
         _dir: None,
     })
 }
@@ -67,4 +63,31 @@ pub async fn all() -> Vec<(&'static str, TestStore)> {
         v.push(("postgres", pg));
     }
     v
+}
+
+/// Runs one statement on the Postgres server's admin database.
+pub async fn pg_admin(sql: &str) {
+    use sqlx::Connection;
+    let base = std::env::var("BACKSPACE_TEST_POSTGRES_URL").expect("BACKSPACE_TEST_POSTGRES_URL");
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("postgres server");
+    sqlx::raw_sql(sql)
+        .execute(&mut admin)
+        .await
+        .expect("admin statement");
+    admin.close().await.ok();
+}
+
+/// Takes a test database down for real: no new connections, existing ones killed.
+pub async fn pg_outage(db: &str) {
+    pg_admin(&format!(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .await;
+}
+
+pub async fn pg_recover(db: &str) {
+    pg_admin(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
 }
