@@ -8,6 +8,7 @@ pub mod command;
 pub mod config;
 pub mod github;
 pub mod job;
+pub mod progress;
 pub mod run_event;
 pub mod runner;
 pub mod sandbox;
