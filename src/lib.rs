@@ -9,6 +9,7 @@ pub mod config;
 pub mod github;
 pub mod job;
 pub mod progress;
+pub mod repo_settings;
 pub mod run_event;
 pub mod runner;
 pub mod sandbox;
