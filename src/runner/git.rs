@@ -1,0 +1,321 @@
+//! Host-side git: clone, branch, commit and push in a clone the host owns.
+//!
+//! The installation token is passed per command through `GIT_CONFIG_*` environment variables (an
+//! `http.extraHeader`), so it is never written into `.git/config`, never on a command line that
+//! `ps` shows, and never in a URL. Hooks and fsmonitor are off for every command, and the user's
+//! global and system git configuration are not read.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("could not start git: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("git {command} failed: {stderr}")]
+    Failed { command: String, stderr: String },
+}
+
+/// Who commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// A clone the host owns.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+}
+
+fn auth_env(token: Option<&SecretString>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+        ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+        ("GIT_CONFIG_GLOBAL".into(), "/dev/null".into()),
+    ];
+    if let Some(token) = token {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("x-access-token:{}", token.expose_secret()));
+        env.extend([
+            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+            (
+                "GIT_CONFIG_VALUE_0".into(),
+                format!("Authorization: Basic {basic}"),
+            ),
+        ]);
+    }
+    env
+}
+
+/// Removes any trace of the token from text that may end up in an error or a log.
+fn redact(text: &str, token: Option<&SecretString>) -> String {
+    let mut out = text.to_owned();
+    if let Some(t) = token {
+        let secret = t.expose_secret();
+        if !secret.is_empty() {
+            out = out.replace(secret, "[redacted]");
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("x-access-token:{secret}"));
+            out = out.replace(&basic, "[redacted]");
+        }
+    }
+    out
+}
+
+async fn run_git(
+    dir: Option<&Path>,
+    args: &[&str],
+    token: Option<&SecretString>,
+) -> Result<String, GitError> {
+    let mut cmd = Command::new("git");
+    cmd.args([
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "advice.detachedHead=false",
+    ]);
+    cmd.args(args);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    for (k, v) in auth_env(token) {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = cmd.output().await?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let verb = args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .copied()
+            .unwrap_or("command");
+        Err(GitError::Failed {
+            command: verb.to_owned(),
+            stderr: redact(String::from_utf8_lossy(&out.stderr).trim(), token),
+        })
+    }
+}
+
+impl Repo {
+    /// Clones `url` into `dest` (which must not exist or be empty), at `branch` if given.
+    pub async fn clone(
+        url: &str,
+        dest: &Path,
+        token: Option<&SecretString>,
+        branch: Option<&str>,
+    ) -> Result<Repo, GitError> {
+        let dest_str = dest.to_string_lossy().into_owned();
+        let mut args = vec!["clone", "--no-tags", "--quiet"];
+        if let Some(b) = branch {
+            args.extend(["--branch", b]);
+        }
+        args.extend(["--", url, &dest_str]);
+        run_git(None, &args, token).await?;
+        Ok(Repo {
+            dir: dest.to_path_buf(),
+        })
+    }
+
+    /// A repository the host already has (the local `backspace run`).
+    pub fn open(dir: &Path) -> Repo {
+        Repo {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        run_git(Some(&self.dir), args, None).await
+    }
+
+    pub async fn head(&self) -> Result<String, GitError> {
+        Ok(self.git(&["rev-parse", "HEAD"]).await?.trim().to_owned())
+    }
+
+    pub async fn current_branch(&self) -> Result<String, GitError> {
+        Ok(self
+            .git(&["rev-parse", "--abbrev-ref", "HEAD"])
+            .await?
+            .trim()
+            .to_owned())
+    }
+
+    /// Creates `name` at HEAD and switches to it.
+    pub async fn create_branch(&self, name: &str) -> Result<(), GitError> {
+        self.git(&["checkout", "--quiet", "-b", name])
+            .await
+            .map(drop)
+    }
+
+    /// Whether the remote `origin` has the branch.
+    pub async fn remote_has_branch(
+        &self,
+        name: &str,
+        token: Option<&SecretString>,
+    ) -> Result<bool, GitError> {
+        let refname = format!("refs/heads/{name}");
+        let out = run_git(
+            Some(&self.dir),
+            &["ls-remote", "--heads", "origin", &refname],
+            token,
+        )
+        .await?;
+        Ok(!out.trim().is_empty())
+    }
+
+    /// Paths that differ from HEAD (new, changed, deleted), sorted.
+    pub async fn changed_files(&self) -> Result<Vec<String>, GitError> {
+        let out = self
+            .git(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])
+            .await?;
+        let mut files = Vec::new();
+        let mut entries = out.split('\0');
+        while let Some(entry) = entries.next() {
+            if entry.len() < 4 {
+                continue;
+            }
+            let (status, path) = entry.split_at(3);
+            // A rename is followed by its old path.
+            if status.starts_with('R') || status.starts_with('C') {
+                entries.next();
+            }
+            files.push(path.to_owned());
+        }
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
+    /// Stages everything and commits. `None` when there was nothing to commit.
+    pub async fn commit_all(
+        &self,
+        message: &str,
+        author: &Identity,
+    ) -> Result<Option<String>, GitError> {
+        self.git(&["add", "--all"]).await?;
+        if self.git(&["diff", "--cached", "--quiet"]).await.is_ok() {
+            return Ok(None);
+        }
+        let name = format!("user.name={}", author.name);
+        let email = format!("user.email={}", author.email);
+        self.git(&[
+            "-c",
+            &name,
+            "-c",
+            &email,
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            message,
+        ])
+        .await?;
+        Ok(Some(self.head().await?))
+    }
+
+    /// Pushes HEAD to `branch` on origin. Never forced: a branch that moved on is an error.
+    pub async fn push(&self, branch: &str, token: Option<&SecretString>) -> Result<(), GitError> {
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        run_git(
+            Some(&self.dir),
+            &["push", "--quiet", "origin", &refspec],
+            token,
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// `backspace/<number>-<slug of the request>`: lowercase ASCII, at most 40 characters of slug.
+pub fn branch_name(number: Option<u64>, prompt: &str) -> String {
+    let mut slug = String::new();
+    for c in prompt.chars() {
+        if slug.len() >= 40 {
+            break;
+        }
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let slug = if slug.is_empty() { "change" } else { slug };
+    match number {
+        Some(n) => format!("backspace/{n}-{slug}"),
+        None => format!("backspace/{slug}"),
+    }
+}
+
+/// A commit message: the title, the summary, and the requester as co-author.
+pub fn commit_message(title: &str, summary: &str, co_author: Option<&Identity>) -> String {
+    let mut msg = title.trim().to_owned();
+    if !summary.trim().is_empty() {
+        msg.push_str("\n\n");
+        msg.push_str(summary.trim());
+    }
+    if let Some(c) = co_author {
+        msg.push_str(&format!("\n\nCo-authored-by: {} <{}>", c.name, c.email));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_are_safe_slugs() {
+        assert_eq!(
+            branch_name(Some(12), "Add input validation to the signup form!"),
+            "backspace/12-add-input-validation-to-the-signup-form"
+        );
+        assert_eq!(
+            branch_name(Some(3), "../../etc/passwd; rm -rf"),
+            "backspace/3-etc-passwd-rm-rf"
+        );
+        assert_eq!(branch_name(None, "日本語"), "backspace/change");
+        let long = branch_name(Some(1), &"word ".repeat(30));
+        assert!(long.len() <= "backspace/1-".len() + 41, "{long}");
+    }
+
+    #[test]
+    fn the_token_never_reaches_an_error() {
+        let t = SecretString::from("ghs_supersecret".to_string());
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("x-access-token:ghs_supersecret");
+        let text = format!("fatal: ghs_supersecret and {basic}");
+        let r = redact(&text, Some(&t));
+        assert!(!r.contains("ghs_supersecret") && !r.contains(&basic), "{r}");
+    }
+
+    #[test]
+    fn the_requester_is_a_co_author() {
+        let m = commit_message(
+            "Add validation",
+            "Checks emails.",
+            Some(&Identity {
+                name: "alice".into(),
+                email: "1+alice@users.noreply.github.com".into(),
+            }),
+        );
+        assert_eq!(m, "Add validation\n\nChecks emails.\n\nCo-authored-by: alice <1+alice@users.noreply.github.com>");
+    }
+}
