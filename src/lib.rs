@@ -9,6 +9,7 @@ pub mod config;
 pub mod github;
 pub mod job;
 pub mod progress;
+pub mod redact;
 pub mod repo_settings;
 pub mod run_event;
 pub mod runner;
