@@ -66,8 +66,7 @@ impl Store {
             DeliveryEffect::Job(_) => "queued".to_owned(),
             DeliveryEffect::Installation(_) => "recorded".to_owned(),
         };
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository, received_at, outcome)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (delivery_id) DO NOTHING",
@@ -78,10 +77,21 @@ impl Store {
         .bind(d.installation_id.map(to_i64))
         .bind(d.repository.as_deref())
         .bind(now)
-        .bind(&outcome)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .bind(&outcome);
+        // Most deliveries cause nothing: one statement, no transaction round trips.
+        if let DeliveryEffect::Nothing { .. } = effect {
+            let inserted = insert.execute(&self.pool).await?.rows_affected();
+            return Ok(if inserted == 0 {
+                DeliveryOutcome::Duplicate
+            } else {
+                DeliveryOutcome::Stored {
+                    job_id: None,
+                    cancelled_jobs: 0,
+                }
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert.execute(&mut *tx).await?.rows_affected();
         if inserted == 0 {
             tx.rollback().await?;
             return Ok(DeliveryOutcome::Duplicate);
