@@ -44,3 +44,54 @@ pub trait Workspace: Send + Sync {
     /// Writes (creates or replaces) a file, creating parent directories.
     async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), WorkspaceError>;
 }
+
+/// The real workspace: the run's Docker sandbox.
+#[async_trait]
+impl Workspace for crate::sandbox::Sandbox {
+    async fn exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+        output_cap: usize,
+    ) -> Result<CommandOutput, WorkspaceError> {
+        use crate::sandbox::{ExecOutcome, ExecSpec};
+        let spec = ExecSpec::new(command)
+            .timeout(timeout.max(Duration::from_secs(1)))
+            .output_cap(output_cap);
+        let out = crate::sandbox::Sandbox::exec(self, spec)
+            .await
+            .map_err(|e| WorkspaceError::Other(e.to_string()))?;
+        let mut stderr = out.stderr;
+        if out.outcome == ExecOutcome::ProcessLimit {
+            stderr.push_str("\n[The command hit the sandbox's process limit; its processes were killed.]");
+        }
+        Ok(CommandOutput {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr,
+            timed_out: out.outcome == ExecOutcome::TimedOut,
+            out_of_memory: out.outcome == ExecOutcome::OutOfMemory,
+            duration: out.duration,
+            truncated_bytes: out.truncated_bytes,
+        })
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Vec<u8>, WorkspaceError> {
+        crate::sandbox::Sandbox::read_file(self, path)
+            .await
+            .map_err(|e| match e {
+                crate::sandbox::SandboxError::ReadFile { path, message }
+                    if message.contains("No such file") =>
+                {
+                    WorkspaceError::NotFound { path }
+                }
+                other => WorkspaceError::Other(other.to_string()),
+            })
+    }
+
+    async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), WorkspaceError> {
+        crate::sandbox::Sandbox::write_file(self, path, contents)
+            .await
+            .map_err(|e| WorkspaceError::Other(e.to_string()))
+    }
+}
