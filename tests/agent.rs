@@ -30,7 +30,10 @@ use url::Url;
 /// (`/work/wt/<name>`) finds it one more level up.
 const FIXTURES: [&str; 2] = [
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/anthropic"),
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/anthropic"),
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/anthropic"
+    ),
 ];
 
 fn fixture(name: &str) -> String {
@@ -249,7 +252,10 @@ async fn sdk_stream_fixtures_parse_into_messages() {
             .expect("recorded stream");
         assert_eq!(m.model, "claude-haiku-4-5-20251001");
         let (_, _, input) = m.tool_uses().next().expect("tool use");
-        assert_eq!(input, &json!({"location": "San Francisco, CA", "units": "f"}));
+        assert_eq!(
+            input,
+            &json!({"location": "San Francisco, CA", "units": "f"})
+        );
         assert_eq!(m.usage.input_tokens, 656);
     })
     .await
@@ -262,8 +268,13 @@ async fn partial_tool_json_at_max_tokens_is_flagged_not_fatal() {
             .await
             .expect("partial stream");
         assert_eq!(m.stop, StopKind::MaxTokens);
-        assert_eq!(m.incomplete_tool_inputs, vec!["toolu_01EKqbqmZrGRXy18eN7m9kvY".to_string()]);
-        assert!(m.text().starts_with("I'll create a comprehensive tax guide"));
+        assert_eq!(
+            m.incomplete_tool_inputs,
+            vec!["toolu_01EKqbqmZrGRXy18eN7m9kvY".to_string()]
+        );
+        assert!(m
+            .text()
+            .starts_with("I'll create a comprehensive tax guide"));
         assert_eq!(m.usage.output_tokens, 124);
     })
     .await
@@ -274,7 +285,10 @@ fn recorded_json_responses_parse() {
     let m = anthropic::parse_message(fixture("message-tool-use.nonstreaming.json").as_bytes())
         .expect("non-streaming fixture");
     assert_eq!(m.stop, StopKind::ToolUse);
-    assert_eq!(m.tool_uses().next().map(|t| t.2.clone()), Some(json!({"value": "test"})));
+    assert_eq!(
+        m.tool_uses().next().map(|t| t.2.clone()),
+        Some(json!({"value": "test"}))
+    );
     assert_eq!(m.usage.output_tokens, 76);
 
     let nock = fixture_json("recorded-ToolRunner.ts-nock.json");
@@ -296,13 +310,20 @@ fn recorded_error_bodies_name_status_type_and_message() {
     let rec = fixture_json("error-429-rate_limit.recorded.json");
     let e = anthropic::api_error(429, &rec["body"].to_string(), None);
     let text = e.to_string();
-    assert!(text.starts_with("Anthropic API returned HTTP 429 rate_limit_error: This request would exceed"), "{text}");
+    assert!(
+        text.starts_with(
+            "Anthropic API returned HTTP 429 rate_limit_error: This request would exceed"
+        ),
+        "{text}"
+    );
     assert!(text.contains("req_011CYK5mje9HkutJtmfPzzNC"));
     assert!(e.is_retryable());
 
     let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
     let e = anthropic::api_error(400, &py[1]["response"]["body"].to_string(), None);
-    assert!(e.to_string().contains("400 invalid_request_error: messages.0.content.1: unexpected `tool_use_id`"));
+    assert!(e
+        .to_string()
+        .contains("400 invalid_request_error: messages.0.content.1: unexpected `tool_use_id`"));
     assert!(!e.is_retryable());
 }
 
@@ -326,7 +347,9 @@ fn the_fakes_validator_accepts_what_the_real_api_accepted_and_refuses_what_it_re
     assert_eq!(refused.error_type, "invalid_request_error");
     assert_eq!(
         refused.message,
-        py[1]["response"]["body"]["error"]["message"].as_str().unwrap()
+        py[1]["response"]["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
     );
 }
 
@@ -339,17 +362,34 @@ async fn fake_streams_and_json_round_trip_through_the_client() {
         for stream in [true, false] {
             let reply = fa::Reply::bash("cargo test")
                 .with_text("Let me run the tests.")
-                .and_tool("str_replace_based_edit_tool", json!({"command": "view", "path": "src/lib.rs", "view_range": [1, 20]}));
-            let fake = FakeAnthropic::start(vec![reply.into(), fa::Reply::text("All done ✓").into()]).await;
+                .and_tool(
+                    "str_replace_based_edit_tool",
+                    json!({"command": "view", "path": "src/lib.rs", "view_range": [1, 20]}),
+                );
+            let fake =
+                FakeAnthropic::start(vec![reply.into(), fa::Reply::text("All done ✓").into()])
+                    .await;
             let p = anthropic_provider(&fake, stream);
-            let m = p.complete(&one_turn_request("go")).await.expect("first reply");
+            let m = p
+                .complete(&one_turn_request("go"))
+                .await
+                .expect("first reply");
             assert_eq!(m.stop, StopKind::ToolUse);
             assert_eq!(m.text(), "Let me run the tests.");
-            let calls: Vec<_> = m.tool_uses().map(|(_, n, i)| (n.to_owned(), i.clone())).collect();
-            assert_eq!(calls[0], ("bash".to_string(), json!({"command": "cargo test"})));
+            let calls: Vec<_> = m
+                .tool_uses()
+                .map(|(_, n, i)| (n.to_owned(), i.clone()))
+                .collect();
+            assert_eq!(
+                calls[0],
+                ("bash".to_string(), json!({"command": "cargo test"}))
+            );
             assert_eq!(calls[1].1["view_range"], json!([1, 20]));
             assert!(m.usage.input_tokens + m.usage.cache_creation_input_tokens > 0);
-            let m = p.complete(&one_turn_request("more")).await.expect("second reply");
+            let m = p
+                .complete(&one_turn_request("more"))
+                .await
+                .expect("second reply");
             assert_eq!(m.text(), "All done ✓");
 
             let reqs = fake.requests();
@@ -390,7 +430,11 @@ async fn overloaded_twice_then_success() {
 #[tokio::test]
 async fn an_overloaded_error_event_mid_stream_is_retried() {
     within(20, async {
-        let fake = FakeAnthropic::start(vec![Step::overloaded_mid_stream(), fa::Reply::text("ok").into()]).await;
+        let fake = FakeAnthropic::start(vec![
+            Step::overloaded_mid_stream(),
+            fa::Reply::text("ok").into(),
+        ])
+        .await;
         let m = anthropic_provider(&fake, true)
             .complete(&one_turn_request("hi"))
             .await
@@ -404,13 +448,19 @@ async fn an_overloaded_error_event_mid_stream_is_retried() {
 #[tokio::test]
 async fn rate_limit_retry_after_is_obeyed() {
     within(20, async {
-        let fake = FakeAnthropic::start(vec![Step::rate_limited(1), fa::Reply::text("ok").into()]).await;
+        let fake =
+            FakeAnthropic::start(vec![Step::rate_limited(1), fa::Reply::text("ok").into()]).await;
         let p = anthropic_provider(&fake, false);
         let started = Instant::now();
-        p.complete(&one_turn_request("hi")).await.expect("succeeds after the wait");
+        p.complete(&one_turn_request("hi"))
+            .await
+            .expect("succeeds after the wait");
         let waited = started.elapsed();
         // The client's own backoff is at most 20 ms here: only retry-after explains a second.
-        assert!(waited >= Duration::from_millis(1000), "waited only {waited:?}");
+        assert!(
+            waited >= Duration::from_millis(1000),
+            "waited only {waited:?}"
+        );
         assert!(waited < Duration::from_secs(5), "waited {waited:?}");
         assert_eq!(fake.requests().len(), 2);
     })
@@ -427,7 +477,10 @@ async fn a_lasting_500_gives_up_with_a_clear_error_and_never_leaks_the_key() {
             .expect_err("500 forever");
         let text = e.to_string();
         assert!(text.contains("gave up after 4 attempts"), "{text}");
-        assert!(text.contains("HTTP 500 api_error: Internal server error"), "{text}");
+        assert!(
+            text.contains("HTTP 500 api_error: Internal server error"),
+            "{text}"
+        );
         assert!(!text.contains("sk-ant-test-key"));
         assert!(!format!("{e:?}").contains("sk-ant-test-key"));
         assert!(e.is_unavailable());
@@ -471,8 +524,14 @@ const GREET: &str = "fn greet() -> &'static str {\n    \"hello\"\n}\n";
 /// The scripted session: view, edit, run, answer in the requested format.
 fn session_script() -> Vec<(&'static str, Value)> {
     vec![
-        ("str_replace_based_edit_tool", json!({"command": "view", "path": "/workspace/src/lib.rs"})),
-        ("str_replace_based_edit_tool", json!({"command": "str_replace", "path": "/workspace/src/lib.rs", "old_str": "\"hello\"", "new_str": "\"hello, world\""})),
+        (
+            "str_replace_based_edit_tool",
+            json!({"command": "view", "path": "/workspace/src/lib.rs"}),
+        ),
+        (
+            "str_replace_based_edit_tool",
+            json!({"command": "str_replace", "path": "/workspace/src/lib.rs", "old_str": "\"hello\"", "new_str": "\"hello, world\""}),
+        ),
         ("bash", json!({"command": "cat src/lib.rs"})),
     ]
 }
@@ -494,7 +553,10 @@ fn assert_session_outcome(outcome: &AgentOutcome, events: &[RunEvent], file: Opt
     assert!(outcome.summary.starts_with("Changed `greet`"));
     assert_eq!(outcome.turns, 4);
     assert!(outcome.usage.output_tokens > 0);
-    assert_eq!(file.as_deref(), Some("fn greet() -> &'static str {\n    \"hello, world\"\n}\n"));
+    assert_eq!(
+        file.as_deref(),
+        Some("fn greet() -> &'static str {\n    \"hello, world\"\n}\n")
+    );
 
     let progress = progress_messages(events);
     assert_eq!(progress[0], "turn 1: view /workspace/src/lib.rs");
@@ -504,7 +566,13 @@ fn assert_session_outcome(outcome: &AgentOutcome, events: &[RunEvent], file: Opt
     let tools: Vec<(&str, &str, Option<i64>)> = events
         .iter()
         .filter_map(|e| match e {
-            RunEvent::Tool { name, output, exit_code, duration_ms, .. } => {
+            RunEvent::Tool {
+                name,
+                output,
+                exit_code,
+                duration_ms,
+                ..
+            } => {
                 assert!(duration_ms.is_some());
                 Some((name.as_str(), output.as_str(), *exit_code))
             }
@@ -512,12 +580,18 @@ fn assert_session_outcome(outcome: &AgentOutcome, events: &[RunEvent], file: Opt
         })
         .collect();
     assert_eq!(tools.len(), 3);
-    assert!(tools[0].1.contains("     2\t    \"hello\""), "{}", tools[0].1);
+    assert!(
+        tools[0].1.contains("     2\t    \"hello\""),
+        "{}",
+        tools[0].1
+    );
     assert!(tools[1].1.contains("has been edited"));
     assert_eq!(tools[2].0, "bash");
     assert_eq!(tools[2].2, Some(0));
     assert!(tools[2].1.contains("hello, world"));
-    assert!(events.iter().any(|e| matches!(e, RunEvent::AiMessage { text } if text.contains("TITLE: Greet the world"))));
+    assert!(events.iter().any(
+        |e| matches!(e, RunEvent::AiMessage { text } if text.contains("TITLE: Greet the world"))
+    ));
 }
 
 #[tokio::test]
@@ -525,7 +599,8 @@ async fn scripted_session_views_edits_and_runs_in_memory_with_events() {
     within(30, async {
         let fake = FakeAnthropic::start(anthropic_script()).await;
         let ws = MemoryWorkspace::with_file("src/lib.rs", GREET);
-        let (outcome, events) = run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &ws).await;
+        let (outcome, events) =
+            run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &ws).await;
         assert_session_outcome(&outcome, &events, ws.file("src/lib.rs"));
         assert!(outcome.cost_usd.is_some_and(|c| c > 0.0));
         // Every tool_use was answered in the next turn (the fake would have refused otherwise).
@@ -545,16 +620,24 @@ async fn the_openai_compatible_provider_passes_the_same_scripted_session() {
         script.push(fo::Reply::text(FINAL).into());
         let fake = FakeOpenAi::start(script).await;
         let ws = MemoryWorkspace::with_file("src/lib.rs", GREET);
-        let (outcome, events) = run_agent(openai_provider(&fake), AgentConfig::default(), &ws).await;
+        let (outcome, events) =
+            run_agent(openai_provider(&fake), AgentConfig::default(), &ws).await;
         assert_session_outcome(&outcome, &events, ws.file("src/lib.rs"));
         // No price for the fake model: the cost is unknown, not a crash.
         assert_eq!(outcome.cost_usd, None);
         let reqs = fake.requests();
-        assert!(reqs.iter().all(|r| r.status == 200), "{:?}", reqs.iter().map(|r| r.status).collect::<Vec<_>>());
+        assert!(
+            reqs.iter().all(|r| r.status == 200),
+            "{:?}",
+            reqs.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
         assert_eq!(reqs[0].headers["authorization"], "Bearer sk-openai-test");
         let last = &reqs[3].body["messages"];
         assert_eq!(last[0]["role"], "system");
-        assert_eq!(last[2]["tool_calls"][0]["function"]["name"], "str_replace_based_edit_tool");
+        assert_eq!(
+            last[2]["tool_calls"][0]["function"]["name"],
+            "str_replace_based_edit_tool"
+        );
         assert_eq!(last[3]["role"], "tool");
     })
     .await
@@ -590,7 +673,8 @@ async fn a_lasting_500_ends_the_run_in_an_error_event_not_a_hang() {
     within(20, async {
         let fake = FakeAnthropic::start_then(vec![], Some(Step::server_error())).await;
         let ws = MemoryWorkspace::default();
-        let (outcome, events) = run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &ws).await;
+        let (outcome, events) =
+            run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &ws).await;
         match &outcome.stop {
             StopReason::Failed(m) => assert!(m.contains("HTTP 500"), "{m}"),
             other => panic!("expected a failure, got {other:?}"),
@@ -616,7 +700,11 @@ fn create_note() -> Step {
     fa::Reply::edit(json!({"command": "create", "path": "NOTES.md", "file_text": "kept\n"})).into()
 }
 
-async fn budget_run(script: Vec<Step>, budgets: Budgets, expected: &str) -> (AgentOutcome, Vec<RunEvent>) {
+async fn budget_run(
+    script: Vec<Step>,
+    budgets: Budgets,
+    expected: &str,
+) -> (AgentOutcome, Vec<RunEvent>) {
     let fake = FakeAnthropic::start(script).await;
     let ws = MemoryWorkspace::default();
     let config = AgentConfig {
@@ -628,8 +716,14 @@ async fn budget_run(script: Vec<Step>, budgets: Budgets, expected: &str) -> (Age
         StopReason::BudgetHit(kind) => assert_eq!(kind.name(), expected, "{outcome:#?}"),
         other => panic!("expected budget {expected}, got {other:?}"),
     }
-    assert_eq!(ws.file("NOTES.md").as_deref(), Some("kept\n"), "the change made before the limit is kept");
-    let last = progress_messages(&events).pop().expect("a final progress event");
+    assert_eq!(
+        ws.file("NOTES.md").as_deref(),
+        Some("kept\n"),
+        "the change made before the limit is kept"
+    );
+    let last = progress_messages(&events)
+        .pop()
+        .expect("a final progress event");
     assert!(last.starts_with("stopped: "), "{last}");
     assert!(last.contains("the changes made so far are kept"), "{last}");
     assert!(outcome.summary.contains(&outcome.stop.message()));
@@ -641,17 +735,33 @@ async fn budget_run(script: Vec<Step>, budgets: Budgets, expected: &str) -> (Age
 async fn one_call() -> AgentOutcome {
     let probe = FakeAnthropic::start(vec![fa::Reply::text("hi").into()]).await;
     let ws = MemoryWorkspace::default();
-    run_agent(anthropic_provider(&probe, true), AgentConfig::default(), &ws).await.0
+    run_agent(
+        anthropic_provider(&probe, true),
+        AgentConfig::default(),
+        &ws,
+    )
+    .await
+    .0
 }
 
 #[tokio::test]
 async fn the_turn_budget_stops_the_run_and_says_so() {
     within(20, async {
-        let script = vec![create_note(), fa::Reply::bash("ls").into(), fa::Reply::bash("ls -la").into()];
-        let budgets = Budgets { max_turns: 2, ..Budgets::default() };
+        let script = vec![
+            create_note(),
+            fa::Reply::bash("ls").into(),
+            fa::Reply::bash("ls -la").into(),
+        ];
+        let budgets = Budgets {
+            max_turns: 2,
+            ..Budgets::default()
+        };
         let (outcome, events) = budget_run(script, budgets, "turns").await;
         assert_eq!(outcome.turns, 2);
-        assert!(progress_messages(&events).last().unwrap().contains("the turn limit (2 model calls) was reached"));
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("the turn limit (2 model calls) was reached"));
     })
     .await
 }
@@ -660,13 +770,26 @@ async fn the_turn_budget_stops_the_run_and_says_so() {
 async fn replies_cut_at_the_output_limit_stop_the_run_and_say_so() {
     within(20, async {
         let cut = || -> Step {
-            fa::Reply::edit(json!({"command": "create", "path": "big.txt", "file_text": "x".repeat(200)}))
-                .cut_at_max_tokens()
-                .into()
+            fa::Reply::edit(
+                json!({"command": "create", "path": "big.txt", "file_text": "x".repeat(200)}),
+            )
+            .cut_at_max_tokens()
+            .into()
         };
-        let budgets = Budgets { max_output_tokens_per_call: 64, ..Budgets::default() };
-        let (_, events) = budget_run(vec![create_note(), cut(), cut()], budgets, "output_tokens_per_call").await;
-        assert!(progress_messages(&events).last().unwrap().contains("output limit of 64 tokens per call"));
+        let budgets = Budgets {
+            max_output_tokens_per_call: 64,
+            ..Budgets::default()
+        };
+        let (_, events) = budget_run(
+            vec![create_note(), cut(), cut()],
+            budgets,
+            "output_tokens_per_call",
+        )
+        .await;
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("output limit of 64 tokens per call"));
     })
     .await
 }
@@ -677,10 +800,21 @@ async fn the_token_budget_stops_the_run_and_says_so() {
         // The limit sits between one call's tokens and two calls'.
         let one = one_call().await;
         let per_call = one.usage.total_input() + one.usage.output_tokens;
-        let budgets = Budgets { max_total_tokens: Some(per_call * 3 / 2), ..Budgets::default() };
-        let script = vec![create_note(), fa::Reply::bash("ls").into(), fa::Reply::bash("ls -la").into(), fa::Reply::bash("pwd").into()];
+        let budgets = Budgets {
+            max_total_tokens: Some(per_call * 3 / 2),
+            ..Budgets::default()
+        };
+        let script = vec![
+            create_note(),
+            fa::Reply::bash("ls").into(),
+            fa::Reply::bash("ls -la").into(),
+            fa::Reply::bash("pwd").into(),
+        ];
         let (_, events) = budget_run(script, budgets, "total_tokens").await;
-        assert!(progress_messages(&events).last().unwrap().contains("the token budget was used up"));
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("the token budget was used up"));
     })
     .await
 }
@@ -689,11 +823,22 @@ async fn the_token_budget_stops_the_run_and_says_so() {
 async fn the_cost_budget_stops_the_run_and_says_so() {
     within(20, async {
         let one = one_call().await.cost_usd.expect("priced model");
-        let budgets = Budgets { max_cost_usd: Some(one * 1.5), ..Budgets::default() };
-        let script = vec![create_note(), fa::Reply::bash("ls").into(), fa::Reply::bash("ls -la").into(), fa::Reply::bash("pwd").into()];
+        let budgets = Budgets {
+            max_cost_usd: Some(one * 1.5),
+            ..Budgets::default()
+        };
+        let script = vec![
+            create_note(),
+            fa::Reply::bash("ls").into(),
+            fa::Reply::bash("ls -la").into(),
+            fa::Reply::bash("pwd").into(),
+        ];
         let (outcome, events) = budget_run(script, budgets, "cost").await;
         assert!(outcome.cost_usd.unwrap() >= one * 1.5);
-        assert!(progress_messages(&events).last().unwrap().contains("the cost budget was used up"));
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("the cost budget was used up"));
     })
     .await
 }
@@ -701,12 +846,22 @@ async fn the_cost_budget_stops_the_run_and_says_so() {
 #[tokio::test]
 async fn the_time_limit_stops_a_long_command_and_the_run() {
     within(20, async {
-        let budgets = Budgets { max_duration: Duration::from_millis(700), ..Budgets::default() };
-        let script = vec![create_note(), fa::Reply::bash("sleep 30").into(), fa::Reply::bash("ls").into()];
+        let budgets = Budgets {
+            max_duration: Duration::from_millis(700),
+            ..Budgets::default()
+        };
+        let script = vec![
+            create_note(),
+            fa::Reply::bash("sleep 30").into(),
+            fa::Reply::bash("ls").into(),
+        ];
         let started = Instant::now();
         let (_, events) = budget_run(script, budgets, "wall_clock").await;
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(progress_messages(&events).last().unwrap().contains("the time limit of 0s was reached"));
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("the time limit of 0s was reached"));
     })
     .await
 }
@@ -723,7 +878,10 @@ async fn the_no_progress_watchdog_stops_repeated_identical_calls() {
         ];
         let (outcome, events) = budget_run(script, Budgets::default(), "no_progress").await;
         assert_eq!(outcome.turns, 4);
-        assert!(progress_messages(&events).last().unwrap().contains("the same tool calls were made 3 turns in a row"));
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("the same tool calls were made 3 turns in a row"));
     })
     .await
 }

@@ -67,7 +67,9 @@ impl BudgetKind {
 impl std::fmt::Display for BudgetKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BudgetKind::Turns { limit } => write!(f, "the turn limit ({limit} model calls) was reached"),
+            BudgetKind::Turns { limit } => {
+                write!(f, "the turn limit ({limit} model calls) was reached")
+            }
             BudgetKind::OutputTokensPerCall { limit } => write!(
                 f,
                 "the model's replies kept hitting the output limit of {limit} tokens per call"
@@ -75,14 +77,19 @@ impl std::fmt::Display for BudgetKind {
             BudgetKind::TotalTokens { limit, used } => {
                 write!(f, "the token budget was used up ({used} of {limit} tokens)")
             }
-            BudgetKind::Cost { limit_usd, spent_usd } => write!(
+            BudgetKind::Cost {
+                limit_usd,
+                spent_usd,
+            } => write!(
                 f,
                 "the cost budget was used up (${spent_usd:.2} of ${limit_usd:.2})"
             ),
             BudgetKind::WallClock { limit } => {
                 write!(f, "the time limit of {}s was reached", limit.as_secs())
             }
-            BudgetKind::NoProgress { detail } => write!(f, "the agent stopped making progress: {detail}"),
+            BudgetKind::NoProgress { detail } => {
+                write!(f, "the agent stopped making progress: {detail}")
+            }
         }
     }
 }
@@ -134,7 +141,10 @@ impl ProgressWatchdog {
         self.failing = if all_failed { self.failing + 1 } else { 0 };
         if self.repeated >= b.max_repeated_turns.max(2) {
             return Some(BudgetKind::NoProgress {
-                detail: format!("the same tool calls were made {} turns in a row", self.repeated),
+                detail: format!(
+                    "the same tool calls were made {} turns in a row",
+                    self.repeated
+                ),
             });
         }
         if self.failing >= b.max_failing_turns.max(1) {
@@ -167,8 +177,14 @@ mod tests {
             output_tokens: 40,
             ..u
         };
-        assert_eq!(check_spend(&b, &u2, None).map(|k| k.name()), Some("total_tokens"));
-        assert_eq!(check_spend(&b, &u, Some(1.5)).map(|k| k.name()), Some("cost"));
+        assert_eq!(
+            check_spend(&b, &u2, None).map(|k| k.name()),
+            Some("total_tokens")
+        );
+        assert_eq!(
+            check_spend(&b, &u, Some(1.5)).map(|k| k.name()),
+            Some("cost")
+        );
         // An unknown price never trips the cost budget.
         assert_eq!(check_spend(&b, &u, None), None);
     }
@@ -191,7 +207,11 @@ mod tests {
             assert!(w.observe(&b, "edit".into(), true, false).is_none());
         }
         assert!(w.observe(&b, "a".into(), false, true).is_none());
-        assert!(w.observe(&b, "b".into(), false, true).unwrap().to_string().contains("failed"));
+        assert!(w
+            .observe(&b, "b".into(), false, true)
+            .unwrap()
+            .to_string()
+            .contains("failed"));
     }
 
     #[test]
@@ -200,8 +220,13 @@ mod tests {
             BudgetKind::Turns { limit: 3 },
             BudgetKind::OutputTokensPerCall { limit: 10 },
             BudgetKind::TotalTokens { limit: 1, used: 2 },
-            BudgetKind::Cost { limit_usd: 1.0, spent_usd: 2.0 },
-            BudgetKind::WallClock { limit: Duration::from_secs(5) },
+            BudgetKind::Cost {
+                limit_usd: 1.0,
+                spent_usd: 2.0,
+            },
+            BudgetKind::WallClock {
+                limit: Duration::from_secs(5),
+            },
             BudgetKind::NoProgress { detail: "x".into() },
         ];
         let msgs: std::collections::HashSet<String> = kinds.iter().map(|k| k.to_string()).collect();

@@ -85,7 +85,10 @@ impl PriceTable {
         match self.price(model) {
             Some(p) => Some(p.cost(usage)),
             None => {
-                tracing::warn!(model, "no price for this model; its cost is reported as unknown");
+                tracing::warn!(
+                    model,
+                    "no price for this model; its cost is reported as unknown"
+                );
                 None
             }
         }
@@ -104,7 +107,9 @@ mod tests {
             cache_creation_input_tokens: 1_000_000,
             cache_read_input_tokens: 1_000_000,
         };
-        let c = PriceTable::default().cost("claude-sonnet-4-5-20250929", &u).unwrap();
+        let c = PriceTable::default()
+            .cost("claude-sonnet-4-5-20250929", &u)
+            .unwrap();
         assert!((c - (3.0 + 15.0 + 3.75 + 0.3)).abs() < 1e-9, "{c}");
     }
 

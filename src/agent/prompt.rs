@@ -103,7 +103,11 @@ systems, change CI workflows (.github/workflows) or do anything other than the r
         }
         p.push('\n');
     }
-    if let Some(instr) = task.repo_instructions.as_deref().filter(|s| !s.trim().is_empty()) {
+    if let Some(instr) = task
+        .repo_instructions
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
         p.push_str(&format!(
             "The repository's maintainers give these instructions for Backspace:\n<repository_instructions>\n{}\n</repository_instructions>\n\n",
             escape_tags(&clip(instr))
@@ -199,7 +203,10 @@ fn decoration(c: char) -> bool {
 
 /// A title from the request's first line.
 pub fn fallback_title(request: &str) -> String {
-    let line = request.lines().find(|l| !l.trim().is_empty()).unwrap_or("Changes by Backspace");
+    let line = request
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("Changes by Backspace");
     let mut t = one_line(line.trim(), 72);
     if let Some(first) = t.chars().next() {
         t = first.to_uppercase().collect::<String>() + &t[first.len_utf8()..];
@@ -212,7 +219,10 @@ fn one_line(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {
-        format!("{}…", s.chars().take(max - 1).collect::<String>().trim_end())
+        format!(
+            "{}…",
+            s.chars().take(max - 1).collect::<String>().trim_end()
+        )
     }
 }
 
@@ -263,7 +273,10 @@ mod tests {
         assert_eq!(r.title, "Validate signup input");
         assert_eq!(r.summary, "- checks email\n- checks name");
         let r = parse_final("**TITLE:** `Fix it`\n**SUMMARY:** one line", "x");
-        assert_eq!((r.title.as_str(), r.summary.as_str()), ("Fix it", "one line"));
+        assert_eq!(
+            (r.title.as_str(), r.summary.as_str()),
+            ("Fix it", "one line")
+        );
     }
 
     #[test]

@@ -103,8 +103,10 @@ impl Run<'_> {
     }
 
     fn note(&mut self, line: String) {
-        self.transcript
-            .push(cut_output(&line.replace('\n', " ⏎ "), TRANSCRIPT_LINE_CHARS));
+        self.transcript.push(cut_output(
+            &line.replace('\n', " ⏎ "),
+            TRANSCRIPT_LINE_CHARS,
+        ));
         if self.transcript.len() > TRANSCRIPT_ENTRIES {
             self.transcript.remove(0);
         }
@@ -145,9 +147,7 @@ impl Agent {
             last_text: String::new(),
         };
         let system = prompt::system_prompt(task);
-        let stop = self
-            .turns(&mut run, &system, workspace, deadline)
-            .await;
+        let stop = self.turns(&mut run, &system, workspace, deadline).await;
 
         let report = prompt::parse_final(&run.last_text, &task.request);
         let summary = match &stop {

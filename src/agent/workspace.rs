@@ -63,7 +63,9 @@ impl Workspace for crate::sandbox::Sandbox {
             .map_err(|e| WorkspaceError::Other(e.to_string()))?;
         let mut stderr = out.stderr;
         if out.outcome == ExecOutcome::ProcessLimit {
-            stderr.push_str("\n[The command hit the sandbox's process limit; its processes were killed.]");
+            stderr.push_str(
+                "\n[The command hit the sandbox's process limit; its processes were killed.]",
+            );
         }
         Ok(CommandOutput {
             exit_code: out.exit_code,

@@ -61,7 +61,8 @@ impl Reply {
 
     /// Puts a text block before the rest.
     pub fn with_text(mut self, text: &str) -> Self {
-        self.content.insert(0, json!({"type": "text", "text": text}));
+        self.content
+            .insert(0, json!({"type": "text", "text": text}));
         self
     }
 
@@ -84,7 +85,10 @@ pub enum Step {
         retry_after: Option<String>,
     },
     /// A stream that starts, then carries an `error` event (streaming requests only).
-    StreamError { error_type: String, message: String },
+    StreamError {
+        error_type: String,
+        message: String,
+    },
 }
 
 impl From<Reply> for Step {
@@ -107,7 +111,9 @@ impl Step {
         Step::Error {
             status: 429,
             error_type: "rate_limit_error".into(),
-            message: "This request would exceed your organization's rate limit. Please try again later.".into(),
+            message:
+                "This request would exceed your organization's rate limit. Please try again later."
+                    .into(),
             retry_after: Some(retry_after_secs.to_string()),
         }
     }
@@ -209,7 +215,12 @@ impl FakeAnthropic {
     }
 }
 
-fn error_response(status: u16, error_type: &str, message: &str, retry_after: Option<&str>) -> Response {
+fn error_response(
+    status: u16,
+    error_type: &str,
+    message: &str,
+    retry_after: Option<&str>,
+) -> Response {
     let body = json!({
         "type": "error",
         "error": {"type": error_type, "message": message},
@@ -217,7 +228,10 @@ fn error_response(status: u16, error_type: &str, message: &str, retry_after: Opt
     });
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [("content-type", "application/json"), ("request-id", "req_fake_0001")],
+        [
+            ("content-type", "application/json"),
+            ("request-id", "req_fake_0001"),
+        ],
         body.to_string(),
     )
         .into_response();
@@ -236,8 +250,12 @@ async fn messages(
 ) -> Response {
     let parsed: Result<Value, _> = serde_json::from_str(&body);
     let check = match &parsed {
-        Ok(v) => check_headers(&headers).and_then(|()| validate_request(v, Strictness::Alternating)),
-        Err(e) => Err(Rejection::invalid(format!("The request body is not valid JSON: {e}"))),
+        Ok(v) => {
+            check_headers(&headers).and_then(|()| validate_request(v, Strictness::Alternating))
+        }
+        Err(e) => Err(Rejection::invalid(format!(
+            "The request body is not valid JSON: {e}"
+        ))),
     };
     let body_value = parsed.unwrap_or(Value::Null);
     let mut st = state.lock().expect("fake state");
@@ -282,9 +300,8 @@ async fn messages(
         } => {
             let start = json!({"type": "message_start", "message": {"id": "msg_fake_err", "type": "message", "role": "assistant", "model": model_of(&body_value), "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}});
             let err = json!({"type": "error", "error": {"type": error_type, "message": message}});
-            let text = format!(
-                "event: message_start\ndata: {start}\n\nevent: error\ndata: {err}\n\n"
-            );
+            let text =
+                format!("event: message_start\ndata: {start}\n\nevent: error\ndata: {err}\n\n");
             sse_response(text)
         }
         Step::Reply(reply) => {
@@ -313,7 +330,10 @@ async fn messages(
             } else {
                 (
                     StatusCode::OK,
-                    [("content-type", "application/json"), ("request-id", "req_fake_0002")],
+                    [
+                        ("content-type", "application/json"),
+                        ("request-id", "req_fake_0002"),
+                    ],
                     message.to_string(),
                 )
                     .into_response()
@@ -336,7 +356,10 @@ fn sse_response(text: String) -> Response {
         bytes.chunks(37).map(|c| Ok(c.to_vec())).collect();
     (
         StatusCode::OK,
-        [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")],
+        [
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache"),
+        ],
         Body::from_stream(futures::stream::iter(chunks)),
     )
         .into_response()
@@ -348,14 +371,21 @@ fn sse_response(text: String) -> Response {
 pub fn render_sse(message: &Value) -> String {
     let mut out = String::new();
     let mut event = |name: &str, data: Value, pad: usize| {
-        out.push_str(&format!("event: {name}\ndata: {data}{}\n\n", " ".repeat(pad)));
+        out.push_str(&format!(
+            "event: {name}\ndata: {data}{}\n\n",
+            " ".repeat(pad)
+        ));
     };
     let mut start = message.clone();
     start["content"] = json!([]);
     start["stop_reason"] = Value::Null;
     let usage = message["usage"].clone();
     start["usage"]["output_tokens"] = json!(1);
-    event("message_start", json!({"type": "message_start", "message": start}), 1);
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": start}),
+        1,
+    );
     let cut = message["stop_reason"] == "max_tokens";
     let blocks = message["content"].as_array().cloned().unwrap_or_default();
     let last = blocks.len().saturating_sub(1);
@@ -377,7 +407,11 @@ pub fn render_sse(message: &Value) -> String {
         match block["type"].as_str() {
             Some("text") => {
                 let text = block["text"].as_str().unwrap_or_default();
-                let mid = text.char_indices().nth(text.chars().count() / 2).map(|(b, _)| b).unwrap_or(0);
+                let mid = text
+                    .char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map(|(b, _)| b)
+                    .unwrap_or(0);
                 for part in [&text[..mid], &text[mid..]] {
                     event(
                         "content_block_delta",
@@ -409,7 +443,11 @@ pub fn render_sse(message: &Value) -> String {
         }
         // At max_tokens the real API may end without closing the last block.
         if !(cut && i == last) {
-            event("content_block_stop", json!({"type": "content_block_stop", "index": i}), 1);
+            event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": i}),
+                1,
+            );
         }
     }
     event(
@@ -497,7 +535,9 @@ pub fn cache_units(body: &Value) -> Vec<(String, bool)> {
         let role = m["role"].as_str().unwrap_or("?");
         match &m["content"] {
             Value::String(s) => units.push((format!("{role}:{s}"), false)),
-            Value::Array(a) => a.iter().for_each(|b| units.push(unit(b, &format!("{role}:")))),
+            Value::Array(a) => a
+                .iter()
+                .for_each(|b| units.push(unit(b, &format!("{role}:")))),
             _ => {}
         }
     }
@@ -523,7 +563,7 @@ impl Rejection {
 }
 
 fn check_headers(headers: &HeaderMap) -> Result<(), Rejection> {
-    if headers.get("x-api-key").map_or(true, |v| v.is_empty()) {
+    if headers.get("x-api-key").is_none_or(|v| v.is_empty()) {
         return Err(Rejection {
             status: 401,
             error_type: "authentication_error",
@@ -531,7 +571,9 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Rejection> {
         });
     }
     if headers.get("anthropic-version").is_none() {
-        return Err(Rejection::invalid("anthropic-version: header is required".into()));
+        return Err(Rejection::invalid(
+            "anthropic-version: header is required".into(),
+        ));
     }
     Ok(())
 }
@@ -559,7 +601,11 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
     if !body.is_object() {
         return bad("The request body must be a JSON object.".into());
     }
-    if body.get("model").and_then(Value::as_str).map_or(true, str::is_empty) {
+    if body
+        .get("model")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return bad("model: Field required".into());
     }
     match body.get("max_tokens").and_then(Value::as_u64) {
@@ -569,10 +615,20 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
     }
     match body.get("system") {
         None | Some(Value::String(_)) => {}
-        Some(Value::Array(a)) if a.iter().all(|b| b["type"] == "text" && b["text"].is_string()) => {}
-        Some(_) => return bad("system: Input should be a valid string or a list of text blocks".into()),
+        Some(Value::Array(a))
+            if a.iter()
+                .all(|b| b["type"] == "text" && b["text"].is_string()) => {}
+        Some(_) => {
+            return bad("system: Input should be a valid string or a list of text blocks".into())
+        }
     }
-    for (i, tool) in body.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, tool) in body
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if tool.get("name").and_then(Value::as_str).is_none() {
             return bad(format!("tools.{i}.name: Field required"));
         }
@@ -596,7 +652,9 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         if role != "user" && role != "assistant" {
-            return bad(format!("messages.{i}.role: Input should be 'user' or 'assistant'"));
+            return bad(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            ));
         }
         let blocks = match m.get("content") {
             Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
@@ -615,7 +673,9 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
                 return bad(format!("messages.{i}.content.{j}.type: Field required"));
             }
             if b["type"] == "tool_use" && !b["input"].is_object() {
-                return bad(format!("messages.{i}.content.{j}.tool_use.input: Input should be a valid dictionary"));
+                return bad(format!(
+                    "messages.{i}.content.{j}.tool_use.input: Input should be a valid dictionary"
+                ));
             }
         }
         match turns.last_mut() {
@@ -669,8 +729,14 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
                 return bad(format!("messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.", missing.join(", ")));
             }
             if let Some((_, next)) = turns.get(i + 1) {
-                let first_other = next.iter().position(|b| b["type"] != "tool_result").unwrap_or(next.len());
-                if next[first_other..].iter().any(|b| b["type"] == "tool_result") {
+                let first_other = next
+                    .iter()
+                    .position(|b| b["type"] != "tool_result")
+                    .unwrap_or(next.len());
+                if next[first_other..]
+                    .iter()
+                    .any(|b| b["type"] == "tool_result")
+                {
                     return bad(format!("messages.{}: `tool_result` blocks must come first in the user message, before any other content.", i + 1));
                 }
             }
@@ -681,7 +747,9 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
     }
     let breakpoints = count_cache_control(body);
     if breakpoints > 4 {
-        return bad(format!("A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."));
+        return bad(format!(
+            "A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."
+        ));
     }
     Ok(())
 }

@@ -119,7 +119,11 @@ impl FakeOpenAi {
 }
 
 fn error(status: u16, message: &str) -> Response {
-    let ty = if status == 400 { "invalid_request_error" } else { "server_error" };
+    let ty = if status == 400 {
+        "invalid_request_error"
+    } else {
+        "server_error"
+    };
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [("content-type", "application/json")],
@@ -140,11 +144,19 @@ async fn completions(
         .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
     let mut st = state.lock().expect("fake state");
     if !auth_ok {
-        st.recorded.push(Recorded { headers, body: parsed, status: 401 });
+        st.recorded.push(Recorded {
+            headers,
+            body: parsed,
+            status: 401,
+        });
         return error(401, "You didn't provide an API key.");
     }
     if let Err(m) = validate_request(&parsed) {
-        st.recorded.push(Recorded { headers, body: parsed, status: 400 });
+        st.recorded.push(Recorded {
+            headers,
+            body: parsed,
+            status: 400,
+        });
         return error(400, &m);
     }
     let step = st.script.pop_front().unwrap_or(Step::Error {
@@ -155,7 +167,11 @@ async fn completions(
         Step::Error { status, .. } => *status,
         Step::Reply(_) => 200,
     };
-    st.recorded.push(Recorded { headers, body: parsed.clone(), status });
+    st.recorded.push(Recorded {
+        headers,
+        body: parsed.clone(),
+        status,
+    });
     st.next_id += 1;
     let n = st.next_id;
     match step {
@@ -165,10 +181,12 @@ async fn completions(
                 .tool_calls
                 .iter()
                 .enumerate()
-                .map(|(i, (name, input))| json!({
-                    "id": format!("call_fake_{n}_{i}"), "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()}
-                }))
+                .map(|(i, (name, input))| {
+                    json!({
+                        "id": format!("call_fake_{n}_{i}"), "type": "function",
+                        "function": {"name": name, "arguments": input.to_string()}
+                    })
+                })
                 .collect();
             let mut message = json!({"role": "assistant", "content": r.text, "refusal": null});
             if !calls.is_empty() {
@@ -189,22 +207,46 @@ async fn completions(
                     "prompt_tokens_details": {"cached_tokens": cached}
                 }
             });
-            (StatusCode::OK, [("content-type", "application/json")], resp.to_string()).into_response()
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                resp.to_string(),
+            )
+                .into_response()
         }
     }
 }
 
 /// Checks a chat-completions request as OpenAI does.
 pub fn validate_request(body: &Value) -> Result<(), String> {
-    if body.get("model").and_then(Value::as_str).map_or(true, str::is_empty) {
+    if body
+        .get("model")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err("you must provide a model parameter".into());
     }
-    for (i, t) in body.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        if t["type"] != "function" || !t["function"]["name"].is_string() || !t["function"]["parameters"].is_object() {
-            return Err(format!("Invalid 'tools[{i}]': expected a function tool with a name and parameters"));
+    for (i, t) in body
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if t["type"] != "function"
+            || !t["function"]["name"].is_string()
+            || !t["function"]["parameters"].is_object()
+        {
+            return Err(format!(
+                "Invalid 'tools[{i}]': expected a function tool with a name and parameters"
+            ));
         }
     }
-    let Some(messages) = body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+    let Some(messages) = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
         return Err("'messages' must be a non-empty array".into());
     };
     let mut pending: Vec<String> = Vec::new();
@@ -226,26 +268,40 @@ pub fn validate_request(body: &Value) -> Result<(), String> {
         match role {
             "system" | "user" => {
                 if !m["content"].is_string() && !m["content"].is_array() {
-                    return Err(format!("Invalid 'messages[{i}].content': expected a string"));
+                    return Err(format!(
+                        "Invalid 'messages[{i}].content': expected a string"
+                    ));
                 }
             }
             "assistant" => {
-                for c in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                for c in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let args = c["function"]["arguments"].as_str().unwrap_or_default();
                     if serde_json::from_str::<Value>(args).is_err() {
-                        return Err(format!("Invalid 'messages[{i}].tool_calls': arguments must be JSON"));
+                        return Err(format!(
+                            "Invalid 'messages[{i}].tool_calls': arguments must be JSON"
+                        ));
                     }
                     pending.push(c["id"].as_str().unwrap_or_default().to_owned());
                 }
                 if m["content"].is_null() && m.get("tool_calls").is_none() {
-                    return Err(format!("Invalid 'messages[{i}]': an assistant message needs content or tool_calls"));
+                    return Err(format!(
+                        "Invalid 'messages[{i}]': an assistant message needs content or tool_calls"
+                    ));
                 }
             }
             other => return Err(format!("Invalid 'messages[{i}].role': {other}")),
         }
     }
     if !pending.is_empty() {
-        return Err(format!("tool_call_ids without responses: {}", pending.join(", ")));
+        return Err(format!(
+            "tool_call_ids without responses: {}",
+            pending.join(", ")
+        ));
     }
     Ok(())
 }

@@ -99,7 +99,10 @@ impl AnthropicClient {
         })?;
         key.set_sensitive(true);
         h.insert("x-api-key", key);
-        h.insert("anthropic-version", HeaderValue::from_static(ANTHROPIC_VERSION));
+        h.insert(
+            "anthropic-version",
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(h)
     }
@@ -367,7 +370,9 @@ mod tests {
         assert!(body["system"][0]["cache_control"].is_object());
         assert!(body["messages"][6]["content"][0]["cache_control"].is_object());
         assert!(body["messages"][4]["content"][0]["cache_control"].is_object());
-        assert!(body["messages"][2]["content"][0].get("cache_control").is_none());
+        assert!(body["messages"][2]["content"][0]
+            .get("cache_control")
+            .is_none());
         assert_eq!(body["stream"], true);
         assert_eq!(body["tools"][0]["type"], "bash_20250124");
 

@@ -90,18 +90,23 @@ impl OpenAiClient {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &self.config.api_key {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-                .map_err(|_| LlmError::Config {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(
+                |_| LlmError::Config {
                     provider: PROVIDER,
                     message: "OPENAI_API_KEY holds characters not allowed in a header".into(),
-                })?;
+                },
+            )?;
             v.set_sensitive(true);
             h.insert(AUTHORIZATION, v);
         }
         Ok(h)
     }
 
-    async fn attempt(&self, headers: &HeaderMap, body: &Value) -> Result<ModelResponse, AttemptFailure> {
+    async fn attempt(
+        &self,
+        headers: &HeaderMap,
+        body: &Value,
+    ) -> Result<ModelResponse, AttemptFailure> {
         let resp = self
             .http
             .post(&self.endpoint)
@@ -300,10 +305,14 @@ pub fn parse_completion(bytes: &[u8]) -> Result<ModelResponse, LlmError> {
         provider: PROVIDER,
         message: format!("undecodable completion ({e})"),
     })?;
-    let choice = c.choices.into_iter().next().ok_or_else(|| LlmError::Protocol {
-        provider: PROVIDER,
-        message: "the completion has no choices".into(),
-    })?;
+    let choice = c
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| LlmError::Protocol {
+            provider: PROVIDER,
+            message: "the completion has no choices".into(),
+        })?;
     let mut content = Vec::new();
     if let Some(text) = choice.message.content.filter(|t| !t.trim().is_empty()) {
         content.push(ContentBlock::Text { text });
@@ -383,10 +392,22 @@ mod tests {
     #[test]
     fn base_urls_with_and_without_v1_reach_chat_completions() {
         let u = |s: &str| chat_completions_url(&Url::parse(s).unwrap());
-        assert_eq!(u("https://api.openai.com/v1"), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(u("https://api.openai.com/v1/"), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(u("http://localhost:8000"), "http://localhost:8000/v1/chat/completions");
-        assert_eq!(u("https://h/proxy/v1"), "https://h/proxy/v1/chat/completions");
+        assert_eq!(
+            u("https://api.openai.com/v1"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            u("https://api.openai.com/v1/"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            u("http://localhost:8000"),
+            "http://localhost:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            u("https://h/proxy/v1"),
+            "https://h/proxy/v1/chat/completions"
+        );
     }
 
     #[test]
@@ -422,12 +443,18 @@ mod tests {
         let m = b["messages"].as_array().unwrap();
         assert_eq!(m[0]["role"], "system");
         assert_eq!(m[1], json!({"role": "user", "content": "hi"}));
-        assert_eq!(m[2]["tool_calls"][0]["function"]["arguments"], "{\"command\":\"ls\"}");
+        assert_eq!(
+            m[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"command\":\"ls\"}"
+        );
         assert_eq!(m[2]["content"], "looking");
         assert_eq!(m[3]["role"], "tool");
         assert_eq!(m[3]["tool_call_id"], "c1");
         assert_eq!(m[3]["content"], "Error: a.txt");
-        assert_eq!(b["tools"][1]["function"]["name"], "str_replace_based_edit_tool");
+        assert_eq!(
+            b["tools"][1]["function"]["name"],
+            "str_replace_based_edit_tool"
+        );
     }
 
     #[test]

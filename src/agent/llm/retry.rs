@@ -63,7 +63,12 @@ pub fn retryable_status(status: u16) -> bool {
 /// The server's requested delay: `retry-after-ms` (milliseconds, may be fractional) first, then
 /// `retry-after` in seconds. An HTTP-date `retry-after` is ignored (backoff applies).
 pub fn server_delay(headers: &HeaderMap) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(Duration::from_secs_f64(ms / 1000.0));
@@ -97,8 +102,14 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("250.5"));
         assert_eq!(server_delay(&h), Some(Duration::from_micros(250_500)));
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(0, Some(Duration::from_secs(3600))), p.max_retry_after);
-        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(3600))),
+            p.max_retry_after
+        );
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         h.remove("retry-after-ms");
         assert_eq!(server_delay(&h), None);
     }

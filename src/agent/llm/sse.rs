@@ -57,12 +57,10 @@ struct StartMessage {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
+    #[serde(rename = "text_delta")]
+    Text { text: String },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: String },
     #[serde(other)]
     Other,
 }
@@ -190,8 +188,8 @@ impl MessageAccumulator {
             StreamEvent::ContentBlockDelta { index, delta } => {
                 let block = self.block(index)?;
                 match (block, delta) {
-                    (Partial::Text(t), Delta::TextDelta { text }) => t.push_str(&text),
-                    (Partial::ToolUse { json, .. }, Delta::InputJsonDelta { partial_json }) => {
+                    (Partial::Text(t), Delta::Text { text }) => t.push_str(&text),
+                    (Partial::ToolUse { json, .. }, Delta::InputJson { partial_json }) => {
                         json.push_str(&partial_json)
                     }
                     // Deltas of kinds this agent does not use (thinking, citations...).
@@ -290,7 +288,8 @@ where
 
 /// Parses a complete SSE text (tests and fixtures).
 pub async fn parse_sse_text(text: &str) -> Result<ModelResponse, LlmError> {
-    let chunk: Result<Bytes, std::convert::Infallible> = Ok(Bytes::copy_from_slice(text.as_bytes()));
+    let chunk: Result<Bytes, std::convert::Infallible> =
+        Ok(Bytes::copy_from_slice(text.as_bytes()));
     read_stream(futures::stream::iter([chunk])).await
 }
 

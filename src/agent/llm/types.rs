@@ -191,9 +191,7 @@ pub struct ModelResponse {
 impl ModelResponse {
     pub fn tool_uses(&self) -> impl Iterator<Item = (&str, &str, &Value)> {
         self.content.iter().filter_map(|b| match b {
-            ContentBlock::ToolUse { id, name, input } => {
-                Some((id.as_str(), name.as_str(), input))
-            }
+            ContentBlock::ToolUse { id, name, input } => Some((id.as_str(), name.as_str(), input)),
             _ => None,
         })
     }
@@ -259,6 +257,9 @@ mod tests {
             is_error: false,
         };
         let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "tool_result", "tool_use_id": "t1", "content": "ok"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "tool_result", "tool_use_id": "t1", "content": "ok"})
+        );
     }
 }

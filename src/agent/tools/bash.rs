@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(r.content, "a\nb\n\n[exit code 2]");
         assert!(!r.is_error);
         assert_eq!(r.exit_code, Some(2));
-        assert_eq!(render(&out(0, "", ""), Duration::from_secs(1)).content, "(no output)");
+        assert_eq!(
+            render(&out(0, "", ""), Duration::from_secs(1)).content,
+            "(no output)"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ const SNIPPET_CONTEXT: usize = 4;
 pub async fn run(workspace: &dyn Workspace, input: &Value) -> ToolResult {
     let s = |k: &str| input.get(k).and_then(Value::as_str);
     let Some(command) = s("command") else {
-        return ToolResult::error("The editor needs a `command`: view, create, str_replace or insert.");
+        return ToolResult::error(
+            "The editor needs a `command`: view, create, str_replace or insert.",
+        );
     };
     let Some(raw_path) = s("path").filter(|p| !p.trim().is_empty()) else {
         return ToolResult::error(format!("The `{command}` command needs a `path`."));
@@ -48,7 +50,9 @@ pub async fn run(workspace: &dyn Workspace, input: &Value) -> ToolResult {
         }
         "insert" => {
             let Some(line) = input.get("insert_line").and_then(Value::as_u64) else {
-                return ToolResult::error("`insert` needs `insert_line` (a line number, 0 for the top).");
+                return ToolResult::error(
+                    "`insert` needs `insert_line` (a line number, 0 for the top).",
+                );
             };
             let Some(text) = s("insert_text").or_else(|| s("new_str")) else {
                 return ToolResult::error("`insert` needs `insert_text`.");
@@ -59,8 +63,15 @@ pub async fn run(workspace: &dyn Workspace, input: &Value) -> ToolResult {
             };
             match insert_at(&content, line as usize, text) {
                 Ok(updated) => {
-                    write_then(workspace, &path, raw_path, &updated, line as usize + 1, text)
-                        .await
+                    write_then(
+                        workspace,
+                        &path,
+                        raw_path,
+                        &updated,
+                        line as usize + 1,
+                        text,
+                    )
+                    .await
                 }
                 Err(msg) => ToolResult::error(msg),
             }
@@ -156,15 +167,16 @@ async fn view(
     }
     let range = match range {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_array().map(|a| a.iter().map(Value::as_i64).collect::<Vec<_>>()) {
+        Some(v) => match v
+            .as_array()
+            .map(|a| a.iter().map(Value::as_i64).collect::<Vec<_>>())
+        {
             Some(a) if a.len() == 2 && a.iter().all(Option::is_some) => {
                 Some((a[0].unwrap_or(1), a[1].unwrap_or(-1)))
             }
-            _ => {
-                return ToolResult::error(
-                    "`view_range` must be two integers [start, end]; end -1 means the end of the file.",
-                )
-            }
+            _ => return ToolResult::error(
+                "`view_range` must be two integers [start, end]; end -1 means the end of the file.",
+            ),
         },
     };
     let content = match read_text(workspace, path, raw_path).await {
@@ -219,7 +231,12 @@ pub fn view_text(content: &str, range: Option<(i64, i64)>) -> Result<String, Str
 
 /// Replaces the one occurrence of `old`; returns the new text and the 1-based line where the
 /// replacement starts. No match or several matches are errors that say so.
-pub fn replace_once(content: &str, old: &str, new: &str, path: &str) -> Result<(String, usize), String> {
+pub fn replace_once(
+    content: &str,
+    old: &str,
+    new: &str,
+    path: &str,
+) -> Result<(String, usize), String> {
     if old.is_empty() {
         return Err("`old_str` is empty; give the exact text to replace.".into());
     }
@@ -296,9 +313,18 @@ mod tests {
     #[test]
     fn view_numbers_lines_and_honours_ranges() {
         let text = "a\nb\nc\nd\n";
-        assert_eq!(view_text(text, None).unwrap(), "     1\ta\n     2\tb\n     3\tc\n     4\td\n");
-        assert_eq!(view_text(text, Some((2, 3))).unwrap(), "     2\tb\n     3\tc\n");
-        assert_eq!(view_text(text, Some((3, -1))).unwrap(), "     3\tc\n     4\td\n");
+        assert_eq!(
+            view_text(text, None).unwrap(),
+            "     1\ta\n     2\tb\n     3\tc\n     4\td\n"
+        );
+        assert_eq!(
+            view_text(text, Some((2, 3))).unwrap(),
+            "     2\tb\n     3\tc\n"
+        );
+        assert_eq!(
+            view_text(text, Some((3, -1))).unwrap(),
+            "     3\tc\n     4\td\n"
+        );
         assert!(view_text(text, Some((0, 2))).is_err());
         assert!(view_text(text, Some((5, 6))).is_err());
         assert!(view_text(text, Some((3, 2))).is_err());
@@ -322,7 +348,9 @@ mod tests {
         assert_eq!(insert_at("a\nb\n", 1, "mid\n").unwrap(), "a\nmid\nb\n");
         assert_eq!(insert_at("a\nb", 2, "end").unwrap(), "a\nb\nend\n");
         assert_eq!(insert_at("", 0, "x").unwrap(), "x\n");
-        assert!(insert_at("a\n", 3, "x").unwrap_err().contains("out of range"));
+        assert!(insert_at("a\n", 3, "x")
+            .unwrap_err()
+            .contains("out of range"));
     }
 
     #[test]
