@@ -15,6 +15,8 @@ use backspace::agent::llm::anthropic::{self, AnthropicClient, AnthropicConfig};
 use backspace::agent::llm::openai::{OpenAiClient, OpenAiConfig};
 use backspace::agent::llm::types::{ClientTool, ContentBlock, Message, ModelRequest, StopKind};
 use backspace::agent::llm::{sse, FallbackProvider, LlmError, ModelProvider, RetryPolicy};
+use backspace::agent::tools::{run_tool, ToolResult};
+use backspace::agent::ToolLimits;
 use backspace::agent::{
     Agent, AgentConfig, AgentOutcome, AgentTask, CommandOutput, StopReason, Workspace,
     WorkspaceError,
@@ -861,7 +863,7 @@ async fn the_time_limit_stops_a_long_command_and_the_run() {
         assert!(progress_messages(&events)
             .last()
             .unwrap()
-            .contains("the time limit of 0s was reached"));
+            .contains("the time limit of 700ms was reached"));
     })
     .await
 }
@@ -934,6 +936,64 @@ async fn each_request_of_a_ten_turn_session_shares_a_cached_prefix_with_the_one_
 // ---------------------------------------------------------------------------------------------
 // The acceptance session in a real Docker sandbox.
 
+/// The tools called directly in the sandbox: directory view, missing file, nested create,
+/// ambiguous str_replace, failing command, command past its time limit.
+async fn sandbox_tool_results(ws: &dyn Workspace) -> [ToolResult; 6] {
+    let limits = ToolLimits::default();
+    let editor = "str_replace_based_edit_tool";
+    let t = Duration::from_secs(30);
+    [
+        run_tool(
+            ws,
+            editor,
+            &json!({"command": "view", "path": "/workspace"}),
+            &limits,
+            t,
+        )
+        .await,
+        run_tool(
+            ws,
+            editor,
+            &json!({"command": "view", "path": "nope.rs"}),
+            &limits,
+            t,
+        )
+        .await,
+        run_tool(
+            ws,
+            editor,
+            &json!({"command": "create", "path": "a/b/c.txt", "file_text": "x\nx\n"}),
+            &limits,
+            t,
+        )
+        .await,
+        run_tool(
+            ws,
+            editor,
+            &json!({"command": "str_replace", "path": "a/b/c.txt", "old_str": "x", "new_str": "y"}),
+            &limits,
+            t,
+        )
+        .await,
+        run_tool(
+            ws,
+            "bash",
+            &json!({"command": "echo oops >&2; exit 3"}),
+            &limits,
+            t,
+        )
+        .await,
+        run_tool(
+            ws,
+            "bash",
+            &json!({"command": "sleep 5"}),
+            &limits,
+            Duration::from_secs(1),
+        )
+        .await,
+    ]
+}
+
 #[tokio::test]
 async fn a_scripted_session_views_edits_and_runs_a_command_in_a_real_sandbox() {
     use backspace::sandbox::{SandboxSettings, Sandboxes};
@@ -967,12 +1027,25 @@ async fn a_scripted_session_views_edits_and_runs_a_command_in_a_real_sandbox() {
 
         let fake = FakeAnthropic::start(anthropic_script()).await;
         let (outcome, events) = run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &sandbox).await;
+        let tools = sandbox_tool_results(&sandbox).await;
         let file = sandbox.read_file("src/lib.rs").await.ok().map(|b| String::from_utf8_lossy(&b).into_owned());
         let back = tempfile::tempdir().expect("temp dir");
         sandbox.copy_out(back.path()).await.expect("copy out");
         sandbox.destroy().await.expect("destroy");
 
         assert_session_outcome(&outcome, &events, file);
+        let [dir, missing, nested, twice, failing, slow] = tools;
+        assert!(!dir.is_error && dir.content.contains("src/lib.rs"), "{dir:?}");
+        assert!(missing.is_error && missing.content.contains("nope.rs"), "{missing:?}");
+        assert!(nested.changed_file && !nested.is_error, "{nested:?}");
+        assert!(twice.is_error && twice.content.contains("occurs 2 times"), "{twice:?}");
+        assert_eq!(failing.exit_code, Some(3));
+        assert!(failing.content.contains("oops") && failing.content.contains("[exit code 3]"));
+        assert!(slow.is_error && slow.content.contains("killed after 1s"), "{slow:?}");
+        assert_eq!(
+            std::fs::read_to_string(back.path().join("a/b/c.txt")).expect("nested file copied back"),
+            "x\nx\n"
+        );
         assert_eq!(
             std::fs::read_to_string(back.path().join("src/lib.rs")).expect("copied back"),
             "fn greet() -> &'static str {\n    \"hello, world\"\n}\n"

@@ -2,6 +2,8 @@
 //! cost, wall-clock time, and a no-progress watchdog. Each limit has its own value and message so
 //! a run never ends silently or ambiguously.
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use crate::run_event::Usage;
@@ -20,6 +22,8 @@ pub struct Budgets {
     pub max_duration: Duration,
     /// Turns in a row with exactly the same tool calls.
     pub max_repeated_turns: u32,
+    /// Turns in a row that bring nothing new (calls and outputs all seen before).
+    pub max_stale_turns: u32,
     /// Turns in a row in which every tool call failed.
     pub max_failing_turns: u32,
 }
@@ -34,6 +38,7 @@ impl Default for Budgets {
             max_cost_usd: Some(10.0),
             max_duration: Duration::from_secs(30 * 60),
             max_repeated_turns: 3,
+            max_stale_turns: 4,
             max_failing_turns: 6,
         }
     }
@@ -84,6 +89,9 @@ impl std::fmt::Display for BudgetKind {
                 f,
                 "the cost budget was used up (${spent_usd:.2} of ${limit_usd:.2})"
             ),
+            BudgetKind::WallClock { limit } if limit.as_secs() == 0 => {
+                write!(f, "the time limit of {}ms was reached", limit.as_millis())
+            }
             BudgetKind::WallClock { limit } => {
                 write!(f, "the time limit of {}s was reached", limit.as_secs())
             }
@@ -113,37 +121,58 @@ pub fn check_spend(b: &Budgets, usage: &Usage, cost_usd: Option<f64>) -> Option<
     None
 }
 
-/// Watches for a loop that goes nowhere: the same tool calls turn after turn, or turn after turn
-/// of nothing but failing calls.
+/// One turn's tool activity, as the watchdog sees it.
+#[derive(Debug, Clone, Default)]
+pub struct TurnActivity {
+    /// Each call with its result, as text (`name input => output`).
+    pub exchanges: Vec<String>,
+    /// A call changed a file.
+    pub changed_file: bool,
+    /// Every call failed.
+    pub all_failed: bool,
+}
+
+/// Watches for a loop that goes nowhere: the same tool calls turn after turn; turns that bring
+/// nothing new (every call and its output seen before, no file changed), such as a cycle
+/// between two commands; or turn after turn of nothing but failing calls.
 #[derive(Debug, Default)]
 pub struct ProgressWatchdog {
-    last_calls: Option<String>,
+    last_calls: Option<Vec<String>>,
     repeated: u32,
+    seen: HashSet<u64>,
+    stale: u32,
     failing: u32,
 }
 
 impl ProgressWatchdog {
-    /// Records one turn: a fingerprint of its tool calls, whether any call changed a file, and
-    /// whether every call failed.
-    pub fn observe(
-        &mut self,
-        b: &Budgets,
-        calls_fingerprint: String,
-        changed_file: bool,
-        all_failed: bool,
-    ) -> Option<BudgetKind> {
-        if !changed_file && self.last_calls.as_deref() == Some(calls_fingerprint.as_str()) {
+    pub fn observe(&mut self, b: &Budgets, turn: &TurnActivity) -> Option<BudgetKind> {
+        if !turn.changed_file && self.last_calls.as_ref() == Some(&turn.exchanges) {
             self.repeated += 1;
         } else {
             self.repeated = 1;
         }
-        self.last_calls = Some(calls_fingerprint);
-        self.failing = if all_failed { self.failing + 1 } else { 0 };
+        self.last_calls = Some(turn.exchanges.clone());
+        let mut new_info = turn.changed_file;
+        for e in &turn.exchanges {
+            let mut h = DefaultHasher::new();
+            e.hash(&mut h);
+            new_info |= self.seen.insert(h.finish());
+        }
+        self.stale = if new_info { 0 } else { self.stale + 1 };
+        self.failing = if turn.all_failed { self.failing + 1 } else { 0 };
         if self.repeated >= b.max_repeated_turns.max(2) {
             return Some(BudgetKind::NoProgress {
                 detail: format!(
                     "the same tool calls were made {} turns in a row",
                     self.repeated
+                ),
+            });
+        }
+        if self.stale >= b.max_stale_turns.max(2) {
+            return Some(BudgetKind::NoProgress {
+                detail: format!(
+                    "{} turns in a row repeated earlier calls and outputs without changing a file",
+                    self.stale
                 ),
             });
         }
@@ -189,29 +218,46 @@ mod tests {
         assert_eq!(check_spend(&b, &u, None), None);
     }
 
+    fn turn(calls: &[&str], changed_file: bool, all_failed: bool) -> TurnActivity {
+        TurnActivity {
+            exchanges: calls.iter().map(|c| c.to_string()).collect(),
+            changed_file,
+            all_failed,
+        }
+    }
+
     #[test]
-    fn watchdog_trips_on_repeats_and_on_failing_streaks_but_not_on_edits() {
+    fn watchdog_trips_on_repeats_cycles_and_failing_streaks_but_not_on_edits() {
         let b = Budgets {
             max_repeated_turns: 3,
+            max_stale_turns: 3,
             max_failing_turns: 2,
             ..Budgets::default()
         };
         let mut w = ProgressWatchdog::default();
-        assert!(w.observe(&b, "ls".into(), false, false).is_none());
-        assert!(w.observe(&b, "ls".into(), false, false).is_none());
-        let k = w.observe(&b, "ls".into(), false, false).unwrap();
+        assert!(w.observe(&b, &turn(&["ls => a"], false, false)).is_none());
+        assert!(w.observe(&b, &turn(&["ls => a"], false, false)).is_none());
+        let k = w.observe(&b, &turn(&["ls => a"], false, false)).unwrap();
         assert!(k.to_string().contains("same tool calls"));
 
         let mut w = ProgressWatchdog::default();
         for _ in 0..5 {
-            assert!(w.observe(&b, "edit".into(), true, false).is_none());
+            assert!(w.observe(&b, &turn(&["edit => ok"], true, false)).is_none());
         }
-        assert!(w.observe(&b, "a".into(), false, true).is_none());
-        assert!(w
-            .observe(&b, "b".into(), false, true)
-            .unwrap()
-            .to_string()
-            .contains("failed"));
+
+        // A cycle between two commands whose outputs never change.
+        let mut w = ProgressWatchdog::default();
+        assert!(w.observe(&b, &turn(&["a => 1"], false, false)).is_none());
+        assert!(w.observe(&b, &turn(&["b => 2"], false, false)).is_none());
+        assert!(w.observe(&b, &turn(&["a => 1"], false, false)).is_none());
+        assert!(w.observe(&b, &turn(&["b => 2"], false, false)).is_none());
+        let k = w.observe(&b, &turn(&["a => 1"], false, false)).unwrap();
+        assert!(k.to_string().contains("repeated earlier calls"), "{k}");
+
+        let mut w = ProgressWatchdog::default();
+        assert!(w.observe(&b, &turn(&["x => e1"], false, true)).is_none());
+        let k = w.observe(&b, &turn(&["y => e2"], false, true)).unwrap();
+        assert!(k.to_string().contains("failed"));
     }
 
     #[test]

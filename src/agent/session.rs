@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::time::timeout_at;
 
-use super::budget::{check_spend, BudgetKind, Budgets, ProgressWatchdog};
+use super::budget::{check_spend, BudgetKind, Budgets, ProgressWatchdog, TurnActivity};
 use super::llm::types::{ClientTool, ContentBlock, Message, ModelRequest, Role, StopKind};
 use super::llm::ModelProvider;
 use super::pricing::PriceTable;
@@ -299,6 +299,7 @@ impl Agent {
             run.emit(progress(turn, &action));
 
             let mut results = Vec::with_capacity(calls.len() + 1);
+            let mut exchanges = Vec::with_capacity(calls.len());
             let mut changed_file = false;
             let mut all_failed = !calls.is_empty();
             let mut out_of_time = false;
@@ -344,6 +345,7 @@ impl Agent {
                     if result.is_error { " (error)" } else { "" },
                     result.content
                 ));
+                exchanges.push(format!("{name} {input} => {}", result.content));
                 changed_file |= result.changed_file;
                 all_failed &= result.is_error;
                 results.push(ContentBlock::ToolResult {
@@ -366,12 +368,12 @@ impl Agent {
                 return wall;
             }
             if !calls.is_empty() {
-                let fingerprint = calls
-                    .iter()
-                    .map(|(_, n, i)| format!("{n}:{i}"))
-                    .collect::<Vec<_>>()
-                    .join("|");
-                if let Some(kind) = watchdog.observe(b, fingerprint, changed_file, all_failed) {
+                let activity = TurnActivity {
+                    exchanges,
+                    changed_file,
+                    all_failed,
+                };
+                if let Some(kind) = watchdog.observe(b, &activity) {
                     return StopReason::BudgetHit(kind);
                 }
             }

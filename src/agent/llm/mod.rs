@@ -243,6 +243,84 @@ pub fn build_provider(
     }
 }
 
+/// Everything needed to build a run's provider, named after the environment of DESIGN §3
+/// (`ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`, `BACKSPACE_MODEL`, `OPENAI_BASE_URL`,
+/// `OPENAI_API_KEY`). `Debug` shows no key.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// `None`: Anthropic when its key is set (falling back to the OpenAI-compatible provider
+    /// when that is configured too), else the OpenAI-compatible provider alone.
+    pub choice: Option<ProviderChoice>,
+    pub anthropic_base_url: url::Url,
+    pub anthropic_api_key: Option<secrecy::SecretString>,
+    /// The Claude model.
+    pub model: String,
+    pub openai_base_url: Option<url::Url>,
+    pub openai_api_key: Option<secrecy::SecretString>,
+    /// The model for the OpenAI-compatible provider; `model` when unset.
+    pub openai_model: Option<String>,
+    pub retry: RetryPolicy,
+    pub stream: bool,
+}
+
+impl ProviderSettings {
+    pub fn new(
+        anthropic_base_url: url::Url,
+        anthropic_api_key: Option<secrecy::SecretString>,
+        model: impl Into<String>,
+    ) -> Self {
+        ProviderSettings {
+            choice: None,
+            anthropic_base_url,
+            anthropic_api_key,
+            model: model.into(),
+            openai_base_url: None,
+            openai_api_key: None,
+            openai_model: None,
+            retry: RetryPolicy::default(),
+            stream: true,
+        }
+    }
+
+    pub fn effective_choice(&self) -> ProviderChoice {
+        self.choice.unwrap_or(
+            match (
+                self.anthropic_api_key.is_some(),
+                self.openai_base_url.is_some(),
+            ) {
+                (true, true) => ProviderChoice::AnthropicThenOpenAi,
+                (false, true) => ProviderChoice::OpenAi,
+                _ => ProviderChoice::Anthropic,
+            },
+        )
+    }
+
+    pub fn build(&self) -> Result<Arc<dyn ModelProvider>, LlmError> {
+        let anthropic = self.anthropic_api_key.clone().map(|key| {
+            let mut c = anthropic::AnthropicConfig::new(
+                self.anthropic_base_url.clone(),
+                key,
+                self.model.clone(),
+            );
+            c.retry = self.retry.clone();
+            c.stream = self.stream;
+            c
+        });
+        let openai = self.openai_base_url.clone().map(|base| {
+            let mut c = openai::OpenAiConfig::new(
+                base,
+                self.openai_api_key.clone(),
+                self.openai_model
+                    .clone()
+                    .unwrap_or_else(|| self.model.clone()),
+            );
+            c.retry = self.retry.clone();
+            c
+        });
+        build_provider(self.effective_choice(), anthropic, openai)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +353,25 @@ mod tests {
             request_id: None,
         };
         assert!(!bad.is_unavailable());
+    }
+
+    #[test]
+    fn provider_choice_follows_what_is_configured() {
+        let base = url::Url::parse("https://api.anthropic.com").unwrap();
+        let key = || Some(secrecy::SecretString::from("k".to_owned()));
+        let mut s = ProviderSettings::new(base.clone(), key(), "claude-sonnet-4-5");
+        assert_eq!(s.effective_choice(), ProviderChoice::Anthropic);
+        assert_eq!(s.build().unwrap().name(), "anthropic");
+        s.openai_base_url = Some(url::Url::parse("http://localhost:8000").unwrap());
+        assert_eq!(s.effective_choice(), ProviderChoice::AnthropicThenOpenAi);
+        assert_eq!(s.build().unwrap().name(), "anthropic");
+        s.anthropic_api_key = None;
+        assert_eq!(s.effective_choice(), ProviderChoice::OpenAi);
+        assert_eq!(s.build().unwrap().name(), "openai");
+        let none = ProviderSettings::new(base, None, "m");
+        let err = none.build().err().expect("no key, no provider");
+        assert!(err.to_string().contains("not configured"), "{err}");
+        assert!(!format!("{s:?}").contains("\"k\""));
     }
 
     #[tokio::test]

@@ -99,6 +99,46 @@ mod tests {
         );
     }
 
+    struct NoShell;
+
+    #[async_trait::async_trait]
+    impl Workspace for NoShell {
+        async fn exec(
+            &self,
+            _: &str,
+            _: Duration,
+            _: usize,
+        ) -> Result<CommandOutput, crate::agent::workspace::WorkspaceError> {
+            Err(crate::agent::workspace::WorkspaceError::Other(
+                "no shell here".into(),
+            ))
+        }
+        async fn read_file(
+            &self,
+            p: &str,
+        ) -> Result<Vec<u8>, crate::agent::workspace::WorkspaceError> {
+            Err(crate::agent::workspace::WorkspaceError::NotFound { path: p.into() })
+        }
+        async fn write_file(
+            &self,
+            _: &str,
+            _: &[u8],
+        ) -> Result<(), crate::agent::workspace::WorkspaceError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn restart_is_acknowledged_and_bad_input_or_exec_failure_are_errors() {
+        let l = ToolLimits::default();
+        let t = Duration::from_secs(1);
+        let r = run(&NoShell, &serde_json::json!({"restart": true}), &l, t).await;
+        assert!(!r.is_error && r.content.contains("restarted"));
+        assert!(run(&NoShell, &serde_json::json!({}), &l, t).await.is_error);
+        let r = run(&NoShell, &serde_json::json!({"command": "ls"}), &l, t).await;
+        assert!(r.is_error && r.content.contains("no shell here"));
+    }
+
     #[test]
     fn a_timeout_is_an_error_that_says_so() {
         let mut o = out(124, "partial", "");
