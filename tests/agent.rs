@@ -282,77 +282,87 @@ async fn partial_tool_json_at_max_tokens_is_flagged_not_fatal() {
     .await
 }
 
-#[test]
-fn recorded_json_responses_parse() {
-    let m = anthropic::parse_message(fixture("message-tool-use.nonstreaming.json").as_bytes())
-        .expect("non-streaming fixture");
-    assert_eq!(m.stop, StopKind::ToolUse);
-    assert_eq!(
-        m.tool_uses().next().map(|t| t.2.clone()),
-        Some(json!({"value": "test"}))
-    );
-    assert_eq!(m.usage.output_tokens, 76);
+#[tokio::test]
+async fn recorded_json_responses_parse() {
+    within(10, async {
+        let m = anthropic::parse_message(fixture("message-tool-use.nonstreaming.json").as_bytes())
+            .expect("non-streaming fixture");
+        assert_eq!(m.stop, StopKind::ToolUse);
+        assert_eq!(
+            m.tool_uses().next().map(|t| t.2.clone()),
+            Some(json!({"value": "test"}))
+        );
+        assert_eq!(m.usage.output_tokens, 76);
 
-    let nock = fixture_json("recorded-ToolRunner.ts-nock.json");
-    let exchanges = nock.as_array().expect("array");
-    assert_eq!(exchanges.len(), 10);
-    for (i, x) in exchanges.iter().enumerate() {
-        let m = anthropic::parse_message(x["response"].to_string().as_bytes())
-            .unwrap_or_else(|e| panic!("exchange {i}: {e}"));
-        assert!(!m.content.is_empty(), "exchange {i}");
-    }
-    let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
-    let first = &py[0]["response"]["body"];
-    let m = anthropic::parse_message(first.to_string().as_bytes()).expect("python snapshot");
-    assert_eq!(m.usage.input_tokens, 659);
+        let nock = fixture_json("recorded-ToolRunner.ts-nock.json");
+        let exchanges = nock.as_array().expect("array");
+        assert_eq!(exchanges.len(), 10);
+        for (i, x) in exchanges.iter().enumerate() {
+            let m = anthropic::parse_message(x["response"].to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("exchange {i}: {e}"));
+            assert!(!m.content.is_empty(), "exchange {i}");
+        }
+        let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
+        let first = &py[0]["response"]["body"];
+        let m = anthropic::parse_message(first.to_string().as_bytes()).expect("python snapshot");
+        assert_eq!(m.usage.input_tokens, 659);
+    })
+    .await
 }
 
-#[test]
-fn recorded_error_bodies_name_status_type_and_message() {
-    let rec = fixture_json("error-429-rate_limit.recorded.json");
-    let e = anthropic::api_error(429, &rec["body"].to_string(), None);
-    let text = e.to_string();
-    assert!(
-        text.starts_with(
-            "Anthropic API returned HTTP 429 rate_limit_error: This request would exceed"
-        ),
-        "{text}"
-    );
-    assert!(text.contains("req_011CYK5mje9HkutJtmfPzzNC"));
-    assert!(e.is_retryable());
+#[tokio::test]
+async fn recorded_error_bodies_name_status_type_and_message() {
+    within(10, async {
+        let rec = fixture_json("error-429-rate_limit.recorded.json");
+        let e = anthropic::api_error(429, &rec["body"].to_string(), None);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "Anthropic API returned HTTP 429 rate_limit_error: This request would exceed"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("req_011CYK5mje9HkutJtmfPzzNC"));
+        assert!(e.is_retryable());
 
-    let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
-    let e = anthropic::api_error(400, &py[1]["response"]["body"].to_string(), None);
-    assert!(e
-        .to_string()
-        .contains("400 invalid_request_error: messages.0.content.1: unexpected `tool_use_id`"));
-    assert!(!e.is_retryable());
+        let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
+        let e = anthropic::api_error(400, &py[1]["response"]["body"].to_string(), None);
+        assert!(e
+            .to_string()
+            .contains("400 invalid_request_error: messages.0.content.1: unexpected `tool_use_id`"));
+        assert!(!e.is_retryable());
+    })
+    .await
 }
 
-#[test]
-fn the_fakes_validator_accepts_what_the_real_api_accepted_and_refuses_what_it_refused() {
-    let nock = fixture_json("recorded-ToolRunner.ts-nock.json");
-    for (i, x) in nock.as_array().expect("array").iter().enumerate() {
-        assert_eq!(x["status"], 200);
-        fa::validate_request(&x["body"], fa::Strictness::Real)
-            .unwrap_or_else(|r| panic!("nock exchange {i} was accepted by the real API: {r:?}"));
-    }
-    let stream = fixture_json("recorded-stream-tool-runner.python-snapshot.json");
-    for x in stream.as_array().expect("array") {
-        fa::validate_request(&x["request"]["body"], fa::Strictness::Real).expect("accepted");
-    }
-    let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
-    fa::validate_request(&py[0]["request"]["body"], fa::Strictness::Real).expect("accepted");
-    let refused = fa::validate_request(&py[1]["request"]["body"], fa::Strictness::Real)
-        .expect_err("the real API refused this request");
-    assert_eq!(refused.status, 400);
-    assert_eq!(refused.error_type, "invalid_request_error");
-    assert_eq!(
-        refused.message,
-        py[1]["response"]["body"]["error"]["message"]
-            .as_str()
-            .unwrap()
-    );
+#[tokio::test]
+async fn the_fakes_validator_accepts_what_the_real_api_accepted_and_refuses_what_it_refused() {
+    within(10, async {
+        let nock = fixture_json("recorded-ToolRunner.ts-nock.json");
+        for (i, x) in nock.as_array().expect("array").iter().enumerate() {
+            assert_eq!(x["status"], 200);
+            fa::validate_request(&x["body"], fa::Strictness::Real).unwrap_or_else(|r| {
+                panic!("nock exchange {i} was accepted by the real API: {r:?}")
+            });
+        }
+        let stream = fixture_json("recorded-stream-tool-runner.python-snapshot.json");
+        for x in stream.as_array().expect("array") {
+            fa::validate_request(&x["request"]["body"], fa::Strictness::Real).expect("accepted");
+        }
+        let py = fixture_json("recorded-nonstream-tool-runner.python-snapshot.json");
+        fa::validate_request(&py[0]["request"]["body"], fa::Strictness::Real).expect("accepted");
+        let refused = fa::validate_request(&py[1]["request"]["body"], fa::Strictness::Real)
+            .expect_err("the real API refused this request");
+        assert_eq!(refused.status, 400);
+        assert_eq!(refused.error_type, "invalid_request_error");
+        assert_eq!(
+            refused.message,
+            py[1]["response"]["body"]["error"]["message"]
+                .as_str()
+                .unwrap()
+        );
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1049,6 +1059,28 @@ async fn a_scripted_session_views_edits_and_runs_a_command_in_a_real_sandbox() {
         assert_eq!(
             std::fs::read_to_string(back.path().join("src/lib.rs")).expect("copied back"),
             "fn greet() -> &'static str {\n    \"hello, world\"\n}\n"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_empty_text_block_in_a_reply_is_not_sent_back() {
+    within(20, async {
+        let fake = FakeAnthropic::start(vec![
+            fa::Reply::bash("ls").with_text("").into(),
+            fa::Reply::text(FINAL).into(),
+        ])
+        .await;
+        let ws = MemoryWorkspace::default();
+        let (outcome, _) =
+            run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &ws).await;
+        assert_eq!(outcome.stop, StopReason::Finished, "{outcome:#?}");
+        assert!(fake.requests().iter().all(|r| r.status == 200));
+        let second = &fake.answered_bodies()[1];
+        assert_eq!(
+            second["messages"][1]["content"].as_array().map(Vec::len),
+            Some(1)
         );
     })
     .await

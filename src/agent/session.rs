@@ -254,7 +254,13 @@ impl Agent {
                 run.note(format!("assistant: {text}"));
                 run.last_text = text;
             }
-            let mut content = response.content.clone();
+            // The API refuses empty text blocks in earlier turns.
+            let mut content: Vec<ContentBlock> = response
+                .content
+                .iter()
+                .filter(|b| !matches!(b, ContentBlock::Text { text } if text.trim().is_empty()))
+                .cloned()
+                .collect();
             if content.is_empty() {
                 if response.stop != StopKind::MaxTokens {
                     return finished_or_refused(&response.stop);

@@ -672,6 +672,13 @@ pub fn validate_request(body: &Value, strictness: Strictness) -> Result<(), Reje
             if b.get("type").and_then(Value::as_str).is_none() {
                 return bad(format!("messages.{i}.content.{j}.type: Field required"));
             }
+            let final_turn = i + 1 == messages.len();
+            if b["type"] == "text"
+                && !final_turn
+                && b["text"].as_str().is_none_or(|t| t.trim().is_empty())
+            {
+                return bad(format!("messages.{i}.content.{j}: text content blocks must contain non-whitespace text"));
+            }
             if b["type"] == "tool_use" && !b["input"].is_object() {
                 return bad(format!(
                     "messages.{i}.content.{j}.tool_use.input: Input should be a valid dictionary"
