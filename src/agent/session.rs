@@ -415,3 +415,39 @@ fn cut_strings(v: &Value, max: usize) -> Value {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The runner spawns runs on the multi-threaded runtime: the run future must be `Send`.
+    #[allow(dead_code)]
+    fn the_run_future_is_send(agent: &Agent, ws: &dyn Workspace, events: &EventSender) {
+        let task = AgentTask::default();
+        let fut = agent.run(&task, ws, events);
+        assert_send(&fut);
+    }
+
+    #[test]
+    fn long_strings_in_event_inputs_are_cut() {
+        let v = serde_json::json!({"command": "create", "file_text": "x".repeat(5000), "n": 3});
+        let cut = cut_strings(&v, 100);
+        assert!(cut["file_text"].as_str().unwrap().len() < 300);
+        assert_eq!(cut["command"], "create");
+        assert_eq!(cut["n"], 3);
+    }
+
+    #[test]
+    fn stop_reasons_have_distinct_messages() {
+        assert_eq!(StopReason::Finished.message(), "the agent finished");
+        let b = StopReason::BudgetHit(BudgetKind::Turns { limit: 3 }).message();
+        assert!(
+            b.starts_with("stopped: the turn limit") && b.ends_with("changes made so far are kept")
+        );
+        assert!(StopReason::Failed("x".into())
+            .message()
+            .contains("failed: x"));
+    }
+}
