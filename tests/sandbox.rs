@@ -707,7 +707,7 @@ async fn killed_holder_orphan_is_removed_by_the_reaper() {
         let ready = tokio::task::spawn_blocking(move || {
             for line in std::io::BufReader::new(stdout).lines() {
                 let line = line.expect("line");
-                if line.starts_with("READY ") {
+                if line.contains("READY ") {
                     return true;
                 }
             }
