@@ -44,10 +44,7 @@ pub fn now_unix() -> u64 {
 pub fn container_name(run_id: &str) -> String {
     let clean: String = run_id
         .chars()
-        .filter_map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | '-' => Some(c),
-            _ => None,
-        })
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         .take(40)
         .collect();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
