@@ -815,3 +815,62 @@ async fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
     })
     .await;
 }
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The numbers of BENCHMARKS.md: create → first exec output (cold), and an exec's round trip.
+/// `cargo test --release --test sandbox -- --ignored bench_ --nocapture --test-threads=1`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_cold_start_and_exec_round_trip() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(600, async {
+        let repo = small_repo();
+        let n = 15;
+        let mut cold = Vec::new();
+        for i in 0..n {
+            let started = Instant::now();
+            let sandbox = sandboxes
+                .create(&run_id(&format!("bench{i}")), repo.path())
+                .await
+                .expect("create");
+            let out = sandbox
+                .exec(ExecSpec::new("echo ready"))
+                .await
+                .expect("exec");
+            cold.push(started.elapsed());
+            assert_eq!(out.stdout, "ready\n");
+            sandbox.destroy().await.expect("destroy");
+        }
+        let sandbox = sandboxes
+            .create(&run_id("bench-rt"), repo.path())
+            .await
+            .expect("create");
+        let mut round_trip = Vec::new();
+        for _ in 0..50 {
+            let started = Instant::now();
+            let out = sandbox.exec(ExecSpec::new("true")).await.expect("exec");
+            round_trip.push(started.elapsed());
+            assert!(out.success());
+        }
+        sandbox.destroy().await.expect("destroy");
+        println!(
+            "BENCH cold create->first output: median {:?} (min {:?}, max {:?}, n={n})",
+            median(cold.clone()),
+            cold.iter().min().expect("min"),
+            cold.iter().max().expect("max"),
+        );
+        println!(
+            "BENCH exec round trip: median {:?} (min {:?}, max {:?}, n=50)",
+            median(round_trip.clone()),
+            round_trip.iter().min().expect("min"),
+            round_trip.iter().max().expect("max"),
+        );
+    })
+    .await;
+}
