@@ -816,6 +816,56 @@ async fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_pool_sandbox_serves_one_run_and_is_as_locked_down() {
+    let settings = SandboxSettings {
+        warm_pool: 1,
+        ..docker::test_settings()
+    };
+    let Some(sandboxes) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    within(90, async {
+        assert_eq!(sandboxes.warm_up().await.expect("warm up"), 1);
+        let repo = small_repo();
+        let run = run_id("warm");
+        let sandbox = sandboxes.create(&run, repo.path()).await.expect("create");
+        assert_eq!(
+            sandboxes.containers_of_run(&run).await.expect("list"),
+            vec![sandbox.id().to_string()]
+        );
+        let out = sh(
+            &sandbox,
+            "cat README.md; id -u; ls /sys/class/net; grep CapEff /proc/self/status",
+        )
+        .await;
+        assert_eq!(
+            out.stdout,
+            "# test repo\n1000\nlo\nCapEff:\t0000000000000000\n"
+        );
+        // The pool refills behind the run; the next run gets another container.
+        let second_run = run_id("warm2");
+        let second = sandboxes
+            .create(&second_run, repo.path())
+            .await
+            .expect("create");
+        assert_ne!(second.id(), sandbox.id());
+        assert!(sh(
+            &second,
+            "test ! -e /workspace/leftover && touch /workspace/leftover"
+        )
+        .await
+        .success());
+        sandbox.destroy().await.expect("destroy");
+        second.destroy().await.expect("destroy");
+        sandboxes.drain_pool().await.expect("drain");
+        assert_eq!(sandboxes.warm_count(), 0);
+        assert_no_container_of_run(&sandboxes, &run).await;
+        assert_no_container_of_run(&sandboxes, &second_run).await;
+    })
+    .await;
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -859,6 +909,36 @@ async fn bench_cold_start_and_exec_round_trip() {
             assert!(out.success());
         }
         sandbox.destroy().await.expect("destroy");
+
+        let pooled = docker::sandboxes_with(SandboxSettings {
+            warm_pool: 1,
+            ..docker::test_settings()
+        })
+        .await
+        .expect("connect");
+        let mut warm = Vec::new();
+        for i in 0..n {
+            pooled.warm_up().await.expect("warm up");
+            let started = Instant::now();
+            let sandbox = pooled
+                .create(&run_id(&format!("benchw{i}")), repo.path())
+                .await
+                .expect("create");
+            let out = sandbox
+                .exec(ExecSpec::new("echo ready"))
+                .await
+                .expect("exec");
+            warm.push(started.elapsed());
+            assert_eq!(out.stdout, "ready\n");
+            sandbox.destroy().await.expect("destroy");
+        }
+        pooled.drain_pool().await.expect("drain");
+        println!(
+            "BENCH warm pool create->first output: median {:?} (min {:?}, max {:?}, n={n})",
+            median(warm.clone()),
+            warm.iter().min().expect("min"),
+            warm.iter().max().expect("max"),
+        );
         println!(
             "BENCH cold create->first output: median {:?} (min {:?}, max {:?}, n={n})",
             median(cold.clone()),

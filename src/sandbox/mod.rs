@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod handle;
 mod output;
+mod pool;
 mod reaper;
 mod sandboxes;
 mod settings;
