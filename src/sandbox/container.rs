@@ -42,17 +42,23 @@ pub fn now_unix() -> u64 {
 
 /// A container name from a run id: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub fn container_name(run_id: &str) -> String {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}{}", name_prefix(run_id), &nonce[..8])
+}
+
+/// The start of the names of `run_id`'s containers. A warm container from the pool is renamed
+/// to it when a run takes it (labels cannot change after creation).
+pub fn name_prefix(run_id: &str) -> String {
     let clean: String = run_id
         .chars()
-        .filter_map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | '-' => Some(c),
-            _ => None,
-        })
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         .take(40)
         .collect();
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    format!("backspace-{clean}-{}", &nonce[..8])
+    format!("backspace-{clean}-")
 }
+
+/// The `backspace.run` label of warm containers nobody has taken yet.
+pub const POOL_RUN: &str = "warm-pool";
 
 /// The definition of one sandbox container. With `network`, it joins the settings' setup
 /// network (to be cut before the agent starts); otherwise it has none at all.
