@@ -1006,54 +1006,61 @@ async fn sandbox_tool_results(ws: &dyn Workspace) -> [ToolResult; 6] {
 
 #[tokio::test]
 async fn a_scripted_session_views_edits_and_runs_a_command_in_a_real_sandbox() {
-    use backspace::sandbox::{SandboxSettings, Sandboxes};
     within(240, async {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        let settings = SandboxSettings {
-            image: "backspace-sandbox:test".into(),
-            ..SandboxSettings::default()
+        // Skips (saying why) without Docker or the image, except with CI=true, where it fails.
+        let Some(sandboxes) = support::docker::sandboxes().await else {
+            return;
         };
-        let sandboxes = match Sandboxes::connect(settings).await {
-            Ok(s) => s,
-            Err(e) if !ci => {
-                eprintln!("skipped: no Docker engine ({e}); with CI=true this fails");
-                return;
-            }
-            Err(e) => panic!("Docker is required in CI: {e}"),
-        };
-        match sandboxes.image_present().await {
-            Ok(true) => {}
-            other if !ci => {
-                eprintln!("skipped: image backspace-sandbox:test missing ({other:?}); build it with scripts/build-test-image.sh");
-                return;
-            }
-            other => panic!("image backspace-sandbox:test is required in CI (scripts/build-test-image.sh): {other:?}"),
-        }
         let repo = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(repo.path().join("src")).expect("src dir");
         std::fs::write(repo.path().join("src/lib.rs"), GREET).expect("write");
         let run_id = format!("agent-test-{}", std::process::id());
-        let sandbox = sandboxes.create(&run_id, repo.path()).await.expect("sandbox");
+        let sandbox = sandboxes
+            .create(&run_id, repo.path())
+            .await
+            .expect("sandbox");
 
         let fake = FakeAnthropic::start(anthropic_script()).await;
-        let (outcome, events) = run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &sandbox).await;
+        let (outcome, events) = run_agent(
+            anthropic_provider(&fake, true),
+            AgentConfig::default(),
+            &sandbox,
+        )
+        .await;
         let tools = sandbox_tool_results(&sandbox).await;
-        let file = sandbox.read_file("src/lib.rs").await.ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+        let file = sandbox
+            .read_file("src/lib.rs")
+            .await
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         let back = tempfile::tempdir().expect("temp dir");
         sandbox.copy_out(back.path()).await.expect("copy out");
         sandbox.destroy().await.expect("destroy");
 
         assert_session_outcome(&outcome, &events, file);
         let [dir, missing, nested, twice, failing, slow] = tools;
-        assert!(!dir.is_error && dir.content.contains("src/lib.rs"), "{dir:?}");
-        assert!(missing.is_error && missing.content.contains("nope.rs"), "{missing:?}");
+        assert!(
+            !dir.is_error && dir.content.contains("src/lib.rs"),
+            "{dir:?}"
+        );
+        assert!(
+            missing.is_error && missing.content.contains("nope.rs"),
+            "{missing:?}"
+        );
         assert!(nested.changed_file && !nested.is_error, "{nested:?}");
-        assert!(twice.is_error && twice.content.contains("occurs 2 times"), "{twice:?}");
+        assert!(
+            twice.is_error && twice.content.contains("occurs 2 times"),
+            "{twice:?}"
+        );
         assert_eq!(failing.exit_code, Some(3));
         assert!(failing.content.contains("oops") && failing.content.contains("[exit code 3]"));
-        assert!(slow.is_error && slow.content.contains("killed after 1s"), "{slow:?}");
+        assert!(
+            slow.is_error && slow.content.contains("killed after 1s"),
+            "{slow:?}"
+        );
         assert_eq!(
-            std::fs::read_to_string(back.path().join("a/b/c.txt")).expect("nested file copied back"),
+            std::fs::read_to_string(back.path().join("a/b/c.txt"))
+                .expect("nested file copied back"),
             "x\nx\n"
         );
         assert_eq!(
