@@ -1092,3 +1092,33 @@ async fn an_empty_text_block_in_a_reply_is_not_sent_back() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_model_call_that_hangs_ends_at_the_time_limit() {
+    within(20, async {
+        let budgets = Budgets {
+            max_duration: Duration::from_millis(800),
+            ..Budgets::default()
+        };
+        let script = vec![create_note(), Step::Stall(Duration::from_secs(60))];
+        let fake = FakeAnthropic::start(script).await;
+        let ws = MemoryWorkspace::default();
+        let config = AgentConfig {
+            budgets,
+            ..AgentConfig::default()
+        };
+        let started = Instant::now();
+        let (outcome, events) = run_agent(anthropic_provider(&fake, true), config, &ws).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(&outcome.stop, StopReason::BudgetHit(k) if k.name() == "wall_clock"),
+            "{outcome:#?}"
+        );
+        assert_eq!(ws.file("NOTES.md").as_deref(), Some("kept\n"));
+        assert!(progress_messages(&events)
+            .last()
+            .unwrap()
+            .contains("the time limit of 800ms was reached"));
+    })
+    .await
+}

@@ -89,6 +89,8 @@ pub enum Step {
         error_type: String,
         message: String,
     },
+    /// No answer for this long (a hung connection), then a 500.
+    Stall(std::time::Duration),
 }
 
 impl From<Reply> for Step {
@@ -248,6 +250,21 @@ async fn messages(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    match answer(State(state), headers, body) {
+        Ok(response) => response,
+        Err(stall) => {
+            tokio::time::sleep(stall).await;
+            error_response(500, "api_error", "the fake stalled", None)
+        }
+    }
+}
+
+/// Answers one request; `Err` asks the caller to stall that long first (outside the lock).
+fn answer(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, std::time::Duration> {
     let parsed: Result<Value, _> = serde_json::from_str(&body);
     let check = match &parsed {
         Ok(v) => {
@@ -265,7 +282,7 @@ async fn messages(
             body: body_value,
             status: r.status,
         });
-        return error_response(r.status, r.error_type, &r.message, None);
+        return Ok(error_response(r.status, r.error_type, &r.message, None));
     }
     let step = st
         .script
@@ -280,6 +297,7 @@ async fn messages(
     let stream = body_value.get("stream").and_then(Value::as_bool) == Some(true);
     let status = match &step {
         Step::Error { status, .. } => *status,
+        Step::Stall(_) => 500,
         _ => 200,
     };
     st.recorded.push(Recorded {
@@ -288,12 +306,18 @@ async fn messages(
         status,
     });
     match step {
+        Step::Stall(d) => Err(d),
         Step::Error {
             status,
             error_type,
             message,
             retry_after,
-        } => error_response(status, &error_type, &message, retry_after.as_deref()),
+        } => Ok(error_response(
+            status,
+            &error_type,
+            &message,
+            retry_after.as_deref(),
+        )),
         Step::StreamError {
             error_type,
             message,
@@ -302,7 +326,7 @@ async fn messages(
             let err = json!({"type": "error", "error": {"type": error_type, "message": message}});
             let text =
                 format!("event: message_start\ndata: {start}\n\nevent: error\ndata: {err}\n\n");
-            sse_response(text)
+            Ok(sse_response(text))
         }
         Step::Reply(reply) => {
             let usage = simulate_usage(&mut st, &body_value, &reply);
@@ -325,7 +349,7 @@ async fn messages(
                 "usage": usage,
             });
             drop(st);
-            if stream {
+            Ok(if stream {
                 sse_response(render_sse(&message))
             } else {
                 (
@@ -337,7 +361,7 @@ async fn messages(
                     message.to_string(),
                 )
                     .into_response()
-            }
+            })
         }
     }
 }
