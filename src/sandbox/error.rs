@@ -1,0 +1,63 @@
+//! Errors of the sandbox, kept apart by what a caller does about them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What can go wrong while creating, using or removing a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the Docker engine does not answer: {0}")]
+    Connect(#[source] bollard::errors::Error),
+    #[error("sandbox image {image} is not present on the Docker engine (build it; nothing can be pulled)")]
+    ImageMissing { image: String },
+    #[error("Docker call failed while {action}: {source}")]
+    Docker {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("copy-out destination {0} must be an existing empty directory")]
+    DestinationNotEmpty(PathBuf),
+    #[error("{path} is larger than the limit of {limit} bytes")]
+    TooLarge { path: String, limit: u64 },
+    #[error("cannot read {path} in the sandbox: {message}")]
+    ReadFile { path: String, message: String },
+    #[error("cannot write {path} in the sandbox: {message}")]
+    WriteFile { path: String, message: String },
+    #[error("the run's time limit of {limit:?} is over; its sandbox was removed")]
+    RunTimeLimit { limit: Duration },
+    #[error("the sandbox container is gone: {0}")]
+    Gone(String),
+    #[error("network still attached after the cut: {0}")]
+    NetworkNotCut(String),
+}
+
+impl SandboxError {
+    pub(crate) fn docker(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
+        move |source| SandboxError::Docker { action, source }
+    }
+
+    pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let action = action.into();
+        move |source| SandboxError::Io { action, source }
+    }
+}
+
+/// Whether a bollard error is a 404 from the engine.
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

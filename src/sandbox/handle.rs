@@ -1,0 +1,552 @@
+//! One run's container as callers hold it: commands, files, copy out, the network cut, and
+//! removal on every way out (destroy, drop, the run's time limit).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ExecConfig, NetworkDisconnectRequest};
+use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, InspectContainerOptions};
+use bollard::Docker;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::archive;
+use super::container;
+use super::error::SandboxError;
+use super::exec::{self, Counters, ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
+use super::output::CappedOutput;
+use super::settings::SandboxSettings;
+
+/// Time allowed past a command's own limit before the host gives up on it.
+const HOST_GRACE: Duration = Duration::from_secs(10);
+/// Time limit of the small helper execs (files, counters, kills).
+const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One run's container. Commands run one at a time. Dropped without
+/// [`Sandbox::destroy`], it still removes its container (in the background).
+pub struct Sandbox {
+    docker: Docker,
+    id: String,
+    run_id: String,
+    run_timeout: Duration,
+    deadline: Instant,
+    max_file_bytes: u64,
+    max_copy_out_bytes: u64,
+    /// Counters after the last command; the lock also keeps commands one at a time, which
+    /// the wrapper's `kill -1` relies on.
+    counters: Mutex<Counters>,
+    expired: Arc<AtomicBool>,
+    watchdog: Option<JoinHandle<()>>,
+    removed: bool,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("id", &self.id)
+            .field("run_id", &self.run_id)
+            .finish()
+    }
+}
+
+impl Sandbox {
+    pub(super) fn new(
+        docker: Docker,
+        id: String,
+        run_id: &str,
+        settings: &SandboxSettings,
+    ) -> Sandbox {
+        Sandbox {
+            docker,
+            id,
+            run_id: run_id.to_string(),
+            run_timeout: settings.run_timeout,
+            deadline: Instant::now() + settings.run_timeout,
+            max_file_bytes: settings.max_file_bytes,
+            max_copy_out_bytes: settings.max_copy_out_bytes,
+            counters: Mutex::new(Counters::default()),
+            expired: Arc::new(AtomicBool::new(false)),
+            watchdog: None,
+            removed: false,
+        }
+    }
+
+    /// Removes the container when the run's time limit is over, whatever the caller does.
+    pub(super) fn arm_run_limit(&mut self) {
+        let docker = self.docker.clone();
+        let id = self.id.clone();
+        let expired = self.expired.clone();
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        self.watchdog = Some(tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            expired.store(true, Ordering::SeqCst);
+            tracing::warn!(container = %id, "run time limit reached: removing its sandbox");
+            if let Err(e) = container::remove(&docker, &id).await {
+                tracing::warn!(container = %id, error = %e, "could not remove an expired sandbox");
+            }
+        }));
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn check_run_limit(&self) -> Result<(), SandboxError> {
+        if self.expired.load(Ordering::SeqCst) || Instant::now() >= self.deadline {
+            return Err(SandboxError::RunTimeLimit {
+                limit: self.run_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one command. A command that outlives its limit is killed with everything it
+    /// started; so is anything a finished command left running in the background.
+    pub async fn exec(&self, spec: ExecSpec) -> Result<ExecOutput, SandboxError> {
+        self.check_run_limit()?;
+        let mut counters = self.counters.lock().await;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = spec.timeout.min(remaining);
+        let workdir =
+            exec::resolve_workdir(spec.workdir.as_deref()).map_err(SandboxError::Invalid)?;
+        let marker = format!("backspace-exit-{}", uuid::Uuid::new_v4().simple());
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(exec::wrapped_command(&marker, timeout, &spec.command)),
+            user: Some("1000:1000".to_string()),
+            working_dir: Some(workdir),
+            ..Default::default()
+        };
+        let started_at = Instant::now();
+        let result = self
+            .run_exec(config, timeout + HOST_GRACE, spec.output_cap, None)
+            .await;
+        let run = match result {
+            Ok(run) => run,
+            Err(e) => {
+                self.check_run_limit()?;
+                return Err(e);
+            }
+        };
+        let elapsed = started_at.elapsed();
+        let mut stdout = run.stdout;
+        let mut stderr = run.stderr;
+        let trailer = stderr
+            .take_trailer(&format!("{marker} "))
+            .and_then(|t| exec::parse_trailer(&t));
+        if run.host_timed_out {
+            // The wrapper itself did not finish: kill what the agent has from another exec.
+            let _ = self.helper(&["/bin/sh", "-c", "kill -KILL -1"], None).await;
+        }
+        self.check_run_limit()?;
+        let exit_code = match trailer {
+            Some(t) => t.exit_code,
+            None => run.exit_code.unwrap_or(-1),
+        };
+        let trailer = match trailer {
+            Some(t) => Some(t),
+            // The wrapper was killed (by the OOM killer, say): read the counters directly.
+            None => self.read_counters(exit_code).await,
+        };
+        let outcome = if run.host_timed_out {
+            ExecOutcome::TimedOut
+        } else {
+            exec::classify(exit_code, elapsed, timeout, *counters, trailer)
+        };
+        if let Some(t) = trailer {
+            if let Some(n) = t.oom_kills {
+                counters.oom_kills = n;
+            }
+            if let Some(n) = t.pids_max_hits {
+                counters.pids_max_hits = n;
+            }
+        }
+        let out = std::mem::replace(&mut stdout, CappedOutput::new(0)).finish();
+        let err = std::mem::replace(&mut stderr, CappedOutput::new(0)).finish();
+        Ok(ExecOutput {
+            exit_code,
+            stdout: out.text,
+            stderr: err.text,
+            outcome,
+            duration: elapsed,
+            truncated_bytes: out.cut + err.cut,
+        })
+    }
+
+    /// The cgroup counters, from a separate exec (used when the wrapper could not report).
+    async fn read_counters(&self, exit_code: i64) -> Option<exec::Trailer> {
+        let script = "oom=-; max=-
+for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+  if [ -r \"$f\" ]; then while read -r k v; do [ \"$k\" = oom_kill ] && oom=$v; done < \"$f\"; fi
+done
+for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
+  if [ -r \"$f\" ]; then while read -r k v; do [ \"$k\" = max ] && max=$v; done < \"$f\"; fi
+done
+echo \"$oom $max\"";
+        let out = self.helper(&["/bin/sh", "-c", script], None).await.ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        exec::parse_trailer(&format!("{exit_code} {}", text.trim()))
+    }
+
+    /// Runs an exec and collects its output, giving up at `limit`.
+    async fn run_exec(
+        &self,
+        config: ExecConfig,
+        limit: Duration,
+        output_cap: usize,
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecRun, SandboxError> {
+        let created = self
+            .docker
+            .create_exec(&self.id, config)
+            .await
+            .map_err(|e| self.gone_or(e, "creating an exec"))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(64 * 1024),
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| self.gone_or(e, "starting an exec"))?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
+            return Err(SandboxError::Invalid("exec started detached".into()));
+        };
+        let mut run = ExecRun {
+            stdout: CappedOutput::new(output_cap),
+            stderr: CappedOutput::new(output_cap),
+            exit_code: None,
+            host_timed_out: false,
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        if let Some(bytes) = stdin {
+            let write = async {
+                input.write_all(bytes).await?;
+                input.shutdown().await
+            };
+            match tokio::time::timeout_at(deadline, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(SandboxError::io("writing to an exec's stdin")(e)),
+                Err(_) => {
+                    run.host_timed_out = true;
+                    return Ok(run);
+                }
+            }
+        }
+        drop(input);
+        loop {
+            match tokio::time::timeout_at(deadline, output.next()).await {
+                Err(_) => {
+                    run.host_timed_out = true;
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(LogOutput::StdOut { message }))) => run.stdout.push(&message),
+                Ok(Some(Ok(LogOutput::StdErr { message }))) => run.stderr.push(&message),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(self.gone_or(e, "reading an exec's output")),
+            }
+        }
+        if !run.host_timed_out {
+            run.exit_code = self.exit_code(&created.id).await;
+        }
+        Ok(run)
+    }
+
+    /// The exit code of a finished exec (the engine may need a moment to record it).
+    async fn exit_code(&self, exec_id: &str) -> Option<i64> {
+        for _ in 0..50 {
+            match self.docker.inspect_exec(exec_id).await {
+                Ok(info) if info.running != Some(true) => return info.exit_code,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    fn gone_or(&self, e: bollard::errors::Error, action: &'static str) -> SandboxError {
+        if self.expired.load(Ordering::SeqCst) {
+            return SandboxError::RunTimeLimit {
+                limit: self.run_timeout,
+            };
+        }
+        match &e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                message,
+            } => SandboxError::Gone(message.clone()),
+            _ => SandboxError::Docker { action, source: e },
+        }
+    }
+
+    /// A small exec as the agent, outside the command wrapper, with raw output.
+    async fn helper(
+        &self,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<HelperOutput, SandboxError> {
+        let config = ExecConfig {
+            attach_stdin: Some(stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
+            user: Some("1000:1000".to_string()),
+            working_dir: Some(WORKSPACE.to_string()),
+            ..Default::default()
+        };
+        let cap = usize::try_from(self.max_file_bytes).unwrap_or(usize::MAX);
+        let run = self.run_exec(config, HELPER_TIMEOUT, cap, stdin).await?;
+        if run.host_timed_out {
+            return Err(SandboxError::Invalid(format!(
+                "helper command timed out after {HELPER_TIMEOUT:?}"
+            )));
+        }
+        let stdout = run.stdout;
+        let total = stdout.total();
+        let captured = stdout.into_bytes();
+        Ok(HelperOutput {
+            exit_code: run.exit_code.unwrap_or(-1),
+            stdout: captured,
+            stdout_total: total,
+            stderr: run.stderr.finish().text,
+        })
+    }
+
+    /// A file's content. `path` is relative to `/workspace` or absolute in the container;
+    /// read with the agent's rights.
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, SandboxError> {
+        self.check_run_limit()?;
+        let abs = absolute(path)?;
+        let _one_at_a_time = self.counters.lock().await;
+        let out = self
+            .helper(&["/bin/sh", "-c", "exec cat -- \"$1\"", "read", &abs], None)
+            .await?;
+        if out.exit_code != 0 {
+            return Err(SandboxError::ReadFile {
+                path: abs,
+                message: out.stderr.trim().to_string(),
+            });
+        }
+        if out.stdout_total > self.max_file_bytes {
+            return Err(SandboxError::TooLarge {
+                path: abs,
+                limit: self.max_file_bytes,
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Writes a file, creating its parent directories, as the agent (so it is the agent's).
+    pub async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), SandboxError> {
+        self.check_run_limit()?;
+        let abs = absolute(path)?;
+        let _one_at_a_time = self.counters.lock().await;
+        let script = "mkdir -p -- \"$(dirname -- \"$1\")\" && exec cat > \"$1\"";
+        let out = self
+            .helper(&["/bin/sh", "-c", script, "write", &abs], Some(contents))
+            .await?;
+        if out.exit_code != 0 {
+            return Err(SandboxError::WriteFile {
+                path: abs,
+                message: out.stderr.trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies the working tree of `/workspace` (without `.git`) into `dest`, an existing empty
+    /// directory. Symbolic links come back only when they resolve inside `dest`.
+    pub async fn copy_out(&self, dest: &Path) -> Result<(), SandboxError> {
+        self.copy_out_report(dest).await.map(|_| ())
+    }
+
+    /// As [`Sandbox::copy_out`], and says what was copied and what was refused.
+    pub async fn copy_out_report(&self, dest: &Path) -> Result<archive::Unpacked, SandboxError> {
+        self.check_run_limit()?;
+        let empty = std::fs::read_dir(dest)
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(SandboxError::DestinationNotEmpty(dest.to_path_buf()));
+        }
+        let _one_at_a_time = self.counters.lock().await;
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(WORKSPACE)
+            .build();
+        let mut stream = self.docker.download_from_container(&self.id, Some(options));
+        // The tar holds `.git` too and headers; allow for them above the content limit.
+        let tar_limit = self
+            .max_copy_out_bytes
+            .saturating_mul(2)
+            .saturating_add(64 << 20);
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.gone_or(e, "copying the working tree out"))?;
+            tar.extend_from_slice(&chunk);
+            if tar.len() as u64 > tar_limit {
+                return Err(SandboxError::TooLarge {
+                    path: WORKSPACE.to_string(),
+                    limit: self.max_copy_out_bytes,
+                });
+            }
+        }
+        let dest = dest.to_path_buf();
+        let limit = self.max_copy_out_bytes;
+        let report = tokio::task::spawn_blocking(move || {
+            archive::unpack_tree(&tar[..], &dest, 1, limit).map_err(SandboxError::io(format!(
+                "unpacking into {}",
+                dest.display()
+            )))
+        })
+        .await
+        .map_err(|e| SandboxError::Invalid(format!("unpacking the working tree: {e}")))??;
+        for refused in &report.refused {
+            tracing::warn!(run = %self.run_id, entry = %refused, "copy-out refused an entry");
+        }
+        Ok(report)
+    }
+
+    /// Disconnects every network (after setup commands) and checks that none is left.
+    pub async fn cut_network(&self) -> Result<(), SandboxError> {
+        let networks = self.networks().await?;
+        for network in networks {
+            let request = NetworkDisconnectRequest {
+                container: Some(self.id.clone()),
+                force: Some(true),
+            };
+            self.docker
+                .disconnect_network(&network, request)
+                .await
+                .map_err(SandboxError::docker("cutting the network"))?;
+        }
+        let left = self.networks().await?;
+        if !left.is_empty() {
+            return Err(SandboxError::NetworkNotCut(left.join(", ")));
+        }
+        Ok(())
+    }
+
+    async fn networks(&self) -> Result<Vec<String>, SandboxError> {
+        let info = self
+            .docker
+            .inspect_container(&self.id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.gone_or(e, "inspecting a sandbox"))?;
+        Ok(info
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().filter(|name| name != "none").collect())
+            .unwrap_or_default())
+    }
+
+    /// Removes the container and its volume.
+    pub async fn destroy(mut self) -> Result<(), SandboxError> {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
+        container::remove(&self.docker, &self.id).await?;
+        self.removed = true;
+        Ok(())
+    }
+
+    /// Best-effort removal on an error path inside this module.
+    pub(super) async fn remove_now(&mut self) {
+        if container::remove(&self.docker, &self.id).await.is_ok() {
+            self.removed = true;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
+        if self.removed {
+            return;
+        }
+        // Not destroyed: a panic, a cancelled future or an early return. Remove it from a
+        // thread of its own, so it happens even when the caller's runtime is shutting down.
+        let id = self.id.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sandbox-cleanup".into())
+            .spawn(move || remove_blocking(&id));
+        if let Err(e) = spawned {
+            tracing::warn!(container = %self.id, error = %e, "could not start sandbox clean-up; the reaper will remove it");
+        }
+    }
+}
+
+fn remove_blocking(id: &str) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "no runtime for sandbox clean-up");
+            return;
+        }
+    };
+    let result = runtime.block_on(async {
+        let docker = Docker::connect_with_defaults()
+            .map_err(SandboxError::Connect)?
+            .negotiate_version()
+            .await
+            .map_err(SandboxError::Connect)?;
+        container::remove(&docker, id).await
+    });
+    match result {
+        Ok(()) => tracing::debug!(container = %id, "dropped sandbox removed"),
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "dropped sandbox not removed; the reaper will")
+        }
+    }
+}
+
+struct ExecRun {
+    stdout: CappedOutput,
+    stderr: CappedOutput,
+    exit_code: Option<i64>,
+    host_timed_out: bool,
+}
+
+struct HelperOutput {
+    exit_code: i64,
+    stdout: Vec<u8>,
+    stdout_total: u64,
+    stderr: String,
+}
+
+/// An absolute path in the container: relative ones are under `/workspace`.
+fn absolute(path: &str) -> Result<String, SandboxError> {
+    if path.is_empty() || path.contains('\0') {
+        return Err(SandboxError::Invalid(format!("bad path {path:?}")));
+    }
+    if path.starts_with('/') {
+        Ok(path.to_string())
+    } else {
+        Ok(format!("{WORKSPACE}/{path}"))
+    }
+}
