@@ -48,16 +48,29 @@ pub struct ServeArgs {
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<SecretString>,
     /// Anthropic API base; requests go to {base}/v1/messages.
-    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    #[arg(
+        long,
+        env = "ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
     pub anthropic_base_url: Url,
     /// Model id.
     #[arg(long, env = "BACKSPACE_MODEL", default_value = DEFAULT_MODEL)]
     pub model: String,
     /// Job store: sqlite://PATH or postgres://...
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://backspace.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://backspace.db",
+        hide_env_values = true
+    )]
     pub database_url: SecretString,
     /// Sandbox image.
-    #[arg(long, env = "BACKSPACE_SANDBOX_IMAGE", default_value = "backspace-sandbox:latest")]
+    #[arg(
+        long,
+        env = "BACKSPACE_SANDBOX_IMAGE",
+        default_value = "backspace-sandbox:latest"
+    )]
     pub sandbox_image: String,
     /// Bearer key for POST /api/code; the HTTP API is off without it.
     #[arg(long, env = "BACKSPACE_API_KEY", hide_env_values = true)]
@@ -142,7 +155,9 @@ pub fn split_webhook_secrets(raw: &SecretString) -> Vec<SecretString> {
 
 impl ServeArgs {
     /// The app credentials, or the names of those that are missing (setup mode).
-    pub fn app_credentials(&self) -> Result<Result<AppCredentials, MissingCredentials>, ConfigError> {
+    pub fn app_credentials(
+        &self,
+    ) -> Result<Result<AppCredentials, MissingCredentials>, ConfigError> {
         let mut missing = Vec::new();
         if self.app_id.is_none() {
             missing.push("APP_ID");
