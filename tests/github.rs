@@ -1,0 +1,2 @@
+//! The GitHub App client against the fake GitHub.
+mod support;
