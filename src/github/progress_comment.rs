@@ -204,9 +204,17 @@ async fn write_loop(
         let policy = client.retry_policy().clone();
         let mut attempts = 0u32;
         let mut waited = Duration::ZERO;
+        let mut attempted_version = 0u64;
         loop {
             // Always the newest body: a retry never resends a body that was replaced.
             let Wanted { version, body } = wanted.borrow_and_update().clone();
+            if version != attempted_version {
+                // A newer state is a new write with its own retry budget, so a burst of faults
+                // during intermediate states never uses up the final state's retries.
+                attempts = 0;
+                waited = Duration::ZERO;
+                attempted_version = version;
+            }
             attempts += 1;
             last_write = Some(Instant::now());
             let body = with_marker(&body, &run_id);

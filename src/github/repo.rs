@@ -121,17 +121,29 @@ impl RepoClient {
         if method != Method::GET {
             self.app.pacer(self.installation).acquire().await;
         }
-        let token = self.git_token().await?;
-        let result = self
-            .app
-            .inner
-            .transport
-            .send(method, &url, &token, body.as_ref())
-            .await;
-        if let Err(e) = &result {
-            self.note_failure(e);
+        let mut refreshed = false;
+        loop {
+            let token = self.git_token().await?;
+            let result = self
+                .app
+                .inner
+                .transport
+                .send(method.clone(), &url, &token, body.as_ref())
+                .await;
+            match result {
+                // A revoked token: GitHub did nothing with the request, so one more try with a
+                // freshly minted token is safe.
+                Err(e) if e.status() == Some(401) && !refreshed => {
+                    self.note_failure(&e);
+                    refreshed = true;
+                }
+                Err(e) => {
+                    self.note_failure(&e);
+                    return Err(e);
+                }
+                Ok(answer) => return Ok(answer),
+            }
         }
-        result
     }
 
     async fn get<T: DeserializeOwned>(&self, url: url::Url) -> Result<T, GithubError> {

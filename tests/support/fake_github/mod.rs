@@ -511,6 +511,43 @@ impl FakeGithub {
         insert_comment(&mut s, &repo.full_name(), pull.0, author, body, Some(None))
     }
 
+    /// Commits `files` on top of `from` as branch `branch`, straight in the repository (as if
+    /// someone had pushed it).
+    pub fn push_branch(&self, repo: &RepoName, from: &str, branch: &str, files: &[(&str, &str)]) {
+        let bare = self.bare(repo);
+        let work = self
+            .repos_dir
+            .path()
+            .join("_push")
+            .join(repo.full_name())
+            .join(branch);
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.parent().expect("parent")).expect("dirs");
+        git::git(
+            self.repos_dir.path(),
+            &[
+                "clone",
+                "-q",
+                "-b",
+                from,
+                bare.to_str().expect("utf-8"),
+                work.to_str().expect("utf-8"),
+            ],
+        );
+        git::git(&work, &["checkout", "-q", "-b", branch]);
+        for (path, content) in files {
+            let p = work.join(path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).expect("dirs");
+            }
+            std::fs::write(&p, content).expect("write");
+        }
+        git::git(&work, &["add", "-A"]);
+        git::git(&work, &["commit", "-q", "--allow-empty", "-m", "Change"]);
+        git::git(&work, &["push", "-q", "origin", branch]);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
     // --- tokens and faults ---
 
     /// The lifetime of tokens minted from now on (GitHub's is one hour).

@@ -82,13 +82,19 @@ pub fn operation_for(method: &str, path: &str) -> Option<(String, &'static Value
     found.first().map(|(_, t, op)| ((*t).clone(), *op))
 }
 
-/// The first example of an operation's answer with `status`.
+/// The example of an operation's answer with `status`: the one named `default`, else the only
+/// one.
 pub fn example(method: &str, template: &str, status: u16) -> Value {
+    example_named(method, template, status, "default")
+}
+
+/// A named example of an operation's answer (falls back to the first by name).
+pub fn example_named(method: &str, template: &str, status: u16, name: &str) -> Value {
     let op = &spec()["paths"][template][method.to_ascii_lowercase()];
     let examples = &op["responses"][status.to_string()]["content"]["application/json"]["examples"];
     examples
-        .as_object()
-        .and_then(|m| m.values().next())
+        .get(name)
+        .or_else(|| examples.as_object().and_then(|m| m.values().next()))
         .map(|e| e["value"].clone())
         .unwrap_or_else(|| panic!("no example for {method} {template} {status}"))
 }

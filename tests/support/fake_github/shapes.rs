@@ -6,7 +6,7 @@ use backspace::github::format_github_time;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::openapi::example;
+use super::openapi::{example, example_named};
 use super::{CommentRec, IssueRec, RepoRec, APP_ID, APP_SLUG};
 
 fn set(v: &mut Value, fields: Value) {
@@ -88,7 +88,7 @@ pub fn repository(base: &str, r: &RepoRec) -> Value {
             "id": r.id, "node_id": format!("R_{}", r.id), "name": r.name, "full_name": full,
             "owner": user(base, &r.owner, 1), "private": r.private, "fork": r.fork,
             "visibility": if r.private { "private" } else { "public" },
-            "default_branch": r.default_branch,
+            "default_branch": r.default_branch, "language": "Rust",
             "url": format!("{base}/repos/{full}"), "html_url": format!("{base}/{full}"),
             "clone_url": format!("{base}/{full}.git"), "git_url": format!("{base}/{full}.git"),
             "permissions": {"admin": false, "maintain": false, "push": true, "triage": true, "pull": true},
@@ -119,6 +119,7 @@ pub fn permission(base: &str, login: &str, id: u64, role: &str) -> Value {
     );
     let mut u = v["user"].clone();
     set(&mut u, user(base, login, id));
+    set(&mut u, json!({"role_name": role}));
     set(
         &mut v,
         json!({"permission": permission, "role_name": role, "user": u}),
@@ -198,6 +199,9 @@ pub fn issue(base: &str, r: &RepoRec, i: &IssueRec, uid: u64, comments: usize) -
             "html_url": format!("{base}/{full}/{}/{n}", if i.pull.is_some() { "pull" } else { "issues" }),
             "repository_url": format!("{base}/repos/{full}"),
             "comments_url": format!("{base}/repos/{full}/issues/{n}/comments"),
+            "events_url": format!("{base}/repos/{full}/issues/{n}/events"),
+            "labels_url": format!("{base}/repos/{full}/issues/{n}/labels{{/name}}"),
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
             "labels": [], "assignee": null, "assignees": [], "milestone": null, "closed_at": null,
             "locked": false,
         }),
@@ -283,7 +287,12 @@ pub fn file_content(
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect();
     let name = path.rsplit('/').next().unwrap_or(path);
-    let mut v = example("GET", "/repos/{owner}/{repo}/contents/{path}", 200);
+    let mut v = example_named(
+        "GET",
+        "/repos/{owner}/{repo}/contents/{path}",
+        200,
+        "response-if-content-is-a-file",
+    );
     set(
         &mut v,
         json!({
