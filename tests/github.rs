@@ -129,6 +129,7 @@ async fn app_jwt_is_rs256_signed_by_the_app_key_with_backdated_iat_and_ten_minut
         let get_app = gh.requests_to("GET /app");
         assert_eq!(get_app.len(), 1);
         assert_eq!(get_app[0].auth, "jwt");
+        gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -154,6 +155,7 @@ async fn a_jwt_signed_with_another_key_is_refused_like_github() {
         let body: serde_json::Value = res.json().await.expect("json");
         assert!(body["message"].is_string());
         assert!(body["documentation_url"].is_string());
+        gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -178,6 +180,7 @@ async fn installation_routes_refuse_a_missing_or_non_jwt_credential() {
             let res = req.send().await.expect("answer");
             assert_eq!(res.status().as_u16(), 401);
         }
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -211,6 +214,7 @@ async fn the_token_is_asked_for_the_one_repository_and_the_run_permissions_only(
         };
         assert_eq!(get("octo/hello").await.expect("answer").status().as_u16(), 200);
         assert_eq!(get("octo/other").await.expect("answer").status().as_u16(), 403);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -243,6 +247,7 @@ async fn tokens_are_cached_per_installation_and_repository() {
             t.expect("token");
         }
         assert_eq!(w.gh.requests_to(ACCESS_TOKENS).len(), 3);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -268,6 +273,7 @@ async fn a_token_within_five_minutes_of_expiry_is_replaced_before_use() {
         let a = w2.client.git_token().await.expect("token");
         let b = w2.client.git_token().await.expect("token");
         assert_eq!(a.expose_secret(), b.expose_secret());
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -289,6 +295,7 @@ async fn a_revoked_token_is_dropped_and_the_call_succeeds_with_a_new_one() {
                 .map(|r| r.status)
                 .collect();
         assert_eq!(statuses, vec![200, 401, 200]);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -303,6 +310,7 @@ async fn an_uninstalled_app_fails_and_keeps_nothing_cached() {
         assert_eq!(err.status(), Some(404), "{err}");
         let err = w.client.git_token().await.expect_err("no token");
         assert_eq!(err.status(), Some(404));
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -316,6 +324,7 @@ async fn forgetting_an_installation_mints_a_new_token_next_time() {
         let b = w.client.git_token().await.expect("token");
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_eq!(w.gh.requests_to(ACCESS_TOKENS).len(), 2);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -337,6 +346,7 @@ async fn secrets_never_show_in_debug_output_or_errors() {
             assert!(!text.contains(token.expose_secret()), "{text}");
             assert!(!text.contains("PRIVATE KEY"), "{text}");
         }
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -373,6 +383,7 @@ async fn only_admin_maintain_and_write_pass_the_gate() {
             w.client.may_start_run("stranger").await,
             GateDecision::Denied(Permission::None)
         );
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -393,6 +404,7 @@ async fn the_gate_fails_closed_on_an_api_error() {
             w.client.may_start_run("alice").await,
             GateDecision::Unknown(_)
         ));
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -412,6 +424,7 @@ async fn the_gate_fails_closed_on_a_timeout() {
         let d = client.may_start_run("alice").await;
         assert!(matches!(d, GateDecision::Unknown(_)), "{d:?}");
         assert!(started.elapsed() < Duration::from_secs(3));
+        gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -447,6 +460,7 @@ async fn a_denied_user_gets_at_most_one_reply_per_issue() {
             .reply_denied_once(other, text)
             .await
             .expect("reply"));
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -613,6 +627,7 @@ async fn every_request_of_a_run_matches_the_openapi_subset_and_so_do_the_answers
         operations.sort();
         operations.dedup();
         assert_eq!(operations.len(), 18, "{operations:#?}");
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -638,6 +653,7 @@ async fn the_bots_own_comments_carry_the_login_that_bot_login_reports() {
         // Asked once, then remembered.
         w.app.bot_login().await.expect("login");
         assert_eq!(w.gh.requests_to("GET /app").len(), 1);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -661,6 +677,7 @@ async fn a_pull_request_from_a_fork_is_recognised_as_not_ours() {
             .await
             .expect("issue")
             .is_pull_request());
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -679,6 +696,7 @@ async fn listing_comments_follows_pages() {
             .expect("comments");
         assert_eq!(all.len(), 130);
         assert_eq!(all[129].body(), "c129");
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -707,6 +725,7 @@ async fn retries_wait_as_long_as_retry_after_says_then_succeed() {
                 .map(|r| r.status)
                 .collect();
         assert_eq!(statuses, vec![429, 429, 200]);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -748,6 +767,7 @@ async fn secondary_rate_limits_are_retried_after_their_hint() {
             w.client.get_issue(w.issue).await.expect_err("403").status(),
             Some(403)
         );
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -764,6 +784,7 @@ async fn retries_stop_at_their_bound() {
             w.gh.requests_to(GET_ISSUE).len(),
             fast_retries().max_attempts as usize
         );
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -779,6 +800,7 @@ async fn a_retry_after_beyond_the_wait_budget_fails_at_once() {
         assert!(matches!(err, GithubError::RateLimited { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(w.gh.requests_to(GET_ISSUE).len(), 1);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -795,6 +817,7 @@ async fn client_errors_are_not_retried() {
             assert_eq!(err.status(), Some(status));
             assert_eq!(w.gh.requests_to(GET_ISSUE).len(), 1);
         }
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -862,6 +885,7 @@ async fn the_newest_progress_state_lands_last_despite_faults() {
                 .count();
         assert_eq!(failed, 5);
         assert_eq!(w.gh.comments(&w.repo, w.issue).len(), 1);
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -881,6 +905,7 @@ async fn a_final_state_that_cannot_be_written_is_reported() {
         .expect("comment");
         w.gh.fail(PATCH_COMMENT, 500, None, 100);
         assert!(progress.finish("Done").await.is_err());
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -914,6 +939,7 @@ async fn the_progress_comment_is_found_again_after_a_restart() {
         let comments = w.gh.comments(&w.repo, w.issue);
         assert_eq!(comments.len(), 2, "no second progress comment");
         assert_eq!(comments[1].body, with_marker("Finished", "run-7"));
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -1008,6 +1034,7 @@ async fn git_clone_and_push_with_an_installation_token_succeed() {
         let config = std::fs::read_to_string(work.join(".git/config")).expect("config");
         assert!(!config.contains(token.expose_secret()));
         assert!(w.gh.requests_to("git push").iter().any(|r| r.status == 200));
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -1033,6 +1060,7 @@ async fn git_push_without_a_token_is_refused() {
         )
         .await;
         assert!(!out.status.success());
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }
@@ -1063,6 +1091,7 @@ async fn git_push_with_an_expired_token_is_refused() {
         )
         .await;
         assert!(!out.status.success());
+        w.gh.assert_requests_fit_openapi();
     })
     .await
 }

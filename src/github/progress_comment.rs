@@ -270,6 +270,8 @@ mod tests {
     #[test]
     fn a_run_id_cannot_close_the_html_comment() {
         let m = progress_marker("x --> <script>");
-        assert_eq!(m, "<!-- backspace:run:xscript -->");
+        assert_eq!(m, "<!-- backspace:run:x--script -->");
+        assert_eq!(m.matches("-->").count(), 1);
+        assert_eq!(run_id_from_marker(&m), Some("x--script"));
     }
 }

@@ -648,6 +648,32 @@ impl FakeGithub {
         self.state().requests.clear();
     }
 
+    /// Fails the test if any REST request so far was not an operation of the OpenAPI subset
+    /// with its required parameters and body fields, or any answer lacked a documented field.
+    pub fn assert_requests_fit_openapi(&self) {
+        let s = self.state();
+        for r in s
+            .requests
+            .iter()
+            .filter(|r| !r.operation.as_deref().unwrap_or("").starts_with("git "))
+        {
+            assert!(
+                r.operation.is_some(),
+                "{} {} is not an operation the fake knows",
+                r.method,
+                r.path
+            );
+            assert!(
+                r.problems.is_empty(),
+                "{} {}: {:?}",
+                r.method,
+                r.path,
+                r.problems
+            );
+        }
+        assert!(s.response_problems.is_empty(), "{:#?}", s.response_problems);
+    }
+
     /// Problems found in the fake's own answers against the OpenAPI schemas (should be none).
     pub fn response_problems(&self) -> Vec<String> {
         self.state().response_problems.clone()
@@ -815,9 +841,13 @@ fn mint(
     ttl: Duration,
 ) -> TokenGrant {
     use rand::Rng as _;
-    let suffix: String = rand::thread_rng()
+    // GitHub's tokens are 40 characters today but GitHub says not to rely on it: the fake's
+    // vary in length so that nothing in Backspace can.
+    let mut rng = rand::thread_rng();
+    let len = rng.gen_range(36..=200);
+    let suffix: String = (&mut rng)
         .sample_iter(&rand::distributions::Alphanumeric)
-        .take(36)
+        .take(len)
         .map(char::from)
         .collect();
     let grant = TokenGrant {
