@@ -10,9 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backspace::github::{
-    git_basic_auth_header, with_marker, GateDecision, GithubApp, GithubAppConfig, GithubError,
-    IssueNumber, NewPullRequest, PacingLimits, Permission, ProgressComment, ProgressConfig,
-    ReactionContent, RepoClient, RepoName, RetryPolicy, DENIED_REPLY_MARKER, JWT_LIFETIME_SECS,
+    convert_manifest, git_basic_auth_header, with_marker, GateDecision, GithubApp, GithubAppConfig,
+    GithubError, IssueNumber, NewPullRequest, PacingLimits, Permission, ProgressComment,
+    ProgressConfig, ReactionContent, RepoClient, RepoName, RetryPolicy, DENIED_REPLY_MARKER,
+    JWT_LIFETIME_SECS,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -181,6 +182,37 @@ async fn installation_routes_refuse_a_missing_or_non_jwt_credential() {
             assert_eq!(res.status().as_u16(), 401);
         }
         w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_manifest_code_converts_once_into_the_apps_credentials() {
+    within(async {
+        let gh = FakeGithub::start().await;
+        let code = gh.manifest_code();
+        let app = convert_manifest(&gh.api_url(), &code, fast_retries())
+            .await
+            .expect("conversion");
+        assert_eq!(app.id, gh.app_id());
+        assert_eq!(app.slug, "backspace-test");
+        assert_eq!(
+            app.webhook_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_string()),
+            Some(support::fake_github::WEBHOOK_SECRET.to_string())
+        );
+        assert!(!format!("{app:?}").contains("PRIVATE KEY"));
+        // The key it hands out signs JWTs GitHub accepts.
+        let client = GithubApp::new(config(&gh, app.pem.clone())).expect("client");
+        assert_eq!(
+            client.bot_login().await.expect("login"),
+            "backspace-test[bot]"
+        );
+        // A code works once.
+        let again = convert_manifest(&gh.api_url(), &code, fast_retries()).await;
+        assert_eq!(again.expect_err("used").status(), Some(404));
+        gh.assert_requests_fit_openapi();
     })
     .await
 }

@@ -152,7 +152,7 @@ impl GithubApp {
                 let app: AppInfo = self
                     .inner
                     .transport
-                    .send(Method::GET, &url, &jwt, None)
+                    .send(Method::GET, &url, Some(&jwt), None)
                     .await?
                     .json()?;
                 Ok(format!("{}[bot]", app.slug))
@@ -175,7 +175,7 @@ impl GithubApp {
         let answer: InstallationAnswer = self
             .inner
             .transport
-            .send(Method::GET, &url, &jwt, None)
+            .send(Method::GET, &url, Some(&jwt), None)
             .await?
             .json()?;
         Ok(InstallationId(answer.id))
@@ -222,7 +222,7 @@ impl GithubApp {
         let answer = match self
             .inner
             .transport
-            .send(Method::POST, &url, &jwt, Some(&body))
+            .send(Method::POST, &url, Some(&jwt), Some(&body))
             .await
         {
             Ok(a) => a,

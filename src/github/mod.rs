@@ -17,6 +17,7 @@
 mod app;
 mod error;
 mod jwt;
+mod manifest;
 mod models;
 mod pacing;
 mod permission;
@@ -29,6 +30,7 @@ mod transport;
 pub use app::{GithubApp, GithubAppConfig, RUN_PERMISSIONS};
 pub use error::GithubError;
 pub use jwt::{AppKey, JwtClaims, JWT_BACKDATE_SECS, JWT_LIFETIME_SECS};
+pub use manifest::{convert_manifest, ManifestConversion};
 pub use models::{
     Comment, InstallationId, Issue, IssueNumber, PullRequest, PullRequestRef, ReactionContent,
     RepoName, RepoNameError, RepoRef, User,

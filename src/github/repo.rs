@@ -128,7 +128,7 @@ impl RepoClient {
                 .app
                 .inner
                 .transport
-                .send(method.clone(), &url, &token, body.as_ref())
+                .send(method.clone(), &url, Some(&token), body.as_ref())
                 .await;
             match result {
                 // A revoked token: GitHub did nothing with the request, so one more try with a
@@ -166,7 +166,7 @@ impl RepoClient {
             .app
             .inner
             .transport
-            .attempt(&Method::PATCH, &url, &token, Some(&body))
+            .attempt(&Method::PATCH, &url, Some(&token), Some(&body))
             .await;
         match &attempt {
             Attempt::Failed(e) | Attempt::Retryable { error: e, .. } => self.note_failure(e),

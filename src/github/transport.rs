@@ -86,26 +86,26 @@ impl Transport {
         &self,
         method: &Method,
         url: &Url,
-        credential: &SecretString,
+        credential: Option<&SecretString>,
         body: Option<&serde_json::Value>,
     ) -> Attempt {
         let path = url.path().to_string();
-        let mut auth =
-            match HeaderValue::from_str(&format!("Bearer {}", credential.expose_secret())) {
-                Ok(v) => v,
-                Err(_) => {
-                    return Attempt::Failed(GithubError::Invalid(
-                        "credential is not a valid header value".into(),
-                    ))
-                }
-            };
-        auth.set_sensitive(true);
         let mut req = self
             .http
             .request(method.clone(), url.clone())
             .header(http::header::ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", API_VERSION)
-            .header(http::header::AUTHORIZATION, auth);
+            .header("X-GitHub-Api-Version", API_VERSION);
+        if let Some(credential) = credential {
+            let Ok(mut auth) =
+                HeaderValue::from_str(&format!("Bearer {}", credential.expose_secret()))
+            else {
+                return Attempt::Failed(GithubError::Invalid(
+                    "credential is not a valid header value".into(),
+                ));
+            };
+            auth.set_sensitive(true);
+            req = req.header(http::header::AUTHORIZATION, auth);
+        }
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -162,7 +162,7 @@ impl Transport {
         &self,
         method: Method,
         url: &Url,
-        credential: &SecretString,
+        credential: Option<&SecretString>,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, GithubError> {
         let mut attempts = 0u32;

@@ -31,6 +31,8 @@ use serde_json::{json, Value};
 pub const APP_ID: u64 = 4242;
 /// The app's slug; the bot's login is `backspace-test[bot]`.
 pub const APP_SLUG: &str = "backspace-test";
+/// The webhook secret the manifest conversion hands out.
+pub const WEBHOOK_SECRET: &str = "fake-webhook-secret";
 /// Where GitHub's error answers point.
 const DOCS: &str = "https://docs.github.com/rest";
 
@@ -211,6 +213,7 @@ struct FakeState {
     delays: Vec<Delay>,
     requests: Vec<RecordedRequest>,
     response_problems: Vec<String>,
+    manifest_codes: Vec<String>,
     next_id: u64,
 }
 
@@ -290,6 +293,7 @@ impl FakeGithub {
             delays: Vec::new(),
             requests: Vec::new(),
             response_problems: Vec::new(),
+            manifest_codes: Vec::new(),
             next_id: 1000,
         }));
         let repos_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -546,6 +550,14 @@ impl FakeGithub {
         git::git(&work, &["commit", "-q", "--allow-empty", "-m", "Change"]);
         git::git(&work, &["push", "-q", "origin", branch]);
         let _ = std::fs::remove_dir_all(&work);
+    }
+
+    /// A one-time code, as GitHub hands it to the manifest flow's redirect URL.
+    pub fn manifest_code(&self) -> String {
+        let mut s = self.state();
+        let code = format!("manifest-code-{}", s.id());
+        s.manifest_codes.push(code.clone());
+        code
     }
 
     // --- tokens and faults ---
@@ -865,6 +877,7 @@ fn mint(
 
 /// The REST routes the fake serves, as OpenAPI templates.
 const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/app-manifests/{code}/conversions"),
     ("GET", "/app"),
     ("GET", "/app/installations/{installation_id}"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
@@ -1201,8 +1214,20 @@ fn rest(
 ) -> Answer {
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
     let num = |k: &str| params.get(k).and_then(|v| v.parse::<u64>().ok());
-    let app_route =
-        template.starts_with("/app") || template == "/repos/{owner}/{repo}/installation";
+    if template == "/app-manifests/{code}/conversions" {
+        // No credential: the one-time code is the credential, and it works once.
+        let mut s = lock(&shared.state);
+        let code = p("code");
+        let Some(i) = s.manifest_codes.iter().position(|c| *c == code) else {
+            return error(404, "Not Found");
+        };
+        s.manifest_codes.remove(i);
+        let base = s.base_url.clone();
+        return json_answer(201, &shapes::manifest_conversion(&base));
+    }
+    let app_route = template == "/app"
+        || template.starts_with("/app/")
+        || template == "/repos/{owner}/{repo}/installation";
     if app_route {
         if let Err(a) = check_jwt(shared, headers) {
             return a;

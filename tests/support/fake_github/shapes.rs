@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::openapi::{example, example_named};
-use super::{CommentRec, IssueRec, RepoRec, APP_ID, APP_SLUG};
+use super::{CommentRec, IssueRec, RepoRec, APP_ID, APP_SLUG, WEBHOOK_SECRET};
 
 fn set(v: &mut Value, fields: Value) {
     if let (Some(obj), Some(new)) = (v.as_object_mut(), fields.as_object()) {
@@ -307,6 +307,22 @@ pub fn file_content(
                 "git": format!("{base}/repos/{full}/git/blobs/{sha}"),
                 "html": format!("{base}/{full}/blob/{git_ref}/{path}"),
             },
+        }),
+    );
+    v
+}
+
+pub fn manifest_conversion(base: &str) -> Value {
+    use secrecy::ExposeSecret as _;
+    let mut v = example("POST", "/app-manifests/{code}/conversions", 201);
+    set(&mut v, app(base));
+    set(
+        &mut v,
+        json!({
+            "client_id": "Iv1.fakeclientid",
+            "client_secret": "fake-client-secret",
+            "webhook_secret": WEBHOOK_SECRET,
+            "pem": super::app_private_key().expose_secret(),
         }),
     );
     v
