@@ -854,6 +854,42 @@ async fn client_errors_are_not_retried() {
     .await
 }
 
+#[tokio::test]
+async fn writes_are_paced_per_installation_and_reads_are_not() {
+    within(async {
+        let gh = FakeGithub::start().await;
+        let repo = gh.repo_with_files("octo/hello", &[("a", "b")]);
+        let issue = gh.open_issue(&repo, "alice", "t", "b");
+        let mut c = config(&gh, app_private_key());
+        c.pacing.min_interval = Duration::from_millis(150);
+        let app = GithubApp::new(c).expect("client");
+        let client = app.repo(gh.installation_of(&repo), repo.clone());
+        client.git_token().await.expect("token");
+
+        let started = Instant::now();
+        for _ in 0..3 {
+            client.get_issue(issue).await.expect("read");
+        }
+        assert!(started.elapsed() < Duration::from_millis(300));
+
+        let started = Instant::now();
+        for i in 0..3 {
+            client
+                .create_comment(issue, &format!("c{i}"))
+                .await
+                .expect("write");
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(gh.comments(&repo, issue).len(), 3);
+        gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
 // --- the progress comment ---
 
 fn progress_config() -> ProgressConfig {

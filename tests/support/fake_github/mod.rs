@@ -1275,6 +1275,23 @@ fn rest(
             let permissions = body
                 .and_then(|b| b.get("permissions").cloned())
                 .unwrap_or_else(default_permissions);
+            // Nothing beyond what the app itself was granted.
+            let granted = default_permissions();
+            let within_grant = permissions.as_object().is_some_and(|asked| {
+                asked
+                    .iter()
+                    .all(|(k, v)| match (granted[k].as_str(), v.as_str()) {
+                        (Some("write"), Some("read" | "write")) => true,
+                        (Some("read"), Some("read")) => true,
+                        _ => false,
+                    })
+            });
+            if !within_grant {
+                return error(
+                    422,
+                    "The permissions requested are not granted to this installation.",
+                );
+            }
             let ttl = s.token_ttl;
             let grant = mint(&mut s, inst.id, names.clone(), permissions.clone(), ttl);
             let covered: Vec<Value> = repos
