@@ -536,6 +536,10 @@ async fn every_request_of_a_run_matches_the_openapi_subset_and_so_do_the_answers
             .expect("file");
         assert_eq!(settings.as_deref(), Some(&b"test: cargo test\n"[..]));
         assert_eq!(client.file("nope.yml", None).await.expect("missing"), None);
+        assert!(matches!(
+            client.file(".github", None).await,
+            Err(GithubError::Decode { .. })
+        ));
         assert_eq!(
             client
                 .file("README.md", Some("main"))

@@ -1336,9 +1336,7 @@ fn rest(
             ) {
                 return a;
             }
-            repo_route(
-                &mut s, shared, &base, &repo, method, template, &p, query, body,
-            )
+            repo_route(&mut s, &base, &repo, method, template, &p, query, body)
         }
     }
 }
@@ -1346,7 +1344,6 @@ fn rest(
 #[allow(clippy::too_many_arguments)]
 fn repo_route(
     s: &mut FakeState,
-    shared: &Shared,
     base: &str,
     repo: &RepoRec,
     method: &str,
@@ -1557,11 +1554,37 @@ fn repo_route(
                         &shapes::file_content(base, &full, &git_ref, &path, &sha, &bytes),
                     )
                 }
-                Some(kind) if kind == "tree" => json_answer(200, &json!([])),
-                _ => {
-                    let _ = shared;
-                    error(404, "Not Found")
+                Some(kind) if kind == "tree" => {
+                    let listing =
+                        git::git_maybe(&bare, &["ls-tree", "-l", &spec]).unwrap_or_default();
+                    let entries: Vec<Value> = String::from_utf8_lossy(&listing)
+                        .lines()
+                        .filter_map(|line| {
+                            // "<mode> <type> <sha> <size>\t<name>"
+                            let (meta, name) = line.split_once('\t')?;
+                            let mut m = meta.split_whitespace();
+                            let (_mode, kind, sha, size) =
+                                (m.next()?, m.next()?, m.next()?, m.next()?);
+                            let kind = if kind == "tree" { "dir" } else { "file" };
+                            let entry_path = if path.is_empty() {
+                                name.to_string()
+                            } else {
+                                format!("{path}/{name}")
+                            };
+                            Some(shapes::dir_entry(
+                                base,
+                                &full,
+                                &git_ref,
+                                &entry_path,
+                                kind,
+                                sha,
+                                size.parse().unwrap_or(0),
+                            ))
+                        })
+                        .collect();
+                    json_answer(200, &Value::Array(entries))
                 }
+                _ => error(404, "Not Found"),
             }
         }
         ("GET", "/repos/{owner}/{repo}/pulls") => {

@@ -327,3 +327,28 @@ pub fn manifest_conversion(base: &str) -> Value {
     );
     v
 }
+
+pub fn dir_entry(
+    base: &str,
+    full: &str,
+    git_ref: &str,
+    path: &str,
+    kind: &str,
+    sha: &str,
+    size: u64,
+) -> Value {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let blob_or_tree = if kind == "dir" { "trees" } else { "blobs" };
+    json!({
+        "type": kind, "size": size, "name": name, "path": path, "sha": sha,
+        "url": format!("{base}/repos/{full}/contents/{path}?ref={git_ref}"),
+        "git_url": format!("{base}/repos/{full}/git/{blob_or_tree}/{sha}"),
+        "html_url": format!("{base}/{full}/tree/{git_ref}/{path}"),
+        "download_url": if kind == "dir" { Value::Null } else { json!(format!("{base}/{full}/raw/{git_ref}/{path}")) },
+        "_links": {
+            "self": format!("{base}/repos/{full}/contents/{path}?ref={git_ref}"),
+            "git": format!("{base}/repos/{full}/git/{blob_or_tree}/{sha}"),
+            "html": format!("{base}/{full}/tree/{git_ref}/{path}"),
+        },
+    })
+}
