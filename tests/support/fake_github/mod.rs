@@ -1278,13 +1278,12 @@ fn rest(
             // Nothing beyond what the app itself was granted.
             let granted = default_permissions();
             let within_grant = permissions.as_object().is_some_and(|asked| {
-                asked
-                    .iter()
-                    .all(|(k, v)| match (granted[k].as_str(), v.as_str()) {
-                        (Some("write"), Some("read" | "write")) => true,
-                        (Some("read"), Some("read")) => true,
-                        _ => false,
-                    })
+                asked.iter().all(|(k, v)| {
+                    matches!(
+                        (granted[k].as_str(), v.as_str()),
+                        (Some("write"), Some("read" | "write")) | (Some("read"), Some("read"))
+                    )
+                })
             });
             if !within_grant {
                 return error(
