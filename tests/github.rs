@@ -593,6 +593,23 @@ async fn every_request_of_a_run_matches_the_openapi_subset_and_so_do_the_answers
             .expect("find")
             .expect("open pr");
         assert_eq!(found.number, pr.number);
+        // Asking again for the same branch returns the same pull request, not a second one.
+        let again = client
+            .create_pull_request(&NewPullRequest {
+                title: "Add validation".into(),
+                head: "backspace/issue-1".into(),
+                base: "main".into(),
+                body: "Closes #1".into(),
+                draft: false,
+            })
+            .await
+            .expect("the existing pr");
+        assert_eq!(again.number, pr.number);
+        let updated = client
+            .update_pull_request(IssueNumber(pr.number), None, Some("Closes #1\n\nMore."))
+            .await
+            .expect("update");
+        assert_eq!(updated.body.as_deref(), Some("Closes #1\n\nMore."));
         let read = client
             .get_pull_request(IssueNumber(pr.number))
             .await
@@ -647,8 +664,11 @@ async fn every_request_of_a_run_matches_the_openapi_subset_and_so_do_the_answers
                 r.problems
             );
             let expected_404 = r.path.ends_with("/contents/nope.yml");
+            let expected_422 = r.method == "POST" && r.path.ends_with("/pulls");
             assert!(
-                (200..300).contains(&r.status) || (expected_404 && r.status == 404),
+                (200..300).contains(&r.status)
+                    || (expected_404 && r.status == 404)
+                    || (expected_422 && r.status == 422),
                 "{} {} answered {}",
                 r.method,
                 r.path,
@@ -662,7 +682,7 @@ async fn every_request_of_a_run_matches_the_openapi_subset_and_so_do_the_answers
             .collect();
         operations.sort();
         operations.dedup();
-        assert_eq!(operations.len(), 18, "{operations:#?}");
+        assert_eq!(operations.len(), 19, "{operations:#?}");
         w.gh.assert_requests_fit_openapi();
     })
     .await

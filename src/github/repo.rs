@@ -438,7 +438,38 @@ impl RepoClient {
             "draft": pr.draft,
             "maintainer_can_modify": true,
         });
-        self.call(Method::POST, url, Some(body)).await?.json()
+        match self.call(Method::POST, url, Some(body)).await {
+            Ok(answer) => answer.json(),
+            // The pull request exists already: a retried POST whose first attempt went through,
+            // or a run resumed after a restart. Never two pull requests for one branch.
+            Err(e) if e.status() == Some(422) && e.to_string().contains("already exists") => {
+                match self.find_open_pull_request(&pr.head).await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Changes the title and/or body of a pull request (a follow-up run's summary).
+    pub async fn update_pull_request(
+        &self,
+        number: IssueNumber,
+        title: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<PullRequest, GithubError> {
+        let url = self.url(&["pulls", &number.0.to_string()])?;
+        let mut fields = serde_json::Map::new();
+        if let Some(t) = title {
+            fields.insert("title".into(), t.into());
+        }
+        if let Some(b) = body {
+            fields.insert("body".into(), b.into());
+        }
+        self.call(Method::PATCH, url, Some(fields.into()))
+            .await?
+            .json()
     }
 
     /// The open pull request whose head is `branch` of this repository, if any.

@@ -917,6 +917,7 @@ const ROUTES: &[(&str, &str)] = &[
         "/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
     ),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"),
+    ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}"),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/comments"),
     (
         "POST",
@@ -1679,6 +1680,26 @@ fn repo_route(
                 Some(i) => json_answer(200, &pull_json(s, base, repo, &i)),
                 None => error(404, "Not Found"),
             }
+        }
+        ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}") => {
+            let Some(n) = num("pull_number") else {
+                return error(404, "Not Found");
+            };
+            let Some(r) = s.repo_mut(&full) else {
+                return error(404, "Not Found");
+            };
+            let Some(i) = r.issues.get_mut(&n).filter(|i| i.pull.is_some()) else {
+                return error(404, "Not Found");
+            };
+            if let Some(t) = body.and_then(|b| b["title"].as_str()) {
+                i.title = t.into();
+            }
+            if let Some(b) = body.and_then(|b| b["body"].as_str()) {
+                i.body = b.into();
+            }
+            let rec = i.clone();
+            let repo = r.clone();
+            json_answer(200, &pull_json(s, base, &repo, &rec))
         }
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/comments") => {
             let Some(n) = num("pull_number") else {
