@@ -50,9 +50,18 @@ impl fmt::Debug for AppKey {
 }
 
 impl AppKey {
-    /// Reads a PEM RSA private key (PKCS#1 as GitHub hands it out, or PKCS#8).
+    /// Reads a PEM RSA private key (PKCS#1 as GitHub hands it out, or PKCS#8). A key pasted
+    /// into one environment variable line with literal `\n`s (as Probot allows) works too.
     pub fn from_pem(pem: &SecretString) -> Result<Self, GithubError> {
-        let key = EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes())
+        let text = pem.expose_secret();
+        let unescaped;
+        let text = if !text.contains('\n') && text.contains("\\n") {
+            unescaped = SecretString::from(text.replace("\\n", "\n"));
+            unescaped.expose_secret()
+        } else {
+            text
+        };
+        let key = EncodingKey::from_rsa_pem(text.as_bytes())
             // The library's message describes the format problem, never the key bytes.
             .map_err(|e| GithubError::Key(e.to_string()))?;
         Ok(AppKey { key })
@@ -87,6 +96,18 @@ mod tests {
         assert!(c.exp <= 1_000_000 + 600);
         assert!(c.exp - c.iat <= 600);
         assert!(c.exp > 1_000_000);
+    }
+
+    #[test]
+    fn a_key_on_one_line_with_escaped_newlines_is_read() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/github-app-test-key.pem"
+        );
+        let pem = std::fs::read_to_string(path).expect("test key");
+        let one_line = pem.replace('\n', "\\n");
+        assert!(AppKey::from_pem(&SecretString::from(one_line)).is_ok());
+        assert!(AppKey::from_pem(&SecretString::from(pem)).is_ok());
     }
 
     #[test]
