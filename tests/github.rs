@@ -162,6 +162,61 @@ async fn a_jwt_signed_with_another_key_is_refused_like_github() {
 }
 
 #[tokio::test]
+async fn jwts_that_github_would_refuse_are_refused() {
+    within(async {
+        let gh = FakeGithub::start().await;
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(app_private_key().expose_secret().as_bytes())
+                .expect("key");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let id = gh.app_id().to_string();
+        let status_for = |claims: serde_json::Value| {
+            let jwt = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                &claims,
+                &key,
+            )
+            .expect("sign");
+            let url = gh.api_url().join("app").expect("url");
+            async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .header("user-agent", "test")
+                    .bearer_auth(jwt)
+                    .send()
+                    .await
+                    .expect("answer")
+                    .status()
+                    .as_u16()
+            }
+        };
+        // The shape Backspace sends is accepted...
+        assert_eq!(
+            status_for(json!({"iss": id, "iat": now - 60, "exp": now + 540})).await,
+            200
+        );
+        // ...an expired one, one living past ten minutes, another app's, or no iat are not.
+        assert_eq!(
+            status_for(json!({"iss": id, "iat": now - 700, "exp": now - 100})).await,
+            401
+        );
+        assert_eq!(
+            status_for(json!({"iss": id, "iat": now - 60, "exp": now + 1200})).await,
+            401
+        );
+        assert_eq!(
+            status_for(json!({"iss": "1", "iat": now - 60, "exp": now + 540})).await,
+            401
+        );
+        assert_eq!(status_for(json!({"iss": id, "exp": now + 540})).await, 401);
+    })
+    .await
+}
+
+#[tokio::test]
 async fn installation_routes_refuse_a_missing_or_non_jwt_credential() {
     within(async {
         let w = world().await;
