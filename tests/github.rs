@@ -770,6 +770,36 @@ async fn the_bots_own_comments_carry_the_login_that_bot_login_reports() {
 }
 
 #[tokio::test]
+async fn the_fakes_json_for_webhook_payloads_has_githubs_shapes() {
+    within(async {
+        let w = world().await;
+        let id =
+            w.gh.post_comment(&w.repo, w.issue, "alice", "/backspace go");
+        let comment = w.gh.comment_json(id);
+        assert_eq!(comment["id"], json!(id));
+        assert_eq!(comment["user"]["login"], "alice");
+        assert_eq!(comment["body"], "/backspace go");
+        let repo = w.gh.repository_json(&w.repo);
+        assert_eq!(repo["full_name"], "octo/hello");
+        assert_eq!(repo["clone_url"], json!(w.gh.clone_url(&w.repo)));
+        assert_eq!(
+            w.gh.issue_json(&w.repo, w.issue)["number"],
+            json!(w.issue.0)
+        );
+        assert_eq!(w.gh.user_json("alice")["type"], "User");
+        assert_eq!(w.gh.user_json("backspace-test[bot]")["type"], "Bot");
+        // The same shapes the REST answers have.
+        let from_api = w.client.get_comment(id).await.expect("comment");
+        assert_eq!(
+            from_api.html_url,
+            comment["html_url"].as_str().expect("url")
+        );
+        w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_pull_request_from_a_fork_is_recognised_as_not_ours() {
     within(async {
         let w = world().await;

@@ -770,7 +770,50 @@ impl FakeGithub {
             .unwrap_or_default()
     }
 
-    /// `https`-less clone URL of the repository on this fake.
+    // --- GitHub's JSON for webhook payloads built by tests ---
+
+    /// The repository as GitHub renders it (`repository` in webhook payloads).
+    pub fn repository_json(&self, repo: &RepoName) -> Value {
+        let s = self.state();
+        let r = s.repo(&repo.full_name()).expect("repo");
+        shapes::repository(&s.base_url, r)
+    }
+
+    /// A user as GitHub renders it (`sender`, `comment.user`).
+    pub fn user_json(&self, login: &str) -> Value {
+        let mut s = self.state();
+        let id = s.user_id(login);
+        shapes::user(&s.base_url, login, id)
+    }
+
+    /// An issue or pull request as `GET /repos/{owner}/{repo}/issues/{n}` renders it.
+    pub fn issue_json(&self, repo: &RepoName, issue: IssueNumber) -> Value {
+        let mut s = self.state();
+        let r = s.repo(&repo.full_name()).expect("repo").clone();
+        let i = r.issues.get(&issue.0).expect("issue").clone();
+        let uid = s.user_id(&i.author);
+        let count = s
+            .comments
+            .values()
+            .filter(|c| c.review.is_none() && c.repo == r.full_name() && c.issue == i.number)
+            .count();
+        shapes::issue(&s.base_url, &r, &i, uid, count)
+    }
+
+    /// A comment as GitHub renders it (`comment` in `issue_comment` payloads).
+    pub fn comment_json(&self, id: u64) -> Value {
+        let mut s = self.state();
+        let c = s.comments.get(&id).expect("comment").clone();
+        let uid = s.user_id(&c.author);
+        let base = s.base_url.clone();
+        if c.review.is_some() {
+            shapes::review_comment(&base, &c.repo, &c, uid)
+        } else {
+            shapes::comment(&base, &c.repo, &c, uid)
+        }
+    }
+
+    /// The clone URL of the repository on this fake (plain HTTP on 127.0.0.1).
     pub fn clone_url(&self, repo: &RepoName) -> String {
         format!("http://{}/{}.git", self.addr, repo.full_name())
     }
