@@ -291,6 +291,12 @@ async fn the_token_is_asked_for_the_one_repository_and_the_run_permissions_only(
                 "permissions": {"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"}
             }))
         );
+        let grants = w.gh.tokens();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].repositories, Some(vec!["hello".to_string()]));
+        assert_eq!(grants[0].installation, w.client.installation().0);
+        let last = w.gh.last_requests(1);
+        assert_eq!(last[0].operation.as_deref(), Some(ACCESS_TOKENS));
         // The token works for octo/hello and not for the installation's other repository.
         let get = |repo: &str| {
             reqwest::Client::new()
@@ -397,6 +403,23 @@ async fn an_uninstalled_app_fails_and_keeps_nothing_cached() {
         assert_eq!(err.status(), Some(404), "{err}");
         let err = w.client.git_token().await.expect_err("no token");
         assert_eq!(err.status(), Some(404));
+        w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_suspended_installation_gets_no_token() {
+    within(async {
+        let w = world().await;
+        w.gh.suspend_installation(w.client.installation());
+        let err = w.client.git_token().await.expect_err("suspended");
+        assert_eq!(err.status(), Some(403));
+        assert_eq!(
+            w.gh.requests_to(ACCESS_TOKENS).len(),
+            1,
+            "a 403 is not retried"
+        );
         w.gh.assert_requests_fit_openapi();
     })
     .await
