@@ -1,6 +1,7 @@
 //! Pure: a run's events → the text of its one progress comment. The comment is a view of the
 //! event stream, like the SSE stream and the run page: fold the events with [`Progress::apply`],
-//! then [`Progress::render`]. A hidden marker lets the comment be found again after a restart.
+//! then [`Progress::render`]. The GitHub client adds the hidden marker that finds the comment
+//! again after a restart (`github::with_marker`).
 
 use crate::run_event::{RunEvent, RunStatus, Usage};
 
@@ -13,20 +14,6 @@ pub const PHASES: [(&str, &str); 6] = [
     ("push", "Pushed"),
     ("pr", "Pull request"),
 ];
-
-/// The hidden marker that identifies a run's progress comment.
-pub fn marker(run_id: &str) -> String {
-    format!("<!-- backspace:run:{run_id} -->")
-}
-
-/// The run id in a comment body carrying a marker, if any.
-pub fn run_id_in(body: &str) -> Option<&str> {
-    let start = body.find("<!-- backspace:run:")? + "<!-- backspace:run:".len();
-    let rest = &body[start..];
-    let end = rest.find(" -->")?;
-    let id = &rest[..end];
-    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(id)
-}
 
 /// What the comment shows, folded from the events so far.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -133,8 +120,7 @@ impl Progress {
 
     /// The comment body.
     pub fn render(&self, live: &Live) -> String {
-        let mut out = marker(&self.run_id);
-        out.push('\n');
+        let mut out = String::new();
         let title = match self.finished.as_ref().map(|f| f.status) {
             None => "⏳ Backspace is working on this",
             Some(RunStatus::Succeeded) => "✅ Backspace opened a pull request",
@@ -313,7 +299,10 @@ mod tests {
             log_url: Some("https://bs.example/runs/r1?sig=x".into()),
         };
         let body = p.render(&live);
-        assert!(body.starts_with("<!-- backspace:run:r1 -->\n"), "{body}");
+        assert!(
+            body.starts_with("### ⏳ Backspace is working on this"),
+            "{body}"
+        );
         assert!(body.contains("> add validation"));
         assert!(body.contains("- [x] Queued\n- [x] Sandbox ready\n- [ ] Agent at work · turn 3 · `bash` `cargo test --all`"), "{body}");
         assert!(
@@ -322,7 +311,6 @@ mod tests {
             ),
             "{body}"
         );
-        assert_eq!(run_id_in(&body), Some("r1"));
     }
 
     #[test]
@@ -371,17 +359,6 @@ mod tests {
         assert!(body.contains("❌ Backspace could not finish"));
         assert!(body.contains("**Error:** the model API answered 529"));
         assert!(body.contains("- [ ] Agent at work\n"), "{body}");
-    }
-
-    #[test]
-    fn markers_are_found_and_only_well_formed_ones() {
-        assert_eq!(
-            run_id_in("x\n<!-- backspace:run:abc-123 -->\nbody"),
-            Some("abc-123")
-        );
-        assert_eq!(run_id_in("<!-- backspace:run: -->"), None);
-        assert_eq!(run_id_in("<!-- backspace:run:a b -->"), None);
-        assert_eq!(run_id_in("no marker"), None);
     }
 
     #[test]
