@@ -28,6 +28,9 @@ pub struct Progress {
     pub pr_url: Option<String>,
     pub files_changed: Vec<String>,
     pub errors: Vec<String>,
+    /// Tokens and cost so far, from the agent's progress.
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
     pub finished: Option<Finished>,
 }
 
@@ -39,13 +42,11 @@ pub struct Finished {
     pub cost_usd: f64,
 }
 
-/// The figures shown while a run goes on (time so far, tokens and cost so far), and the link to
-/// the live log. They come from outside the events (a clock, the agent's running totals).
+/// What the comment shows besides the events: the time so far (a clock) and the link to the
+/// live log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Live {
     pub elapsed_ms: u64,
-    pub usage: Usage,
-    pub cost_usd: f64,
     pub log_url: Option<String>,
 }
 
@@ -67,7 +68,19 @@ impl Progress {
                     self.prompt.clone_from(prompt);
                 }
             }
-            RunEvent::Progress { stage, message, .. } => {
+            RunEvent::Progress {
+                stage,
+                message,
+                usage,
+                cost_usd,
+                ..
+            } => {
+                if let Some(u) = usage {
+                    self.usage = *u;
+                }
+                if cost_usd.is_some() {
+                    self.cost_usd = *cost_usd;
+                }
                 if let Some(i) = PHASES.iter().position(|(s, _)| s == stage) {
                     self.phase = self.phase.max(i);
                 }
@@ -186,7 +199,7 @@ impl Progress {
         }
         let (ms, usage, cost) = match &self.finished {
             Some(f) => (f.duration_ms, f.usage, f.cost_usd),
-            None => (live.elapsed_ms, live.usage, live.cost_usd),
+            None => (live.elapsed_ms, self.usage, self.cost_usd.unwrap_or(0.0)),
         };
         let mut footer = vec![format!("⏱ {}", duration(ms))];
         let tokens = usage.total_input() + usage.output_tokens;
@@ -264,11 +277,7 @@ mod tests {
     use serde_json::json;
 
     fn progress(stage: &str, message: &str) -> RunEvent {
-        RunEvent::Progress {
-            stage: stage.into(),
-            message: message.into(),
-            percentage: None,
-        }
+        RunEvent::progress(stage, message)
     }
 
     #[test]
@@ -280,7 +289,17 @@ mod tests {
             prompt: Some("add validation".into()),
         });
         p.apply(&progress("sandbox", "sandbox ready"));
-        p.apply(&progress("agent", "turn 3: bash"));
+        p.apply(&RunEvent::Progress {
+            stage: "agent".into(),
+            message: "turn 3: bash".into(),
+            percentage: None,
+            usage: Some(Usage {
+                input_tokens: 12_000,
+                output_tokens: 300,
+                ..Default::default()
+            }),
+            cost_usd: Some(0.041),
+        });
         p.apply(&RunEvent::Tool {
             name: "bash".into(),
             input: json!({"command": "cargo test --all\necho done"}),
@@ -290,12 +309,6 @@ mod tests {
         });
         let live = Live {
             elapsed_ms: 72_000,
-            usage: Usage {
-                input_tokens: 12_000,
-                output_tokens: 300,
-                ..Default::default()
-            },
-            cost_usd: 0.041,
             log_url: Some("https://bs.example/runs/r1?sig=x".into()),
         };
         let body = p.render(&live);
