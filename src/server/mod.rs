@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::config::MissingCredentials;
+use crate::github::GithubApp;
 use crate::store::Store;
 use crate::trigger::TriggerContext;
 use crate::webhook::signature::WebhookSecrets;
@@ -31,6 +32,10 @@ struct Inner {
     secrets: RwLock<Option<WebhookSecrets>>,
     missing: RwLock<Option<MissingCredentials>>,
     trigger: RwLock<TriggerContext>,
+    /// Poked when a job is queued, so an idle worker claims it at once.
+    wake: Arc<tokio::sync::Notify>,
+    /// The GitHub App client, once credentials are known.
+    github: RwLock<Option<GithubApp>>,
 }
 
 impl AppState {
@@ -59,12 +64,29 @@ impl AppState {
                 secrets: RwLock::new(secrets),
                 missing: RwLock::new(missing),
                 trigger: RwLock::new(trigger),
+                wake: Arc::new(tokio::sync::Notify::new()),
+                github: RwLock::new(None),
             }),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Gives the handlers the GitHub App client (its token cache is dropped for installations
+    /// that are deleted or suspended).
+    pub fn set_github(&self, app: GithubApp) {
+        *write(&self.inner.github) = Some(app);
+    }
+
+    pub fn github(&self) -> Option<GithubApp> {
+        read(&self.inner.github).clone()
+    }
+
+    /// What the workers wait on between polls of the queue.
+    pub fn wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.wake.clone()
     }
 
     /// Leaves setup mode (the manifest flow stored credentials): webhooks are verified from now.

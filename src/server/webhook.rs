@@ -201,6 +201,7 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
             ..
         }) => {
             tracing::info!(%job_id, repository = ?record.repository, "job queued");
+            state.wake().notify_one();
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "status": "queued", "job_id": job_id })),
@@ -216,6 +217,11 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
                 _ => "recorded",
             };
             tracing::debug!(reason, cancelled_jobs, "delivery recorded");
+            if let (Some(app), DeliveryEffect::Installation(change)) = (state.github(), effect) {
+                if change.state.is_some_and(|s| s != "active") {
+                    app.forget_installation(crate::github::InstallationId(change.id));
+                }
+            }
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "status": "recorded", "reason": reason })),
