@@ -883,12 +883,14 @@ async fn bench_cold_start_and_exec_round_trip() {
         let repo = small_repo();
         let n = 15;
         let mut cold = Vec::new();
+        let mut cold_create = Vec::new();
         for i in 0..n {
             let started = Instant::now();
             let sandbox = sandboxes
                 .create(&run_id(&format!("bench{i}")), repo.path())
                 .await
                 .expect("create");
+            cold_create.push(started.elapsed());
             let out = sandbox
                 .exec(ExecSpec::new("echo ready"))
                 .await
@@ -917,6 +919,7 @@ async fn bench_cold_start_and_exec_round_trip() {
         .await
         .expect("connect");
         let mut warm = Vec::new();
+        let mut warm_create = Vec::new();
         for i in 0..n {
             pooled.warm_up().await.expect("warm up");
             let started = Instant::now();
@@ -924,6 +927,7 @@ async fn bench_cold_start_and_exec_round_trip() {
                 .create(&run_id(&format!("benchw{i}")), repo.path())
                 .await
                 .expect("create");
+            warm_create.push(started.elapsed());
             let out = sandbox
                 .exec(ExecSpec::new("echo ready"))
                 .await
@@ -933,6 +937,11 @@ async fn bench_cold_start_and_exec_round_trip() {
             sandbox.destroy().await.expect("destroy");
         }
         pooled.drain_pool().await.expect("drain");
+        println!(
+            "BENCH create() alone: cold median {:?}, warm pool median {:?}",
+            median(cold_create),
+            median(warm_create)
+        );
         println!(
             "BENCH warm pool create->first output: median {:?} (min {:?}, max {:?}, n={n})",
             median(warm.clone()),

@@ -154,7 +154,9 @@ impl Sandbox {
         self.check_run_limit()?;
         let exit_code = match trailer {
             Some(t) => t.exit_code,
-            None => run.exit_code.unwrap_or(-1),
+            // Only asked when the wrapper could not say (it saves a round trip otherwise).
+            None if run.host_timed_out => -1,
+            None => self.exit_code(&run.exec_id).await.unwrap_or(-1),
         };
         let trailer = match trailer {
             Some(t) => Some(t),
@@ -234,7 +236,7 @@ echo \"$oom $max\"";
         let mut run = ExecRun {
             stdout: CappedOutput::new(output_cap),
             stderr: CappedOutput::new(output_cap),
-            exit_code: None,
+            exec_id: String::new(),
             host_timed_out: false,
         };
         let deadline = tokio::time::Instant::now() + limit;
@@ -266,9 +268,7 @@ echo \"$oom $max\"";
                 Ok(Some(Err(e))) => return Err(self.gone_or(e, "reading an exec's output")),
             }
         }
-        if !run.host_timed_out {
-            run.exit_code = self.exit_code(&created.id).await;
-        }
+        run.exec_id = created.id;
         Ok(run)
     }
 
@@ -326,7 +326,7 @@ echo \"$oom $max\"";
         let total = stdout.total();
         let captured = stdout.into_bytes();
         Ok(HelperOutput {
-            exit_code: run.exit_code.unwrap_or(-1),
+            exit_code: self.exit_code(&run.exec_id).await.unwrap_or(-1),
             stdout: captured,
             stdout_total: total,
             stderr: run.stderr.finish().text,
@@ -528,7 +528,7 @@ fn remove_blocking(id: &str) {
 struct ExecRun {
     stdout: CappedOutput,
     stderr: CappedOutput,
-    exit_code: Option<i64>,
+    exec_id: String,
     host_timed_out: bool,
 }
 
