@@ -963,3 +963,27 @@ async fn bench_cold_start_and_exec_round_trip() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_working_directory_is_an_error_not_a_hang() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("nodir"), repo.path())
+            .await
+            .expect("create");
+        let result = sandbox
+            .exec(ExecSpec::new("pwd").workdir("no/such/dir"))
+            .await;
+        match result {
+            Ok(out) => assert!(!out.success(), "{out:?}"),
+            Err(e) => assert!(!matches!(e, SandboxError::RunTimeLimit { .. }), "{e}"),
+        }
+        assert!(sh(&sandbox, "true").await.success());
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
