@@ -987,3 +987,74 @@ async fn a_missing_working_directory_is_an_error_not_a_hang() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_removes_the_workspace_volume_too() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("volume"), repo.path())
+            .await
+            .expect("create");
+        let info = sandboxes
+            .docker()
+            .inspect_container(
+                sandbox.id(),
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .expect("inspect");
+        let volume = info
+            .mounts
+            .into_iter()
+            .flatten()
+            .find(|m| m.destination.as_deref() == Some("/workspace"))
+            .and_then(|m| m.name)
+            .expect("workspace volume");
+        let spec = sandbox.command("echo default");
+        assert_eq!(spec.timeout, docker::test_settings().command_timeout);
+        assert!(sandbox.exec(spec).await.expect("exec").success());
+        sandbox.destroy().await.expect("destroy");
+        assert!(
+            sandboxes.docker().inspect_volume(&volume).await.is_err(),
+            "volume {volume} left"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_reaper_removes_a_crashed_instances_sandbox() {
+    // An instance on this host whose process is gone: the highest pid not running.
+    let dead_pid = (1..4_000_000u32)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid");
+    let host = backspace::sandbox::new_instance_id();
+    let host = host.split(':').next().expect("host");
+    let crashed = SandboxSettings {
+        instance_id: format!("{host}:{dead_pid}:crashed0"),
+        ..docker::test_settings()
+    };
+    let Some(crashed) = docker::sandboxes_with(crashed).await else {
+        return;
+    };
+    let Some(alive) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let run = run_id("crashed");
+        let sandbox = crashed.create(&run, repo.path()).await.expect("create");
+        // As if the process died here: no destroy, no drop guard.
+        std::mem::forget(sandbox);
+        assert_eq!(alive.containers_of_run(&run).await.expect("list").len(), 1);
+        let reaper = alive.spawn_reaper(Duration::from_millis(500));
+        assert_no_container_of_run(&alive, &run).await;
+        reaper.abort();
+    })
+    .await;
+}

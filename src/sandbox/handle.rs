@@ -38,6 +38,8 @@ pub struct Sandbox {
     deadline: Instant,
     max_file_bytes: u64,
     max_copy_out_bytes: u64,
+    command_timeout: Duration,
+    output_cap: usize,
     /// Counters after the last command; the lock also keeps commands one at a time, which
     /// the wrapper's `kill -1` relies on.
     counters: Mutex<Counters>,
@@ -70,6 +72,8 @@ impl Sandbox {
             deadline: Instant::now() + settings.run_timeout,
             max_file_bytes: settings.max_file_bytes,
             max_copy_out_bytes: settings.max_copy_out_bytes,
+            command_timeout: settings.command_timeout,
+            output_cap: settings.output_cap,
             counters: Mutex::new(Counters::default()),
             expired: Arc::new(AtomicBool::new(false)),
             watchdog: None,
@@ -91,6 +95,18 @@ impl Sandbox {
                 tracing::warn!(container = %id, error = %e, "could not remove an expired sandbox");
             }
         }));
+    }
+
+    /// A command with this sandbox's default time limit and output cap (from its settings).
+    pub fn command(&self, command: impl Into<String>) -> ExecSpec {
+        ExecSpec::new(command)
+            .timeout(self.command_timeout)
+            .output_cap(self.output_cap)
+    }
+
+    /// When the run's time limit is over and the container goes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// The container id.
