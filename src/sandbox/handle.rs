@@ -206,15 +206,10 @@ impl Sandbox {
 
     /// The cgroup counters, from a separate exec (used when the wrapper could not report).
     async fn read_counters(&self, exit_code: i64) -> Option<exec::Trailer> {
-        let script = "oom=-; max=-
-for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
-  if [ -r \"$f\" ]; then while read -r k v; do [ \"$k\" = oom_kill ] && oom=$v; done < \"$f\"; fi
-done
-for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
-  if [ -r \"$f\" ]; then while read -r k v; do [ \"$k\" = max ] && max=$v; done < \"$f\"; fi
-done
-echo \"$oom $max\"";
-        let out = self.helper(&["/bin/sh", "-c", script], None).await.ok()?;
+        let out = self
+            .helper(&["/bin/sh", "-c", exec::COUNTERS], None)
+            .await
+            .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         exec::parse_trailer(&format!("{exit_code} {}", text.trim()))
     }
