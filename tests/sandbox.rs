@@ -1058,3 +1058,34 @@ async fn the_periodic_reaper_removes_a_crashed_instances_sandbox() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_command_is_killed_before_the_next_one_runs() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("abandon"), repo.path())
+            .await
+            .expect("create");
+        let slow = sandbox.exec(ExecSpec::new("sleep 77"));
+        assert!(tokio::time::timeout(Duration::from_millis(700), slow)
+            .await
+            .is_err());
+        let started = Instant::now();
+        let out = sh(&sandbox, "ps -eo args | grep -c '^sleep 77$' || true").await;
+        assert_eq!(out.stdout, "0\n", "the abandoned command still runs");
+        // A background process holding stdout open does not hold the command either.
+        let bg = sh(&sandbox, "sleep 88 & echo spawned").await;
+        assert_eq!(bg.stdout, "spawned\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
