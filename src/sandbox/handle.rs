@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::archive;
+use super::archive::{self, ChannelReader};
 use super::container;
 use super::error::SandboxError;
 use super::exec::{self, Counters, ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
@@ -406,32 +406,47 @@ impl Sandbox {
             .path(WORKSPACE)
             .build();
         let mut stream = self.docker.download_from_container(&self.id, Some(options));
-        // The tar holds `.git` too and headers; allow for them above the content limit.
-        let tar_limit = self
-            .max_copy_out_bytes
-            .saturating_mul(2)
-            .saturating_add(64 << 20);
-        let mut tar = Vec::new();
+        // Unpacked as it arrives: memory stays flat; `.git` is read past, never written.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let dest_dir = dest.to_path_buf();
+        let limit = self.max_copy_out_bytes;
+        let unpacking = tokio::task::spawn_blocking(move || {
+            archive::unpack_tree(ChannelReader::new(rx), &dest_dir, 1, limit)
+        });
+        let mut download_error = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.gone_or(e, "copying the working tree out"))?;
-            tar.extend_from_slice(&chunk);
-            if tar.len() as u64 > tar_limit {
-                return Err(SandboxError::TooLarge {
-                    path: WORKSPACE.to_string(),
-                    limit: self.max_copy_out_bytes,
-                });
+            match chunk {
+                Ok(bytes) => {
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        break; // the unpacker stopped; its error says why
+                    }
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the download failed")))
+                        .await;
+                    download_error = Some(self.gone_or(e, "copying the working tree out"));
+                    break;
+                }
             }
         }
-        let dest = dest.to_path_buf();
-        let limit = self.max_copy_out_bytes;
-        let report = tokio::task::spawn_blocking(move || {
-            archive::unpack_tree(&tar[..], &dest, 1, limit).map_err(SandboxError::io(format!(
-                "unpacking into {}",
-                dest.display()
-            )))
-        })
-        .await
-        .map_err(|e| SandboxError::Invalid(format!("unpacking the working tree: {e}")))??;
+        drop(tx);
+        let unpacked = unpacking
+            .await
+            .map_err(|e| SandboxError::Invalid(format!("unpacking the working tree: {e}")))?;
+        if let Some(e) = download_error {
+            return Err(e);
+        }
+        let report = unpacked.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                SandboxError::TooLarge {
+                    path: WORKSPACE.to_string(),
+                    limit,
+                }
+            } else {
+                SandboxError::io(format!("unpacking into {}", dest.display()))(e)
+            }
+        })?;
         for refused in &report.refused {
             tracing::warn!(run = %self.run_id, entry = %refused, "copy-out refused an entry");
         }
