@@ -1089,3 +1089,38 @@ async fn an_abandoned_command_is_killed_before_the_next_one_runs() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_tree_over_the_copy_out_limit_is_refused() {
+    let settings = SandboxSettings {
+        max_copy_out_bytes: 4096,
+        ..docker::test_settings()
+    };
+    let Some(sandboxes) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("toobig"), repo.path())
+            .await
+            .expect("create");
+        assert!(sh(&sandbox, "head -c 100000 /dev/zero > big")
+            .await
+            .success());
+        let dest = tempfile::tempdir().expect("tempdir");
+        let result = sandbox.copy_out(dest.path()).await;
+        assert!(
+            matches!(result, Err(SandboxError::TooLarge { .. })),
+            "{result:?}"
+        );
+        fs::write(dest.path().join("already-here"), "x").expect("write");
+        let not_empty = sandbox.copy_out(dest.path()).await;
+        assert!(
+            matches!(not_empty, Err(SandboxError::DestinationNotEmpty(_))),
+            "{not_empty:?}"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
