@@ -115,7 +115,7 @@ async fn exit_codes_and_separate_stdout_and_stderr_come_back() {
             .expect("exec");
         assert_eq!(in_dir.stdout, "/workspace/a/b\n");
         let quoting = sh(&sandbox, r#"printf '%s\n' "$HOME" '$HOME' "a'b""#).await;
-        assert_eq!(quoting.stdout, "/home/agent\n$HOME\na'b\n");
+        assert_eq!(quoting.stdout, "/tmp\n$HOME\na'b\n");
         sandbox.destroy().await.expect("destroy");
     })
     .await;
@@ -474,13 +474,43 @@ async fn writes_outside_workspace_and_tmp_fail() {
             .create(&run_id("rofs"), repo.path())
             .await
             .expect("create");
-        for path in ["/etc/x", "/usr/bin/x", "/x", "/var/x", "/root/x", "/opt/x"] {
+        for path in [
+            "/etc/x",
+            "/usr/bin/x",
+            "/x",
+            "/var/x",
+            "/var/tmp/x",
+            "/root/x",
+            "/opt/x",
+            "/home/agent/x",
+            "/run/x",
+            "/dev/x",
+            "/sys/fs/cgroup/x",
+        ] {
             let out = sh(&sandbox, &format!("echo x > {path}")).await;
             assert_ne!(out.exit_code, 0, "could write {path}");
         }
         assert!(sh(&sandbox, "echo x > /workspace/ok && echo y > /tmp/ok")
             .await
             .success());
+        // Programs can run from /tmp (builds and test runners need it).
+        let ran = sh(
+            &sandbox,
+            "printf '#!/bin/sh\\necho ran\\n' > /tmp/t && chmod +x /tmp/t && /tmp/t",
+        )
+        .await;
+        assert_eq!(ran.stdout, "ran\n", "{ran:?}");
+        // Every mount point the agent can create a file in: ours, plus Docker's own
+        // memory-limited, noexec /dev/shm and /dev/mqueue.
+        let writable = sh(
+            &sandbox,
+            "for m in $(cut -d' ' -f2 /proc/mounts | sort -u); do \
+               f=\"$m/.probe-$$\"; (: > \"$f\") 2>/dev/null && rm -f \"$f\" && echo \"$m\"; \
+             done; true",
+        )
+        .await;
+        let writable: Vec<&str> = writable.stdout.lines().collect();
+        assert_eq!(writable, ["/dev/mqueue", "/dev/shm", "/tmp", "/workspace"]);
         let mounts = sh(&sandbox, "grep ' / ' /proc/mounts").await;
         assert!(
             mounts.stdout.contains(" ro,"),

@@ -20,7 +20,7 @@
 //!
 //! Guarantees: no network unless asked (and cut after), no capabilities, no-new-privileges,
 //! the default seccomp profile, read-only root with writable `/workspace` (a volume) and
-//! tmpfs `/tmp` and `/home/agent`, memory without swap, CPU and process limits, and an
+//! tmpfs `/tmp` (also HOME), memory without swap, CPU and process limits, and an
 //! environment of our own ([`SANDBOX_ENV`]): nothing from the host ever enters.
 
 mod archive;

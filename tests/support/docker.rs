@@ -31,7 +31,6 @@ pub fn test_settings() -> SandboxSettings {
         cpus: 1.0,
         pids_limit: 128,
         tmp_bytes: 64 * 1024 * 1024,
-        home_bytes: 16 * 1024 * 1024,
         command_timeout: Duration::from_secs(60),
         run_timeout: Duration::from_secs(600),
         ..SandboxSettings::default()
