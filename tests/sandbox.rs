@@ -1154,3 +1154,37 @@ async fn a_working_tree_over_the_copy_out_limit_is_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_removes_every_container_of_this_instance_and_nothing_else() {
+    let settings = SandboxSettings {
+        warm_pool: 1,
+        ..docker::test_settings()
+    };
+    let Some(stopping) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    let Some(other) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let (a, b, c) = (run_id("shut-a"), run_id("shut-b"), run_id("shut-other"));
+        let first = stopping.create(&a, repo.path()).await.expect("create");
+        let second = stopping.create(&b, repo.path()).await.expect("create");
+        let unrelated = other.create(&c, repo.path()).await.expect("create");
+        stopping.warm_up().await.expect("warm up");
+        let removed = stopping.shutdown().await.expect("shutdown");
+        assert!(removed >= 3, "removed {removed}");
+        assert_no_container_of_run(&stopping, &a).await;
+        assert_no_container_of_run(&stopping, &b).await;
+        assert_eq!(stopping.warm_count(), 0);
+        assert!(
+            sh(&unrelated, "true").await.success(),
+            "another instance's sandbox was touched"
+        );
+        drop((first, second));
+        unrelated.destroy().await.expect("destroy");
+    })
+    .await;
+}

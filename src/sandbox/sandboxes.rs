@@ -286,6 +286,35 @@ impl Sandboxes {
         Ok(ids.len())
     }
 
+    /// At shutdown, after running jobs had their grace period: removes the warm pool and every
+    /// container this instance still has. Returns how many containers were removed.
+    pub async fn shutdown(&self) -> Result<usize, SandboxError> {
+        let mut removed = self.drain_pool().await?;
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!(
+                "{}={}",
+                container::LABEL_INSTANCE,
+                self.shared.settings.instance_id
+            )],
+        )]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let own = self
+            .shared
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(SandboxError::docker("listing sandboxes"))?;
+        for id in own.into_iter().filter_map(|c| c.id) {
+            container::remove(&self.shared.docker, &id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// How many warm containers are waiting.
     pub fn warm_count(&self) -> usize {
         self.shared.pool.count()
