@@ -8,7 +8,7 @@
 //!
 //! A run, in order:
 //! 1. `Sandboxes::connect(settings)` once per process, then `reap()` and `spawn_reaper(..)`;
-//!    `warm_up()` when `settings.warm_pool > 0`, `drain_pool()` at shutdown.
+//!    `warm_up()` when `settings.warm_pool > 0`; `shutdown()` at the end.
 //! 2. `create(run_id, checkout)`: the checkout (working tree and `.git`) goes into
 //!    `/workspace`. For a repository's `setup` commands, `create_with(.., CreateOptions {
 //!    network: true })`, run them, then `cut_network()` before the agent's first command.
