@@ -3,6 +3,7 @@
 //! not). With `CI=true` a missing engine or image fails the test; elsewhere the test is skipped
 //! with a message that says why.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -41,7 +42,8 @@ fn unavailable(why: &str) -> Option<Sandboxes> {
     if in_ci() {
         panic!("Docker sandbox tests cannot run (CI=true makes this a failure): {why}");
     }
-    eprintln!("SKIPPED: Docker sandbox test: {why}");
+    // Straight to fd 2, past libtest's capture, so the skip shows in a normal run.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: Docker sandbox test: {why}");
     None
 }
 
