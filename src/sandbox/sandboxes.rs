@@ -192,7 +192,8 @@ impl Sandboxes {
             return Err(e);
         }
         sandbox.arm_run_limit();
-        if from_pool {
+        if !options.network {
+            // Also after a cold start: the pool may have been empty or stale.
             self.refill_in_background();
         }
         tracing::debug!(run = run_id, container = %sandbox.id(), from_pool, "sandbox ready");
