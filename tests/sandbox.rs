@@ -214,7 +214,7 @@ async fn deletions_new_files_and_mode_changes_come_back_without_git() {
             &sandbox,
             "rm doomed.txt && rm -r olddir && chmod +x script.sh && mkdir -p new/dir && \
              echo fresh > new/dir/file.txt && echo changed > README.md && \
-             ln -s new/dir/file.txt inner-link && echo '[evil]' > .git/config",
+             ln -s new/dir/file.txt inner-link && ln script.sh hard-link && echo '[evil]' > .git/config",
         )
         .await;
         assert!(edit.success(), "{edit:?}");
@@ -251,6 +251,8 @@ async fn deletions_new_files_and_mode_changes_come_back_without_git() {
             fs::read_link(o.join("inner-link")).expect("link"),
             Path::new("new/dir/file.txt")
         );
+        let hard = fs::read_to_string(o.join("hard-link")).expect("hard link comes back");
+        assert_eq!(hard, "echo hi");
         assert!(
             !o.join(".git").exists(),
             "the sandbox's .git never comes back"

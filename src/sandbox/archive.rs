@@ -233,6 +233,40 @@ pub fn unpack_tree(
                 std::os::unix::fs::symlink(&link, &target)?;
                 links.push(rel);
             }
+            tar::EntryType::Link => {
+                // A hard link to a file written earlier: the host gets a copy, never a link.
+                let source = entry
+                    .link_name()?
+                    .and_then(|l| safe_relative(&l, strip))
+                    .filter(|l| !l.iter().any(is_excluded))
+                    .filter(|l| no_links_on_the_way(dest, l))
+                    .map(|l| dest.join(l));
+                let regular = source
+                    .as_ref()
+                    .and_then(|s| fs::symlink_metadata(s).ok())
+                    .filter(|m| m.file_type().is_file());
+                let (Some(source), Some(meta)) = (source, regular) else {
+                    report
+                        .refused
+                        .push(format!("{}: hard link to outside the tree", rel.display()));
+                    continue;
+                };
+                if report.bytes + meta.len() > max_bytes {
+                    return Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!("the working tree is larger than the limit of {max_bytes} bytes"),
+                    ));
+                }
+                remove_non_dir(&target)?;
+                let mut from = fs::File::open(&source)?;
+                let mut to = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)?;
+                report.bytes += io::copy(&mut from, &mut to)?;
+                to.set_permissions(meta.permissions())?;
+                report.files += 1;
+            }
             other => {
                 report.refused.push(format!(
                     "{}: entry type {other:?} not copied",
@@ -294,6 +328,23 @@ fn ensure_real_dirs(root: &Path, rel: &Path) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Whether every directory on the way from `root` to `root/rel` is a real directory, so
+/// opening it cannot be steered out of the tree by a link.
+fn no_links_on_the_way(root: &Path, rel: &Path) -> bool {
+    let mut current = root.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return true;
+    };
+    for component in parent.components() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Removes a file or link at `path` (an entry seen twice); leaves directories alone.
@@ -539,6 +590,39 @@ mod tests {
         unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
         assert_eq!(fs::read(&victim).expect("read"), b"original");
         assert_eq!(fs::read(dest.path().join("f")).expect("read"), b"new");
+    }
+
+    #[test]
+    fn hard_links_come_back_as_copies_and_only_from_inside() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"host secret").expect("write");
+        let secret = secret.display().to_string();
+        let dest = tempfile::tempdir().expect("tempdir");
+        let ups = dest.path().components().count();
+        let outside_rel = format!("{}{}", "../".repeat(ups), outside.path().display());
+        let tar = tar_of(&[
+            ("w/a", tar::EntryType::Regular, b"shared", None),
+            ("w/b", tar::EntryType::Link, b"", Some("w/a")),
+            ("w/c", tar::EntryType::Link, b"", Some(&secret)),
+            ("w/d", tar::EntryType::Link, b"", Some("w/../../etc/passwd")),
+            // Through a link made earlier in the same archive, before links are judged.
+            ("w/out", tar::EntryType::Symlink, b"", Some(&outside_rel)),
+            ("w/e", tar::EntryType::Link, b"", Some("w/out/secret")),
+        ]);
+        let report = unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        assert_eq!(fs::read(dest.path().join("b")).expect("read"), b"shared");
+        let a = fs::metadata(dest.path().join("a")).expect("meta");
+        let b = fs::metadata(dest.path().join("b")).expect("meta");
+        assert_ne!(a.ino(), b.ino(), "a copy, not a link");
+        assert!(!dest.path().join("c").exists());
+        assert!(!dest.path().join("d").exists());
+        assert!(
+            !dest.path().join("e").exists(),
+            "host file read through a link"
+        );
+        assert!(fs::symlink_metadata(dest.path().join("out")).is_err());
+        assert_eq!(report.refused.len(), 4, "{:?}", report.refused);
     }
 
     #[test]
