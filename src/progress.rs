@@ -386,10 +386,16 @@ mod tests {
     #[test]
     fn a_restart_stays_visible_to_the_end() {
         let mut p = Progress::new("r4");
-        p.apply(&progress("restart", "started again after an interruption (attempt 2 of 2)"));
+        p.apply(&progress(
+            "restart",
+            "started again after an interruption (attempt 2 of 2)",
+        ));
         p.apply(&progress("agent", "turn 1: bash"));
         let body = p.render(&Live::default());
-        assert!(body.contains("ℹ️ started again after an interruption (attempt 2 of 2)"), "{body}");
+        assert!(
+            body.contains("ℹ️ started again after an interruption (attempt 2 of 2)"),
+            "{body}"
+        );
         assert!(body.contains("- [x] Queued"), "{body}");
     }
 

@@ -15,11 +15,16 @@ use support::fake_anthropic::{FakeAnthropic, Reply, Step};
 use support::fake_github::{self, FakeGithub};
 
 async fn within<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f).await.expect("the test timed out");
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("the test timed out");
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A `backspace serve` process.
@@ -44,13 +49,20 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Server { child: cmd.spawn().expect("start backspace"), port }
+        Server {
+            child: cmd.spawn().expect("start backspace"),
+            port,
+        }
     }
 
     async fn ready(&mut self) {
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/health", self.port)).send().await {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{}/health", self.port))
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     return;
                 }
@@ -66,10 +78,16 @@ impl Server {
     async fn deliver(&self, event: &str, payload: &serde_json::Value) -> serde_json::Value {
         let body = serde_json::to_vec(payload).expect("json");
         let resp = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}/api/github/webhooks", self.port))
+            .post(format!(
+                "http://127.0.0.1:{}/api/github/webhooks",
+                self.port
+            ))
             .header("x-github-event", event)
             .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
-            .header("x-hub-signature-256", sign(fake_github::WEBHOOK_SECRET, &body))
+            .header(
+                "x-hub-signature-256",
+                sign(fake_github::WEBHOOK_SECRET, &body),
+            )
             .body(body)
             .send()
             .await
@@ -79,7 +97,11 @@ impl Server {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill").success();
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
         assert!(ok, "kill {sig}");
     }
 
@@ -89,7 +111,10 @@ impl Server {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "backspace did not exit");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backspace did not exit"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -114,24 +139,42 @@ struct World {
 impl World {
     async fn new(script: Vec<Step>) -> World {
         let gh = FakeGithub::start().await;
-        let repo = gh.repo_with_files("octo/app", &[("src/app.js", "export const greet = (n) => 'hi ' + n;\n")]);
+        let repo = gh.repo_with_files(
+            "octo/app",
+            &[("src/app.js", "export const greet = (n) => 'hi ' + n;\n")],
+        );
         gh.add_collaborator(&repo, MAINTAINER, "write");
         let model = FakeAnthropic::start(script).await;
         let dir = tempfile::tempdir().expect("dir");
-        let db_url = SecretString::from(format!("sqlite://{}", dir.path().join("backspace.db").display()));
-        World { gh, model, db_url, repo, _dir: dir }
+        let db_url = SecretString::from(format!(
+            "sqlite://{}",
+            dir.path().join("backspace.db").display()
+        ));
+        World {
+            gh,
+            model,
+            db_url,
+            repo,
+            _dir: dir,
+        }
     }
 
     fn env(&self, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("APP_ID", self.gh.app_id().to_string()),
-            ("PRIVATE_KEY", fake_github::app_private_key().expose_secret().to_owned()),
+            (
+                "PRIVATE_KEY",
+                fake_github::app_private_key().expose_secret().to_owned(),
+            ),
             ("WEBHOOK_SECRET", fake_github::WEBHOOK_SECRET.to_owned()),
             ("GITHUB_API_URL", self.gh.api_url().to_string()),
             ("ANTHROPIC_BASE_URL", self.model.base_url.clone()),
             ("ANTHROPIC_API_KEY", "sk-ant-process-test".to_owned()),
             ("DATABASE_URL", self.db_url.expose_secret().to_owned()),
-            ("BACKSPACE_SANDBOX_IMAGE", support::docker::TEST_IMAGE.to_owned()),
+            (
+                "BACKSPACE_SANDBOX_IMAGE",
+                support::docker::TEST_IMAGE.to_owned(),
+            ),
             ("BACKSPACE_LEASE_SECS", "3".to_owned()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
@@ -153,25 +196,46 @@ impl World {
     }
 }
 
-async fn wait_state(store: &Store, id: &str, state: JobState, within: Duration) -> backspace::store::Job {
+async fn wait_state(
+    store: &Store,
+    id: &str,
+    state: JobState,
+    within: Duration,
+) -> backspace::store::Job {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let job = store.job(id).await.expect("store").expect("job");
         if job.state == state {
             return job;
         }
-        assert!(tokio::time::Instant::now() < deadline, "job never reached {state}: {job:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never reached {state}: {job:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn containers_of(run: &str) -> usize {
-    let Some(sandboxes) = support::docker::sandboxes().await else { return 0 };
+    let Some(sandboxes) = support::docker::sandboxes().await else {
+        return 0;
+    };
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let mut filters = std::collections::HashMap::new();
-    filters.insert("label".to_string(), vec![format!("{}={run}", backspace::sandbox::LABEL_RUN)]);
-    let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-    sandboxes.docker().list_containers(Some(opts)).await.expect("list").len()
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{}={run}", backspace::sandbox::LABEL_RUN)],
+    );
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    sandboxes
+        .docker()
+        .list_containers(Some(opts))
+        .await
+        .expect("list")
+        .len()
 }
 
 #[tokio::test]
@@ -182,13 +246,29 @@ async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_c
         }
         // Attempt 1 runs a command, then the model hangs (and the process is killed);
         // attempt 2 starts over and finishes.
-        let mut script: Vec<Step> = vec![Reply::bash("echo attempt one").into(), Step::Stall(Duration::from_secs(120))];
-        script.extend(edit_script("src/app.js", "'hi '", "'Hello, '", "Greet properly"));
+        let mut script: Vec<Step> = vec![
+            Reply::bash("echo attempt one").into(),
+            Step::Stall(Duration::from_secs(120)),
+        ];
+        script.extend(edit_script(
+            "src/app.js",
+            "'hi '",
+            "'Hello, '",
+            "Greet properly",
+        ));
         let world = World::new(script).await;
-        let issue = world.gh.open_issue(&world.repo, MAINTAINER, "Rude greeting", "fix it");
+        let issue = world
+            .gh
+            .open_issue(&world.repo, MAINTAINER, "Rude greeting", "fix it");
         let mut first = Server::start(&world.env(&[]));
         first.ready().await;
-        let (payload, _) = comment_payload(&world.gh, &world.repo, issue, MAINTAINER, "/backspace make greet say Hello");
+        let (payload, _) = comment_payload(
+            &world.gh,
+            &world.repo,
+            issue,
+            MAINTAINER,
+            "/backspace make greet say Hello",
+        );
         let answer = first.deliver("issue_comment", &payload).await;
         let run = answer["job_id"].as_str().expect("job id").to_owned();
         world.wait_for_model_calls(2).await;
@@ -204,11 +284,33 @@ async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_c
         let pulls = world.gh.pulls(&world.repo);
         assert_eq!(pulls.len(), 1, "exactly one pull request");
         let bot = world.gh.bot_login();
-        let comments: Vec<_> = world.gh.comments(&world.repo, issue).into_iter().filter(|c| c.author == bot).collect();
-        assert_eq!(comments.len(), 1, "one progress comment, found again after the restart");
-        assert!(comments[0].body.contains("✅ Backspace opened a pull request"), "{}", comments[0].body);
-        assert!(comments[0].history.iter().any(|b| b.contains("started again after an interruption")));
-        assert_eq!(containers_of(&run).await, 0, "the orphan was reaped and the second sandbox removed");
+        let comments: Vec<_> = world
+            .gh
+            .comments(&world.repo, issue)
+            .into_iter()
+            .filter(|c| c.author == bot)
+            .collect();
+        assert_eq!(
+            comments.len(),
+            1,
+            "one progress comment, found again after the restart"
+        );
+        assert!(
+            comments[0]
+                .body
+                .contains("✅ Backspace opened a pull request"),
+            "{}",
+            comments[0].body
+        );
+        assert!(comments[0]
+            .history
+            .iter()
+            .any(|b| b.contains("started again after an interruption")));
+        assert_eq!(
+            containers_of(&run).await,
+            0,
+            "the orphan was reaped and the second sandbox removed"
+        );
         second.signal("-TERM");
         assert!(second.wait_exit(Duration::from_secs(30)).await.success());
     })
@@ -221,11 +323,21 @@ async fn sigterm_lets_the_grace_period_pass_then_releases_the_running_job() {
         if support::docker::sandboxes().await.is_none() {
             return;
         }
-        let world = World::new(vec![Reply::bash("echo working").into(), Step::Stall(Duration::from_secs(120))]).await;
+        let world = World::new(vec![
+            Reply::bash("echo working").into(),
+            Step::Stall(Duration::from_secs(120)),
+        ])
+        .await;
         let issue = world.gh.open_issue(&world.repo, MAINTAINER, "x", "y");
         let mut server = Server::start(&world.env(&[("BACKSPACE_SHUTDOWN_GRACE_SECS", "1")]));
         server.ready().await;
-        let (payload, _) = comment_payload(&world.gh, &world.repo, issue, MAINTAINER, "/backspace slow work");
+        let (payload, _) = comment_payload(
+            &world.gh,
+            &world.repo,
+            issue,
+            MAINTAINER,
+            "/backspace slow work",
+        );
         let answer = server.deliver("issue_comment", &payload).await;
         let run = answer["job_id"].as_str().expect("job id").to_owned();
         world.wait_for_model_calls(2).await;
@@ -233,9 +345,18 @@ async fn sigterm_lets_the_grace_period_pass_then_releases_the_running_job() {
         let status = server.wait_exit(Duration::from_secs(60)).await;
         assert!(status.success(), "{status}");
         let job = world.store().await.job(&run).await.unwrap().unwrap();
-        assert_eq!((job.state, job.lease_owner), (JobState::Queued, None), "released for the next instance");
+        assert_eq!(
+            (job.state, job.lease_owner),
+            (JobState::Queued, None),
+            "released for the next instance"
+        );
         let bot = world.gh.bot_login();
-        let comment = world.gh.comments(&world.repo, issue).into_iter().find(|c| c.author == bot).expect("progress comment");
+        let comment = world
+            .gh
+            .comments(&world.repo, issue)
+            .into_iter()
+            .find(|c| c.author == bot)
+            .expect("progress comment");
         assert!(comment.body.contains("restarting"), "{}", comment.body);
         assert_eq!(containers_of(&run).await, 0, "no container is left");
     })
@@ -251,7 +372,10 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
             .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("b.db").display()))
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("b.db").display()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -267,13 +391,25 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
             .expect("post");
         assert_eq!(resp.status(), 503);
         let text = resp.text().await.unwrap();
-        assert!(text.contains("APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET"), "{text}");
+        assert!(
+            text.contains("APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET"),
+            "{text}"
+        );
         server.signal("-TERM");
         assert!(server.wait_exit(Duration::from_secs(10)).await.success());
         let mut stderr = String::new();
         use std::io::Read;
-        server.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        assert!(stderr.contains("setup mode") && stderr.contains("/setup"), "{stderr}");
+        server
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains("setup mode") && stderr.contains("/setup"),
+            "{stderr}"
+        );
     })
     .await;
 }

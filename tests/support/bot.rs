@@ -301,9 +301,20 @@ fn base_payload(gh: &FakeGithub, repo: &RepoName, fixture_path: &str, sender: &s
 
 /// GitHub's `issue_comment` payload for a new comment by `author` on `n` (posted on the fake);
 /// returns it with the comment's id.
-pub fn comment_payload(gh: &FakeGithub, repo: &RepoName, n: IssueNumber, author: &str, body: &str) -> (Value, u64) {
+pub fn comment_payload(
+    gh: &FakeGithub,
+    repo: &RepoName,
+    n: IssueNumber,
+    author: &str,
+    body: &str,
+) -> (Value, u64) {
     let id = gh.post_comment(repo, n, author, body);
-    let mut p = base_payload(gh, repo, "webhooks/issue_comment/created.with-installation.json", author);
+    let mut p = base_payload(
+        gh,
+        repo,
+        "webhooks/issue_comment/created.with-installation.json",
+        author,
+    );
     p["action"] = json!("created");
     p["issue"] = gh.issue_json(repo, n);
     p["comment"] = gh.comment_json(id);
