@@ -168,6 +168,19 @@ async fn a_1mb_file_and_1000_files_round_trip_in_and_out() {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         fs::write(repo.path().join("big.bin"), &big).expect("write");
+        // Names past the 100 bytes of a plain tar header (PAX / GNU long names both ways).
+        let deep = repo.path().join(format!(
+            "{}/{}",
+            "long-directory-name".repeat(6),
+            "file-with-a-rather-long-name-too.txt".repeat(3)
+        ));
+        fs::create_dir_all(deep.parent().expect("parent")).expect("mkdir");
+        fs::write(&deep, "deep").expect("write");
+        std::os::unix::fs::symlink(
+            deep.strip_prefix(repo.path()).expect("rel"),
+            repo.path().join("to-deep"),
+        )
+        .expect("symlink");
         for i in 0..1000 {
             let dir = repo.path().join(format!("many/d{}", i % 10));
             fs::create_dir_all(&dir).expect("mkdir");
@@ -190,6 +203,10 @@ async fn a_1mb_file_and_1000_files_round_trip_in_and_out() {
         let mut expected = tree_of(repo.path());
         expected.retain(|path, _| !path.starts_with(".git"));
         assert_eq!(tree_of(out.path()), expected);
+        assert_eq!(
+            fs::read_link(out.path().join("to-deep")).expect("long link comes back"),
+            deep.strip_prefix(repo.path()).expect("rel")
+        );
         sandbox.destroy().await.expect("destroy");
     })
     .await;
