@@ -31,11 +31,15 @@ bench() { # name port pid
   echo "RSS after load: $(rss "$pid"), peak: $(hwm "$pid")"
 }
 
+# A full server (workers and sandboxes too); the payload is a comment without a command, so
+# the load is the front door's alone. The model is never called.
 PORT=3901 APP_ID=1 PRIVATE_KEY_PATH="$work/key.pem" WEBHOOK_SECRET="$secret" \
+  ANTHROPIC_API_KEY=unused ANTHROPIC_BASE_URL=http://127.0.0.1:9 \
+  GITHUB_API_URL=http://127.0.0.1:9 \
   DATABASE_URL="sqlite://$work/backspace.db" RUST_LOG=warn \
   target/release/backspace serve --bind 127.0.0.1 >"$work/backspace.log" 2>&1 &
 bs=$!
-wait_port 3901 /health
+wait_port 3901 /health || { cat "$work/backspace.log"; exit 1; }
 bench backspace 3901 "$bs"
 echo "stored deliveries: $(sqlite3 "$work/backspace.db" 'select count(*) from deliveries' 2>/dev/null || echo '?')"
 kill "$bs"; wait "$bs" 2>/dev/null || true

@@ -120,12 +120,25 @@ async fn start_workers(
         args.github_api_url.clone(),
     ))
     .context("the GitHub App private key is not usable")?;
-    match github.bot_login().await {
-        Ok(login) => {
-            tracing::info!(%login, "the app's own login");
-            state.set_bot_login(login);
-        }
-        Err(e) => tracing::warn!(error = %e, "could not read the app's login from GET /app yet"),
+    // The app's own login (so its comments never trigger it) is learned in the background:
+    // the server answers webhooks at once, even while GitHub is slow.
+    {
+        let (github, state) = (github.clone(), state.clone());
+        tokio::spawn(async move {
+            loop {
+                match github.bot_login().await {
+                    Ok(login) => {
+                        tracing::info!(%login, "the app's own login");
+                        state.set_bot_login(login);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the app's login from GET /app; trying again in 30 s");
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                }
+            }
+        });
     }
     state.set_github(github.clone());
 

@@ -413,3 +413,101 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
     })
     .await;
 }
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * p).ceil() as usize)
+        .saturating_sub(1)
+        .min(v.len() - 1)]
+}
+
+/// BENCHMARKS.md: delivery → 👀 and delivery → pull request with a model that answers at once,
+/// one run at a time on a small repository; then memory with 50 queued jobs and 2 running.
+/// `cargo test --release --test process -- --ignored bench_ --nocapture`
+#[tokio::test]
+#[ignore = "a benchmark: run it by name"]
+async fn bench_delivery_to_reaction_and_pull_request() {
+    within(900, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        const RUNS: usize = 20;
+        let mut script = Vec::new();
+        for i in 0..RUNS {
+            script.extend(edit_script("src/app.js", "'hi '", &format!("'Hello {i}, '"), "Greet properly"));
+            script.remove(script.len() - 2); // no `cat`: edit, view, answer
+        }
+        // Then every further call hangs: two runs stay in the agent while 50 wait.
+        let stall = Step::Stall(Duration::from_secs(600));
+        script.extend(std::iter::repeat_n(stall, 4));
+        let world = World::new(script).await;
+        let mut server = Server::start(&world.env(&[]));
+        server.ready().await;
+        let idle = rss_mb(server.child.id());
+        let (mut to_eyes, mut to_pr) = (Vec::new(), Vec::new());
+        for i in 0..RUNS {
+            let issue = world.gh.open_issue(&world.repo, MAINTAINER, &format!("greet {i}"), "be polite");
+            let (payload, comment) = comment_payload(&world.gh, &world.repo, issue, MAINTAINER, &format!("/backspace greet run {i}"));
+            let sent = std::time::Instant::now();
+            server.deliver("issue_comment", &payload).await;
+            let mut eyes = None;
+            loop {
+                if eyes.is_none() && !world.gh.reactions_on_comment(comment).is_empty() {
+                    eyes = Some(sent.elapsed());
+                }
+                if world.gh.pulls(&world.repo).iter().any(|p| p.body.contains(&format!("Closes #{}", issue.0))) {
+                    break;
+                }
+                assert!(sent.elapsed() < Duration::from_secs(60), "run {i} took too long");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            to_pr.push(sent.elapsed());
+            to_eyes.push(eyes.unwrap_or_else(|| sent.elapsed()));
+        }
+        let after_runs = rss_mb(server.child.id());
+        for i in 0..52 {
+            let issue = world.gh.open_issue(&world.repo, MAINTAINER, &format!("wait {i}"), "");
+            let (payload, _) = comment_payload(&world.gh, &world.repo, issue, MAINTAINER, "/backspace wait your turn");
+            server.deliver("issue_comment", &payload).await;
+        }
+        let store = world.store().await;
+        for _ in 0..600 {
+            let c = store.job_counts().await.unwrap();
+            if c.running == 2 && c.queued == 50 && world.model.requests().len() >= RUNS * 3 + 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let c = store.job_counts().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let loaded = rss_mb(server.child.id());
+        println!(
+            "delivery → eyes: p50 {:?}, p95 {:?}, max {:?}",
+            percentile(&mut to_eyes, 0.50),
+            percentile(&mut to_eyes, 0.95),
+            percentile(&mut to_eyes, 1.0)
+        );
+        println!(
+            "delivery → pull request: p50 {:?}, p95 {:?}, max {:?}",
+            percentile(&mut to_pr, 0.50),
+            percentile(&mut to_pr, 0.95),
+            percentile(&mut to_pr, 1.0)
+        );
+        println!(
+            "RSS: idle {idle:.1} MB, after {RUNS} runs {after_runs:.1} MB, with {} queued and {} running {loaded:.1} MB",
+            c.queued, c.running
+        );
+    })
+    .await;
+}

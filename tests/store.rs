@@ -336,3 +336,50 @@ async fn a_second_connection_sees_the_same_sqlite_file() {
     let again = Store::connect(&t.url).await.unwrap();
     assert_eq!(again.job_counts().await.unwrap().queued, 1);
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_without_jobs_are_grouped_and_duplicates_still_detected() {
+    for (name, t) in db::all().await {
+        // 100 copies of one id and 100 distinct ids, all at once: they share batches.
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let s = t.store.clone();
+                let id = if i % 2 == 0 {
+                    "same".to_string()
+                } else {
+                    format!("d-{i}")
+                };
+                tokio::spawn(async move {
+                    s.record_delivery(&delivery(&id), DeliveryEffect::Nothing { reason: "test" })
+                        .await
+                        .map(|o| (id, o))
+                })
+            })
+            .collect();
+        let mut stored_same = 0;
+        let mut stored_distinct = 0;
+        for task in tasks {
+            let (id, outcome) = task.await.unwrap().unwrap();
+            if let DeliveryOutcome::Stored { .. } = outcome {
+                if id == "same" {
+                    stored_same += 1;
+                } else {
+                    stored_distinct += 1;
+                }
+            }
+        }
+        assert_eq!((stored_same, stored_distinct), (1, 100), "{name}");
+        assert_eq!(t.store.delivery_count().await.unwrap(), 101, "{name}");
+        assert_eq!(
+            t.store
+                .record_delivery(
+                    &delivery("same"),
+                    DeliveryEffect::Nothing { reason: "again" }
+                )
+                .await
+                .unwrap(),
+            DeliveryOutcome::Duplicate,
+            "{name}"
+        );
+    }
+}

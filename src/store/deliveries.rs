@@ -78,16 +78,16 @@ impl Store {
         .bind(d.repository.as_deref())
         .bind(now)
         .bind(&outcome);
-        // Most deliveries cause nothing: one statement, no transaction round trips.
+        // Most deliveries cause nothing: they are written in groups (see `batch`).
         if let DeliveryEffect::Nothing { .. } = effect {
-            let inserted = insert.execute(&self.pool).await?.rows_affected();
-            return Ok(if inserted == 0 {
-                DeliveryOutcome::Duplicate
-            } else {
+            let stored = self.deliveries.insert(d.clone(), outcome, now).await?;
+            return Ok(if stored {
                 DeliveryOutcome::Stored {
                     job_id: None,
                     cancelled_jobs: 0,
                 }
+            } else {
+                DeliveryOutcome::Duplicate
             });
         }
         let mut tx = self.pool.begin().await?;

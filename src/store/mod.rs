@@ -1,6 +1,7 @@
 //! The job store: deliveries, jobs and run events in SQLite (default) or Postgres, through sqlx's
 //! `Any` driver so that one set of queries and one set of migrations serves both.
 
+mod batch;
 mod deliveries;
 mod events;
 mod jobs;
@@ -35,6 +36,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("DATABASE_URL must start with sqlite: or postgres:")]
     UnknownScheme,
+    #[error("storing a batch of deliveries failed: {detail}")]
+    Batch { detail: String, unavailable: bool },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -54,7 +57,14 @@ impl StoreError {
     /// Whether the store itself is down (as opposed to a bad query or row): ingress answers 503
     /// so that GitHub redelivers later.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::Batch {
+                    unavailable: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -63,6 +73,7 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    deliveries: batch::DeliveryBatcher,
 }
 
 impl Store {
@@ -109,7 +120,12 @@ impl Store {
             .await
             .map_err(StoreError::Unavailable)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let deliveries = batch::DeliveryBatcher::start(pool.clone());
+        Ok(Store {
+            pool,
+            backend,
+            deliveries,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,0 +1,136 @@
+//! Group commit for deliveries that cause nothing (most of them): requests that arrive together
+//! are written by one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING`, so the store's
+//! round trips, not the requests, set the pace. Under light load a batch is one delivery and
+//! waits for nothing; under heavy load batches grow and throughput with them.
+
+use std::collections::HashSet;
+
+use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{to_i64, NewDelivery, StoreError};
+
+/// The most deliveries in one statement (7 parameters each, far under SQLite's 32,766).
+const MAX_BATCH: usize = 256;
+
+struct Pending {
+    delivery: NewDelivery,
+    outcome: String,
+    received_at: i64,
+    /// `true` when this request's row was written; `false` for a duplicate id.
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The handle requests send their deliveries through.
+#[derive(Clone, Debug)]
+pub(super) struct DeliveryBatcher {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("delivery", &self.delivery.delivery_id)
+            .finish()
+    }
+}
+
+impl DeliveryBatcher {
+    pub(super) fn start(pool: AnyPool) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
+        tokio::spawn(write_loop(pool, rx));
+        DeliveryBatcher { tx }
+    }
+
+    /// Stores one delivery; `Ok(false)` when its id was stored before.
+    pub(super) async fn insert(
+        &self,
+        delivery: NewDelivery,
+        outcome: String,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Batch {
+            detail: "the delivery writer stopped".into(),
+            unavailable: true,
+        };
+        self.tx
+            .send(Pending {
+                delivery,
+                outcome,
+                received_at,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+async fn write_loop(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let result = write(&pool, &batch).await;
+        match result {
+            Ok(mut inserted) => {
+                for p in batch.drain(..) {
+                    // Two copies of one id in a batch: the first is stored, the rest are duplicates.
+                    let stored = inserted.remove(&p.delivery.delivery_id);
+                    let _ = p.reply.send(Ok(stored));
+                }
+            }
+            Err(e) => {
+                let unavailable = e.is_unavailable();
+                let detail = e.to_string();
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(StoreError::Batch {
+                        detail: detail.clone(),
+                        unavailable,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+async fn write(pool: &AnyPool, batch: &[Pending]) -> Result<HashSet<String>, StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository, received_at, outcome) VALUES ",
+    );
+    for i in 0..batch.len() {
+        let b = i * 7;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7
+        ));
+    }
+    sql.push_str(" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id");
+    let mut q = sqlx::query(&sql);
+    for p in batch {
+        let d = &p.delivery;
+        q = q
+            .bind(&d.delivery_id)
+            .bind(&d.event)
+            .bind(d.action.as_deref())
+            .bind(d.installation_id.map(to_i64))
+            .bind(d.repository.as_deref())
+            .bind(p.received_at)
+            .bind(&p.outcome);
+    }
+    let rows = q.fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<String, _>("delivery_id")
+                .map_err(StoreError::from)
+        })
+        .collect()
+}
