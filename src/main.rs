@@ -57,7 +57,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..TriggerContext::default()
     };
     let public_url = args.public_url();
-    let state = match args.app_credentials()? {
+    let credentials_path = args.credentials_path();
+    let credentials = match args.app_credentials()? {
+        Ok(creds) => Ok(creds),
+        // Credentials registered through /setup on an earlier start.
+        Err(missing) => match backspace::setup_store::load_saved_credentials(&credentials_path)? {
+            Some(saved) => {
+                tracing::info!(path = %credentials_path.display(), "GitHub App credentials read from the credentials file");
+                Ok(saved)
+            }
+            None => Err(missing),
+        },
+    };
+    let state = match credentials {
         Ok(creds) => {
             tracing::info!(app_id = creds.app_id, "GitHub App credentials loaded");
             AppState::new(store, WebhookSecrets::new(creds.webhook_secrets), trigger)
@@ -72,6 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             AppState::setup_mode(store, missing, trigger)
         }
     };
+    state.configure(server::DoorsConfig::from_args(&args));
     let addr: SocketAddr = format!("{}:{}", args.bind, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.bind, args.port))?;

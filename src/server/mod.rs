@@ -1,7 +1,15 @@
 //! The HTTP front: the axum router and what its handlers share. Handlers answer fast and leave
 //! the slow work to the workers: ingress verifies, parses, stores and answers.
 
+pub mod api;
+mod doors;
+mod events;
 mod health;
+mod html;
+mod metrics;
+pub mod run_link;
+mod runs;
+pub mod setup;
 mod webhook;
 
 use std::sync::{Arc, RwLock};
@@ -12,11 +20,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::MissingCredentials;
+use crate::config::{AppCredentials, MissingCredentials};
+use crate::github::GithubApp;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::trigger::TriggerContext;
 use crate::webhook::signature::WebhookSecrets;
 
+pub use doors::DoorsConfig;
+pub use run_link::{run_link, LinkKey, RUN_LINK_TTL};
 pub use webhook::MAX_WEBHOOK_BODY;
 
 /// What the handlers share; cheap to clone.
@@ -31,6 +43,10 @@ struct Inner {
     secrets: RwLock<Option<WebhookSecrets>>,
     missing: RwLock<Option<MissingCredentials>>,
     trigger: RwLock<TriggerContext>,
+    doors: RwLock<Arc<doors::Doors>>,
+    metrics: Metrics,
+    setup: setup::SetupState,
+    github: RwLock<Option<GithubApp>>,
 }
 
 impl AppState {
@@ -59,6 +75,12 @@ impl AppState {
                 secrets: RwLock::new(secrets),
                 missing: RwLock::new(missing),
                 trigger: RwLock::new(trigger),
+                doors: RwLock::new(Arc::new(doors::Doors::new(DoorsConfig::new(
+                    url::Url::parse("http://localhost:3000").expect("a valid URL"),
+                )))),
+                metrics: Metrics::new(),
+                setup: setup::SetupState::default(),
+                github: RwLock::new(None),
             }),
         }
     }
@@ -90,6 +112,57 @@ impl AppState {
     pub(crate) fn trigger(&self) -> TriggerContext {
         read(&self.inner.trigger).clone()
     }
+
+    /// Sets what the API, the run page and setup need (URLs, API key, credentials path).
+    pub fn configure(&self, config: DoorsConfig) {
+        *write(&self.inner.doors) = Arc::new(doors::Doors::new(config));
+    }
+
+    pub(crate) fn doors(&self) -> Arc<doors::Doors> {
+        read(&self.inner.doors).clone()
+    }
+
+    /// The metrics recorder; clone it into workers.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The GitHub App client, once credentials are known: the API asks it which installation
+    /// covers a repository the store has not heard of.
+    pub fn set_github_app(&self, app: GithubApp) {
+        *write(&self.inner.github) = Some(app);
+    }
+
+    pub(crate) fn github_app(&self) -> Option<GithubApp> {
+        read(&self.inner.github).clone()
+    }
+
+    /// The key run links are signed with (derived from the webhook secrets); `None` in setup
+    /// mode.
+    pub fn link_key(&self) -> Option<LinkKey> {
+        self.secrets()
+            .ok()
+            .map(|s| LinkKey::from_webhook_secrets(&s))
+    }
+
+    /// The signed link to a run's live page, valid for [`RUN_LINK_TTL`]; `None` in setup mode.
+    pub fn run_link(&self, run_id: &str) -> Option<String> {
+        let key = self.link_key()?;
+        let public = self.doors().config.public_url.clone();
+        Some(run_link(
+            &public,
+            run_id,
+            &key,
+            run_link::unix_now(),
+            RUN_LINK_TTL,
+        ))
+    }
+
+    /// Credentials registered through `/setup` while serving: `None` until then. `serve`
+    /// watches it to start the GitHub client and the workers without a restart.
+    pub fn credentials_watch(&self) -> tokio::sync::watch::Receiver<Option<AppCredentials>> {
+        self.inner.setup.subscribe()
+    }
 }
 
 // A poisoned lock only means a panic happened while it was held; the data (a secret list, a
@@ -104,9 +177,23 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// The whole router; tests drive it with `oneshot`, `serve` binds it to a port.
 pub fn router(state: AppState) -> Router {
+    let webhooks = Router::new()
+        .route("/api/github/webhooks", post(webhook::receive))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_deliveries,
+        ));
     Router::new()
         .route("/health", get(health::health))
-        .route("/api/github/webhooks", post(webhook::receive))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/code", post(api::create_run))
+        .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/runs/{id}/events", get(api::run_events))
+        .route("/runs/{id}", get(runs::page))
+        .route("/runs/{id}/events", get(runs::events))
+        .route("/setup", get(setup::page))
+        .route("/setup/callback", get(setup::callback))
+        .merge(webhooks)
         .with_state(state)
 }
 
