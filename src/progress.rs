@@ -1,6 +1,7 @@
 //! Pure: a run's events → the text of its one progress comment. The comment is a view of the
 //! event stream, like the SSE stream and the run page: fold the events with [`Progress::apply`],
-//! then [`Progress::render`]. A hidden marker lets the comment be found again after a restart.
+//! then [`Progress::render`]. The GitHub client adds the hidden marker that finds the comment
+//! again after a restart (`github::with_marker`).
 
 use crate::run_event::{RunEvent, RunStatus, Usage};
 
@@ -13,20 +14,6 @@ pub const PHASES: [(&str, &str); 6] = [
     ("push", "Pushed"),
     ("pr", "Pull request"),
 ];
-
-/// The hidden marker that identifies a run's progress comment.
-pub fn marker(run_id: &str) -> String {
-    format!("<!-- backspace:run:{run_id} -->")
-}
-
-/// The run id in a comment body carrying a marker, if any.
-pub fn run_id_in(body: &str) -> Option<&str> {
-    let start = body.find("<!-- backspace:run:")? + "<!-- backspace:run:".len();
-    let rest = &body[start..];
-    let end = rest.find(" -->")?;
-    let id = &rest[..end];
-    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(id)
-}
 
 /// What the comment shows, folded from the events so far.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +28,9 @@ pub struct Progress {
     pub pr_url: Option<String>,
     pub files_changed: Vec<String>,
     pub errors: Vec<String>,
+    /// Tokens and cost so far, from the agent's progress.
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
     pub finished: Option<Finished>,
 }
 
@@ -52,13 +42,11 @@ pub struct Finished {
     pub cost_usd: f64,
 }
 
-/// The figures shown while a run goes on (time so far, tokens and cost so far), and the link to
-/// the live log. They come from outside the events (a clock, the agent's running totals).
+/// What the comment shows besides the events: the time so far (a clock) and the link to the
+/// live log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Live {
     pub elapsed_ms: u64,
-    pub usage: Usage,
-    pub cost_usd: f64,
     pub log_url: Option<String>,
 }
 
@@ -80,7 +68,19 @@ impl Progress {
                     self.prompt.clone_from(prompt);
                 }
             }
-            RunEvent::Progress { stage, message, .. } => {
+            RunEvent::Progress {
+                stage,
+                message,
+                usage,
+                cost_usd,
+                ..
+            } => {
+                if let Some(u) = usage {
+                    self.usage = *u;
+                }
+                if cost_usd.is_some() {
+                    self.cost_usd = *cost_usd;
+                }
                 if let Some(i) = PHASES.iter().position(|(s, _)| s == stage) {
                     self.phase = self.phase.max(i);
                 }
@@ -133,8 +133,7 @@ impl Progress {
 
     /// The comment body.
     pub fn render(&self, live: &Live) -> String {
-        let mut out = marker(&self.run_id);
-        out.push('\n');
+        let mut out = String::new();
         let title = match self.finished.as_ref().map(|f| f.status) {
             None => "⏳ Backspace is working on this",
             Some(RunStatus::Succeeded) => "✅ Backspace opened a pull request",
@@ -200,7 +199,7 @@ impl Progress {
         }
         let (ms, usage, cost) = match &self.finished {
             Some(f) => (f.duration_ms, f.usage, f.cost_usd),
-            None => (live.elapsed_ms, live.usage, live.cost_usd),
+            None => (live.elapsed_ms, self.usage, self.cost_usd.unwrap_or(0.0)),
         };
         let mut footer = vec![format!("⏱ {}", duration(ms))];
         let tokens = usage.total_input() + usage.output_tokens;
@@ -278,11 +277,7 @@ mod tests {
     use serde_json::json;
 
     fn progress(stage: &str, message: &str) -> RunEvent {
-        RunEvent::Progress {
-            stage: stage.into(),
-            message: message.into(),
-            percentage: None,
-        }
+        RunEvent::progress(stage, message)
     }
 
     #[test]
@@ -294,7 +289,17 @@ mod tests {
             prompt: Some("add validation".into()),
         });
         p.apply(&progress("sandbox", "sandbox ready"));
-        p.apply(&progress("agent", "turn 3: bash"));
+        p.apply(&RunEvent::Progress {
+            stage: "agent".into(),
+            message: "turn 3: bash".into(),
+            percentage: None,
+            usage: Some(Usage {
+                input_tokens: 12_000,
+                output_tokens: 300,
+                ..Default::default()
+            }),
+            cost_usd: Some(0.041),
+        });
         p.apply(&RunEvent::Tool {
             name: "bash".into(),
             input: json!({"command": "cargo test --all\necho done"}),
@@ -304,16 +309,13 @@ mod tests {
         });
         let live = Live {
             elapsed_ms: 72_000,
-            usage: Usage {
-                input_tokens: 12_000,
-                output_tokens: 300,
-                ..Default::default()
-            },
-            cost_usd: 0.041,
             log_url: Some("https://bs.example/runs/r1?sig=x".into()),
         };
         let body = p.render(&live);
-        assert!(body.starts_with("<!-- backspace:run:r1 -->\n"), "{body}");
+        assert!(
+            body.starts_with("### ⏳ Backspace is working on this"),
+            "{body}"
+        );
         assert!(body.contains("> add validation"));
         assert!(body.contains("- [x] Queued\n- [x] Sandbox ready\n- [ ] Agent at work · turn 3 · `bash` `cargo test --all`"), "{body}");
         assert!(
@@ -322,7 +324,6 @@ mod tests {
             ),
             "{body}"
         );
-        assert_eq!(run_id_in(&body), Some("r1"));
     }
 
     #[test]
@@ -371,17 +372,6 @@ mod tests {
         assert!(body.contains("❌ Backspace could not finish"));
         assert!(body.contains("**Error:** the model API answered 529"));
         assert!(body.contains("- [ ] Agent at work\n"), "{body}");
-    }
-
-    #[test]
-    fn markers_are_found_and_only_well_formed_ones() {
-        assert_eq!(
-            run_id_in("x\n<!-- backspace:run:abc-123 -->\nbody"),
-            Some("abc-123")
-        );
-        assert_eq!(run_id_in("<!-- backspace:run: -->"), None);
-        assert_eq!(run_id_in("<!-- backspace:run:a b -->"), None);
-        assert_eq!(run_id_in("no marker"), None);
     }
 
     #[test]

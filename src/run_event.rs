@@ -68,6 +68,13 @@ pub enum RunEvent {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         percentage: Option<u8>,
+        /// The run's token usage so far, on the agent's progress (an extension of DESIGN §3:
+        /// absent elsewhere, so readers that do not know it lose nothing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+        /// The run's cost so far in US dollars, when the model's price is known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
     },
     Tool {
         name: String,
@@ -99,6 +106,17 @@ pub enum RunEvent {
 }
 
 impl RunEvent {
+    /// A `progress` event of `stage` with `message`.
+    pub fn progress(stage: impl Into<String>, message: impl Into<String>) -> RunEvent {
+        RunEvent::Progress {
+            stage: stage.into(),
+            message: message.into(),
+            percentage: None,
+            usage: None,
+            cost_usd: None,
+        }
+    }
+
     /// The value of the `type` field, also stored as its own column.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -7,7 +7,8 @@
 //! - dropped: bots, the app's own comments, bodies over 65,536 characters, deleted comments,
 //!   and every other action.
 //!
-//! The write-permission check needs GitHub, so it happens in the worker, through [`authorize`].
+//! The write-permission check needs GitHub, so the worker makes it (`github::RepoClient::
+//! may_start_run`, failing closed) for the jobs [`needs_permission`] names.
 
 use serde_json::json;
 
@@ -285,41 +286,13 @@ impl<'a> Target<'a> {
     }
 }
 
-/// A collaborator's permission on a repository, as GitHub names it (`role_name` carries maintain
-/// and triage, which `permission` folds into write and read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    Admin,
-    Maintain,
-    Write,
-    Triage,
-    Read,
-    None,
-}
-
-impl Permission {
-    pub fn from_github(role: &str) -> Permission {
-        match role {
-            "admin" => Permission::Admin,
-            "maintain" => Permission::Maintain,
-            "write" => Permission::Write,
-            "triage" => Permission::Triage,
-            "read" => Permission::Read,
-            _ => Permission::None,
-        }
-    }
-}
-
-/// Whether a job from a requester with `permission` may go ahead. Fails closed: an unknown
-/// permission (`None`, the API failed or timed out) starts nothing. A close needs no check: only
-/// someone with triage or more can close, and a cancel does no harm.
-pub fn authorize(kind: JobKind, source: JobSource, permission: Option<Permission>) -> bool {
-    if source == JobSource::Closed && kind == JobKind::Cancel {
-        return true;
-    }
-    matches!(
-        permission,
-        Some(Permission::Admin | Permission::Maintain | Permission::Write)
+/// Whether a job needs the requester's write permission before it goes ahead. A close needs
+/// no check: only someone with triage or more can close, and cancelling does no harm. Jobs from
+/// the HTTP API and the CLI are authorised by their key or by running locally.
+pub fn needs_permission(kind: JobKind, source: JobSource) -> bool {
+    !matches!(
+        (kind, source),
+        (JobKind::Cancel, JobSource::Closed) | (_, JobSource::Api) | (_, JobSource::Cli)
     )
 }
 
@@ -576,33 +549,16 @@ mod tests {
             (j.kind, j.source, j.is_pull_request),
             (JobKind::Cancel, JobSource::Closed, true)
         );
-        assert!(authorize(j.kind, j.source, None));
+        assert!(!needs_permission(j.kind, j.source));
     }
 
     #[test]
-    fn only_write_maintain_and_admin_start_runs_and_unknown_fails_closed() {
-        use Permission::*;
-        for (p, ok) in [
-            (Admin, true),
-            (Maintain, true),
-            (Write, true),
-            (Triage, false),
-            (Read, false),
-            (Permission::None, false),
-        ] {
-            assert_eq!(
-                authorize(JobKind::Run, JobSource::Comment, Some(p)),
-                ok,
-                "{p:?}"
-            );
-            assert_eq!(
-                authorize(JobKind::Cancel, JobSource::Comment, Some(p)),
-                ok,
-                "{p:?}"
-            );
-        }
-        assert!(!authorize(JobKind::Run, JobSource::Comment, Option::None));
-        assert_eq!(Permission::from_github("maintain"), Maintain);
-        assert_eq!(Permission::from_github("something-new"), Permission::None);
+    fn only_closes_and_api_or_cli_jobs_skip_the_permission_check() {
+        assert!(needs_permission(JobKind::Run, JobSource::Comment));
+        assert!(needs_permission(JobKind::Cancel, JobSource::Comment));
+        assert!(needs_permission(JobKind::Help, JobSource::Comment));
+        assert!(needs_permission(JobKind::Run, JobSource::Label));
+        assert!(!needs_permission(JobKind::Cancel, JobSource::Closed));
+        assert!(!needs_permission(JobKind::Run, JobSource::Api));
     }
 }

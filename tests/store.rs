@@ -273,11 +273,7 @@ async fn run_events_come_back_in_order_from_any_point() {
                 repo: Some("octo/app".into()),
                 prompt: None,
             },
-            RunEvent::Progress {
-                stage: "sandbox".into(),
-                message: "ready".into(),
-                percentage: Some(10),
-            },
+            RunEvent::progress("sandbox", "ready"),
             RunEvent::AiMessage {
                 text: "looking".into(),
             },

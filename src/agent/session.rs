@@ -182,11 +182,10 @@ impl Agent {
             StopReason::Failed(m) => run.emit(RunEvent::Error {
                 message: format!("The agent failed after {totals}: {m}"),
             }),
-            other => run.emit(RunEvent::Progress {
-                stage: "agent".into(),
-                message: format!("{} after {totals}", other.message()),
-                percentage: None,
-            }),
+            other => run.emit(RunEvent::progress(
+                "agent",
+                format!("{} after {totals}", other.message()),
+            )),
         }
         tracing::info!(
             stop = %outcome.stop.message(),
@@ -287,7 +286,7 @@ impl Agent {
             } else {
                 truncated_in_a_row = 0;
                 if calls.is_empty() {
-                    run.emit(progress(turn, "final answer"));
+                    run.emit(progress(turn, "final answer", run.usage, run.cost_usd()));
                     return finished_or_refused(&response.stop);
                 }
             }
@@ -302,7 +301,7 @@ impl Agent {
                 Some((_, name, input)) => describe_call(name, input),
                 None => "reply cut off at the output limit; continuing".into(),
             };
-            run.emit(progress(turn, &action));
+            run.emit(progress(turn, &action, run.usage, run.cost_usd()));
 
             let mut results = Vec::with_capacity(calls.len() + 1);
             let mut exchanges = Vec::with_capacity(calls.len());
@@ -394,11 +393,13 @@ fn finished_or_refused(stop: &StopKind) -> StopReason {
     }
 }
 
-fn progress(turn: u32, action: &str) -> RunEvent {
+fn progress(turn: u32, action: &str, usage: Usage, cost_usd: Option<f64>) -> RunEvent {
     RunEvent::Progress {
         stage: "agent".into(),
         message: format!("turn {turn}: {action}"),
         percentage: None,
+        usage: Some(usage),
+        cost_usd,
     }
 }
 
