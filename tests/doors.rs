@@ -163,6 +163,12 @@ fn the_run_events(run_id: &str) -> Vec<RunEvent> {
             stage: "sandbox".into(),
             message: "sandbox ready".into(),
             percentage: Some(20),
+            usage: Some(Usage {
+                input_tokens: 300,
+                output_tokens: 40,
+                ..Usage::default()
+            }),
+            cost_usd: Some(0.002),
         },
         RunEvent::Tool {
             name: "bash".into(),
@@ -805,7 +811,19 @@ async fn the_run_page_shows_events_as_they_arrive_in_headless_chromium() {
         browser
             .wait_for(count, Duration::from_secs(20), |v| v == &json!(2))
             .await;
-        assert_eq!(browser.eval("document.getElementById('status').textContent").await, "sandbox");
+        assert_eq!(
+            browser
+                .eval("document.getElementById('status').textContent")
+                .await,
+            "sandbox"
+        );
+        // Tokens and cost so far, from the progress event.
+        assert_eq!(
+            browser
+                .eval("document.getElementById('totals').textContent")
+                .await,
+            "300 input / 40 output tokens · $0.0020"
+        );
 
         // While the page is open, the run goes on.
         t.store.append_event(&id, &events[2]).await.unwrap();

@@ -151,6 +151,7 @@ const PAGE_SCRIPT: &str = r#"(function () {
         n.appendChild(document.createTextNode(' ' + (ev.message || '')));
         if (typeof ev.percentage === 'number') bar.style.width = Math.max(0, Math.min(100, ev.percentage)) + '%';
         status.textContent = ev.stage;
+        if (ev.usage) totals.textContent = tokens(ev.usage) + (typeof ev.cost_usd === 'number' ? ' · $' + ev.cost_usd.toFixed(4) : '');
         break;
       case 'tool':
         n = el('details', 'tool');
