@@ -56,7 +56,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         command_word: args.command_word.clone(),
         ..TriggerContext::default()
     };
-    let public_url = args.public_url();
     let credentials_path = args.credentials_path();
     let credentials = match args.app_credentials()? {
         Ok(creds) => Ok(creds),
@@ -76,12 +75,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Err(missing) => {
             tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
+            let note = format!("Backspace is in setup mode: missing {missing}.");
+            let state = AppState::setup_mode(store, missing, trigger);
+            state.configure(server::DoorsConfig::from_args(&args));
             eprintln!(
-                "Backspace is in setup mode: missing {missing}.\n\
-                 Set them in the environment, or register the app at {}setup",
-                public_url
+                "{note}\nSet them in the environment, or register the app at {}",
+                state.setup_link()
             );
-            AppState::setup_mode(store, missing, trigger)
+            state
         }
     };
     state.configure(server::DoorsConfig::from_args(&args));

@@ -946,8 +946,23 @@ async fn setup_goes_from_the_form_to_saved_credentials_to_a_verified_webhook() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
 
+        // Only the link serve prints opens setup.
+        for uri in ["/setup", "/setup?token=guess"] {
+            let (status, page, _) = html_of(&router, uri).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+            assert!(page.contains("server&#39;s output") || page.contains("server's output"));
+        }
+        let link = state.setup_link();
+        assert!(
+            link.starts_with("https://bot.example.com/setup?token="),
+            "{link}"
+        );
+        let setup_uri = link
+            .trim_start_matches("https://bot.example.com")
+            .to_owned();
+
         // The page posts the manifest, filled with PUBLIC_URL, to GitHub's new-app page.
-        let (status, page, _) = html_of(&router, "/setup").await;
+        let (status, page, _) = html_of(&router, &setup_uri).await;
         assert_eq!(status, StatusCode::OK);
         let action = unescape(attr(&page, "action=\""));
         let base = gh.api_url().as_str().trim_end_matches('/').to_owned();
@@ -1013,7 +1028,7 @@ async fn setup_goes_from_the_form_to_saved_credentials_to_a_verified_webhook() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
         // And setup is closed.
-        let (status, page, _) = html_of(&router, "/setup").await;
+        let (status, page, _) = html_of(&router, &setup_uri).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert!(page.contains("already set up"));
         let (status, _, _) = html_of(
@@ -1046,7 +1061,11 @@ async fn a_setup_callback_without_a_state_from_this_server_is_refused() {
             assert!(page.contains("Start again at /setup"));
         }
         // A spent or unknown code: GitHub refuses, nothing is saved.
-        let (_, page, _) = html_of(&router, "/setup").await;
+        let setup_uri = state
+            .setup_link()
+            .trim_start_matches("https://bot.example.com")
+            .to_owned();
+        let (_, page, _) = html_of(&router, &setup_uri).await;
         let action = unescape(attr(&page, "action=\""));
         let state_param = action.split("state=").nth(1).unwrap().to_owned();
         let (status, _, _) = html_of(

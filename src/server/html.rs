@@ -35,9 +35,23 @@ pub fn page(title: &str, extra_style: &str, body: &str) -> String {
     )
 }
 
-/// An HTML answer. Pages are never cached (they hold signed links) and may not be framed.
+/// Pages run no script and load nothing: only their inline style.
+const STATIC_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+
+/// An HTML answer. Pages are never cached (they hold signed links), may not be framed, and load
+/// nothing from elsewhere.
 pub fn respond(status: StatusCode, html: String) -> Response {
+    respond_with_csp(status, html, STATIC_CSP)
+}
+
+/// An HTML answer under the given Content-Security-Policy.
+pub fn respond_with_csp(status: StatusCode, html: String, csp: &str) -> Response {
     let mut resp = (status, html).into_response();
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -158,6 +158,16 @@ impl AppState {
         ))
     }
 
+    /// The one-click setup link to print at start-up in setup mode:
+    /// `{PUBLIC_URL}/setup?token=…` (the token changes at every start).
+    pub fn setup_link(&self) -> String {
+        format!(
+            "{}/setup?token={}",
+            run_link::base(&self.doors().config.public_url),
+            self.inner.setup.access_token()
+        )
+    }
+
     /// Credentials registered through `/setup` while serving: `None` until then. `serve`
     /// watches it to start the GitHub client and the workers without a restart.
     pub fn credentials_watch(&self) -> tokio::sync::watch::Receiver<Option<AppCredentials>> {

@@ -75,7 +75,7 @@ pub async fn page(
                 q.exp.as_deref().unwrap_or(""),
                 q.sig.as_deref().unwrap_or("")
             );
-            html::respond(StatusCode::OK, render_page(&job, &events_url))
+            html::respond_with_csp(StatusCode::OK, render_page(&job, &events_url), &page_csp())
         }
         Ok(None) => not_found(),
         Err(e) => {
@@ -201,6 +201,20 @@ const PAGE_SCRIPT: &str = r#"(function () {
     if (source.readyState === 2) status.textContent = 'disconnected: reload the page';
   };
 })();"#;
+
+/// The page's policy: its own script (by hash) and style, the event stream from this server,
+/// nothing else. A line of agent output that slipped into markup still could not run.
+pub fn page_csp() -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let hash =
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(PAGE_SCRIPT.as_bytes()));
+    format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
+}
 
 /// Pure: the page of a run; `events_url` is the signed stream it listens to.
 pub fn render_page(job: &Job, events_url: &str) -> String {

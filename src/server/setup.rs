@@ -5,6 +5,11 @@
 //! credentials file (mode 0600), webhooks are verified with the new secret at once, the
 //! credentials are published on [`AppState::credentials_watch`] for the workers, and the
 //! operator is sent to the app's installation page. Once set up, both routes answer 409.
+//!
+//! Whoever completes setup decides which GitHub App this server trusts (and whose repositories
+//! spend its model key), so `/setup` needs a token that `serve` prints at start-up with the
+//! link: only someone who can read the server's output can register the app. It changes at
+//! every start.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,6 +40,8 @@ const MAX_PENDING: usize = 64;
 
 /// Setup's share of the server state.
 pub(crate) struct SetupState {
+    /// The token of the setup link `serve` prints.
+    access: String,
     pending: Mutex<HashMap<String, Instant>>,
     /// One conversion at a time: a second callback waits, then finds the app set up.
     converting: tokio::sync::Mutex<()>,
@@ -44,6 +51,7 @@ pub(crate) struct SetupState {
 impl Default for SetupState {
     fn default() -> Self {
         SetupState {
+            access: random_token(),
             pending: Mutex::new(HashMap::new()),
             converting: tokio::sync::Mutex::new(()),
             credentials: watch::channel(None).0,
@@ -56,10 +64,21 @@ impl SetupState {
         self.credentials.subscribe()
     }
 
+    /// The token of the setup link.
+    pub fn access_token(&self) -> &str {
+        &self.access
+    }
+
+    /// Whether `token` is the setup link's (in constant time).
+    fn admits(&self, token: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq as _;
+        token.is_some_and(|t| {
+            t.len() == self.access.len() && bool::from(t.as_bytes().ct_eq(self.access.as_bytes()))
+        })
+    }
+
     fn new_state(&self, now: Instant) -> String {
-        let mut bytes = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let token = hex::encode(bytes);
+        let token = random_token();
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, t| now.saturating_duration_since(*t) < STATE_TTL);
         if pending.len() >= MAX_PENDING {
@@ -82,6 +101,12 @@ impl SetupState {
             .remove(token)
             .is_some_and(|t| now.saturating_duration_since(t) < STATE_TTL)
     }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// Pure: the manifest with `{PUBLIC_URL}` filled in, as compact JSON.
@@ -110,7 +135,7 @@ saved on this server, readable by its owner only.</p>\
 <form action=\"{action}\" method=\"post\">\
 <input type=\"hidden\" name=\"manifest\" value=\"{manifest}\">\
 <button class=\"btn\" type=\"submit\">Register the GitHub App</button></form>\
-<p class=\"muted\">For an organization, open <code>/setup?org=NAME</code>.</p>",
+<p class=\"muted\">For an organization, add <code>&amp;org=NAME</code> to this page's address.</p>",
             public = escape(public_url),
             action = escape(action),
             manifest = escape(manifest),
@@ -128,6 +153,7 @@ fn already_configured() -> Response {
 
 #[derive(Debug, Deserialize)]
 pub struct SetupQuery {
+    token: Option<String>,
     org: Option<String>,
 }
 
@@ -135,6 +161,13 @@ pub struct SetupQuery {
 pub async fn page(State(state): State<AppState>, Query(q): Query<SetupQuery>) -> Response {
     if state.secrets().is_ok() {
         return already_configured();
+    }
+    if !state.inner.setup.admits(q.token.as_deref()) {
+        return html::message(
+            StatusCode::FORBIDDEN,
+            "Open the setup link from the server's output",
+            "Setup needs the link that backspace serve printed when it started (it ends in ?token=...). Look in the server's log.",
+        );
     }
     let doors = state.doors();
     let manifest = match manifest_json(APP_MANIFEST, &doors.config.public_url) {
@@ -323,6 +356,17 @@ mod tests {
             assert!(events.contains(&e), "{e}");
         }
         assert!(!m.to_string().contains("{PUBLIC_URL}"));
+    }
+
+    #[test]
+    fn only_the_printed_token_admits() {
+        let s = SetupState::default();
+        let t = s.access_token().to_owned();
+        assert!(s.admits(Some(&t)));
+        assert!(!s.admits(None));
+        assert!(!s.admits(Some("")));
+        assert!(!s.admits(Some(&t[..10])));
+        assert_ne!(SetupState::default().access_token(), t);
     }
 
     #[test]
