@@ -7,7 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use backspace::config::ServeArgs;
+use std::sync::Arc;
+
+use backspace::agent::{AgentConfig, ProviderSettings};
+use backspace::config::{AppCredentials, ServeArgs};
+use backspace::github::{GithubApp, GithubAppConfig};
+use backspace::runner::{RunnerSettings, Services, Workers};
+use backspace::sandbox::{new_instance_id, SandboxSettings, Sandboxes};
 use backspace::server::{self, AppState};
 use backspace::store::Store;
 use backspace::trigger::TriggerContext;
@@ -56,6 +62,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         command_word: args.command_word.clone(),
         ..TriggerContext::default()
     };
+    let mut workers = None;
     let credentials_path = args.credentials_path();
     let credentials = match args.app_credentials()? {
         Ok(creds) => Ok(creds),
@@ -71,7 +78,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = match credentials {
         Ok(creds) => {
             tracing::info!(app_id = creds.app_id, "GitHub App credentials loaded");
-            AppState::new(store, WebhookSecrets::new(creds.webhook_secrets), trigger)
+            let state = AppState::new(
+                store.clone(),
+                WebhookSecrets::new(creds.webhook_secrets.clone()),
+                trigger,
+            );
+            state.configure(server::DoorsConfig::from_args(&args));
+            workers = Some(start_workers(&args, &creds, &state).await?);
+            state
         }
         Err(missing) => {
             tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
@@ -85,7 +99,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state
         }
     };
-    state.configure(server::DoorsConfig::from_args(&args));
+    // Setup mode: the workers start when /setup has registered the app, without a restart.
+    let late_workers = workers.is_none().then(|| {
+        let (args, state) = (args.clone(), state.clone());
+        tokio::spawn(async move {
+            let mut registered = state.credentials_watch();
+            let creds = registered.wait_for(Option::is_some).await.ok()?.clone()?;
+            match start_workers(&args, &creds, &state).await {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the app is registered but the workers could not start; restart serve");
+                    None
+                }
+            }
+        })
+    });
     let addr: SocketAddr = format!("{}:{}", args.bind, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.bind, args.port))?;
@@ -97,12 +125,95 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the server failed")?;
+    if let Some(late) = late_workers {
+        if late.is_finished() {
+            workers = late.await.ok().flatten();
+        } else {
+            late.abort();
+        }
+    }
+    if let Some(w) = workers {
+        w.shutdown().await;
+    }
     // Let in-flight store writes settle before the pool goes.
     tokio::time::timeout(Duration::from_secs(5), state.store().close())
         .await
         .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The GitHub client, the sandboxes, the model and the worker pool, for a server with
+/// credentials.
+async fn start_workers(
+    args: &ServeArgs,
+    creds: &AppCredentials,
+    state: &AppState,
+) -> anyhow::Result<Workers> {
+    let github = GithubApp::new(GithubAppConfig::new(
+        creds.app_id,
+        creds.private_key.clone(),
+        args.github_api_url.clone(),
+    ))
+    .context("the GitHub App private key is not usable")?;
+    match github.bot_login().await {
+        Ok(login) => {
+            tracing::info!(%login, "the app's own login");
+            state.set_bot_login(login);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the app's login from GET /app yet"),
+    }
+    state.set_github(github.clone());
+
+    let instance_id = new_instance_id();
+    let sandboxes = Sandboxes::connect(SandboxSettings {
+        image: args.sandbox_image.clone(),
+        instance_id: instance_id.clone(),
+        ..SandboxSettings::default()
+    })
+    .await
+    .context("cannot reach the Docker engine (DOCKER_HOST, or the local socket)")?;
+    if !sandboxes.image_present().await.unwrap_or(false) {
+        tracing::warn!(image = %args.sandbox_image, "the sandbox image is not on the Docker engine: runs will fail until it is built (sandbox/Dockerfile)");
+    }
+    match sandboxes.reap().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed sandboxes left behind by a crash"),
+        Err(e) => tracing::warn!(error = %e, "could not look for left-behind sandboxes"),
+    }
+    sandboxes.spawn_reaper(Duration::from_secs(300));
+
+    let mut model = ProviderSettings::new(
+        args.anthropic_base_url.clone(),
+        args.anthropic_api_key.clone(),
+        args.model.clone(),
+    );
+    model.openai_base_url = args.openai_base_url.clone();
+    model.openai_api_key = args.openai_api_key.clone();
+    if model.anthropic_api_key.is_none() && model.openai_base_url.is_none() {
+        anyhow::bail!("no model is configured: set ANTHROPIC_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible provider)");
+    }
+    let model = model
+        .build()
+        .context("the model provider could not be set up")?;
+
+    let mut settings = RunnerSettings::new(instance_id, args.max_jobs, args.public_url());
+    settings.command_word = args.command_word.clone();
+    let services = Services {
+        store: state.store().clone(),
+        github,
+        sandboxes,
+        model,
+        agent: AgentConfig::default(),
+        settings: Arc::new(settings),
+        wake: state.wake(),
+        run_link: Some({
+            let state = state.clone();
+            Arc::new(move |run_id: &str| state.run_link(run_id))
+        }),
+    };
+    tracing::info!(max_jobs = args.max_jobs, "workers started");
+    Ok(Workers::start(services))
 }
 
 /// SIGTERM (Fly.io, Docker) or Ctrl-C.

@@ -103,7 +103,7 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 return Decision::Ignore(Ignored::NoCommand);
             };
             let target = Target::issue(*installation_id, repository, issue, sender);
-            let context = json!({ "title": issue.title, "issue_url": issue.html_url });
+            let context = json!({ "title": issue.title, "issue_url": issue.html_url, "requester_id": sender.id });
             Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), context))
         }
         WebhookEvent::Issues {
@@ -130,7 +130,7 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                     format!("{}\n\n{}", issue.title, body.trim())
                 };
                 let target = Target::issue(*installation_id, repository, issue, sender);
-                let context = json!({ "title": issue.title, "issue_url": issue.html_url });
+                let context = json!({ "title": issue.title, "issue_url": issue.html_url, "requester_id": sender.id });
                 Decision::Job(target.job(
                     Ok(Command::Run { prompt }),
                     JobSource::Label,
@@ -176,6 +176,7 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             let target = Target::pull(*installation_id, repository, pull_request, sender);
             let context = json!({
                 "title": pull_request.title,
+                "requester_id": sender.id,
                 "review_comment": {
                     "id": comment.id,
                     "path": comment.path,

@@ -651,7 +651,7 @@ async fn the_installation_is_asked_of_github_when_no_event_recorded_it() {
             GithubAppConfig::new(gh.app_id(), fake_github::app_private_key(), gh.api_url());
         app_config.retry.max_attempts = 1;
         s.state
-            .set_github_app(GithubApp::new(app_config).expect("app client"));
+            .set_github(GithubApp::new(app_config).expect("app client"));
         let (status, body) = s
             .send_json(code_request(
                 json!({"repoUrl": "https://github.com/acme/widgets", "prompt": "x"}),

@@ -164,22 +164,6 @@ impl Repo {
             .map(drop)
     }
 
-    /// Whether the remote `origin` has the branch.
-    pub async fn remote_has_branch(
-        &self,
-        name: &str,
-        token: Option<&SecretString>,
-    ) -> Result<bool, GitError> {
-        let refname = format!("refs/heads/{name}");
-        let out = run_git(
-            Some(&self.dir),
-            &["ls-remote", "--heads", "origin", &refname],
-            token,
-        )
-        .await?;
-        Ok(!out.trim().is_empty())
-    }
-
     /// Paths that differ from HEAD (new, changed, deleted), sorted.
     pub async fn changed_files(&self) -> Result<Vec<String>, GitError> {
         let out = self
@@ -241,6 +225,17 @@ impl Repo {
         .await
         .map(drop)
     }
+}
+
+/// Whether the repository at `url` has the branch `name`.
+pub async fn remote_has_branch(
+    url: &str,
+    name: &str,
+    token: Option<&SecretString>,
+) -> Result<bool, GitError> {
+    let refname = format!("refs/heads/{name}");
+    let out = run_git(None, &["ls-remote", "--heads", "--", url, &refname], token).await?;
+    Ok(!out.trim().is_empty())
 }
 
 /// `backspace/<number>-<slug of the request>`: lowercase ASCII, at most 40 characters of slug.

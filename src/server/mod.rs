@@ -46,6 +46,9 @@ struct Inner {
     doors: RwLock<Arc<doors::Doors>>,
     metrics: Metrics,
     setup: setup::SetupState,
+    /// Poked when a job is queued, so an idle worker claims it at once.
+    wake: Arc<tokio::sync::Notify>,
+    /// The GitHub App client, once credentials are known.
     github: RwLock<Option<GithubApp>>,
 }
 
@@ -80,6 +83,7 @@ impl AppState {
                 )))),
                 metrics: Metrics::new(),
                 setup: setup::SetupState::default(),
+                wake: Arc::new(tokio::sync::Notify::new()),
                 github: RwLock::new(None),
             }),
         }
@@ -87,6 +91,21 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Gives the handlers the GitHub App client (its token cache is dropped for installations
+    /// that are deleted or suspended).
+    pub fn set_github(&self, app: GithubApp) {
+        *write(&self.inner.github) = Some(app);
+    }
+
+    pub fn github(&self) -> Option<GithubApp> {
+        read(&self.inner.github).clone()
+    }
+
+    /// What the workers wait on between polls of the queue.
+    pub fn wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.wake.clone()
     }
 
     /// Leaves setup mode (the manifest flow stored credentials): webhooks are verified from now.
@@ -125,16 +144,6 @@ impl AppState {
     /// The metrics recorder; clone it into workers.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
-    }
-
-    /// The GitHub App client, once credentials are known: the API asks it which installation
-    /// covers a repository the store has not heard of.
-    pub fn set_github_app(&self, app: GithubApp) {
-        *write(&self.inner.github) = Some(app);
-    }
-
-    pub(crate) fn github_app(&self) -> Option<GithubApp> {
-        read(&self.inner.github).clone()
     }
 
     /// The key run links are signed with (derived from the webhook secrets); `None` in setup

@@ -207,6 +207,7 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
             ..
         }) => {
             tracing::info!(%job_id, repository = ?record.repository, "job queued");
+            state.wake().notify_one();
             (
                 "queued",
                 (
@@ -225,6 +226,11 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
                 _ => ("recorded", "recorded"),
             };
             tracing::debug!(reason, cancelled_jobs, "delivery recorded");
+            if let (Some(app), DeliveryEffect::Installation(change)) = (state.github(), effect) {
+                if change.state.is_some_and(|s| s != "active") {
+                    app.forget_installation(crate::github::InstallationId(change.id));
+                }
+            }
             (
                 result,
                 (

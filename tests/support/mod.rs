@@ -3,6 +3,7 @@
 //! helpers for the real ones (Docker, Postgres). Each test binary uses a part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod bot;
 pub mod browser;
 pub mod db;
 pub mod docker;

@@ -133,7 +133,7 @@ async fn installation_for(state: &AppState, repo: &RepoName) -> Result<Option<u6
         Ok(None) => {}
         Err(e) => return Err(store_down(e)),
     }
-    let Some(app) = state.github_app() else {
+    let Some(app) = state.github() else {
         return Ok(None);
     };
     match app.installation_for_repo(repo).await {
@@ -237,6 +237,7 @@ pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body:
         Err(e) => return store_down(e),
     };
     state.metrics().api_run();
+    state.wake().notify_one();
     tracing::info!(%run_id, repository = %job.repository, "api: run queued");
     let base = run_link::base(&doors.config.public_url);
     let events_url = format!("{base}/api/runs/{run_id}/events");

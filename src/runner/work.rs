@@ -1,0 +1,175 @@
+//! The part of a run that happens in the sandbox, shared by GitHub runs, API runs and the local
+//! `backspace run`: the checkout goes in, the repository's setup commands run (with network,
+//! which is then cut), the agent works, the test command runs, and the working tree comes back
+//! out into a fresh directory. The sandbox is removed on every path.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::agent::{Agent, AgentOutcome, AgentTask};
+use crate::repo_settings::RepoSettings;
+use crate::run_event::{EventSender, RunEvent};
+use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, ExecSpec, SandboxError, Sandboxes};
+
+use super::pr_body::TestResult;
+
+/// What the sandbox phase needs.
+pub struct Work<'a> {
+    pub run_id: &'a str,
+    /// The checkout copied into the sandbox (its `.git` included; the copy is thrown away).
+    pub checkout: &'a Path,
+    pub task: &'a AgentTask,
+    pub settings: &'a RepoSettings,
+    pub events: &'a EventSender,
+}
+
+/// What came out of it.
+pub struct WorkResult {
+    pub outcome: AgentOutcome,
+    pub test: Option<TestResult>,
+    /// The sandbox's working tree, without `.git`.
+    pub tree: tempfile::TempDir,
+    /// Time from asking for the sandbox to its being ready.
+    pub sandbox_start: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error("the sandbox failed: {0}")]
+    Sandbox(#[from] SandboxError),
+    #[error("the setup command `{command}` failed ({status}): {output}")]
+    Setup {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("could not make a directory for the sandbox's working tree: {0}")]
+    TempDir(std::io::Error),
+}
+
+/// How much of a command's output the events and the PR keep.
+const EXCERPT_BYTES: usize = 4_000;
+
+fn emit(events: &EventSender, e: RunEvent) {
+    let _ = events.send(e);
+}
+
+fn status_of(out: &ExecOutput) -> String {
+    match out.outcome {
+        ExecOutcome::Exited => format!("exit {}", out.exit_code),
+        ExecOutcome::TimedOut => "timed out".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// The end of a command's output, stdout then stderr.
+fn tail(out: &ExecOutput) -> String {
+    let mut text = out.stdout.clone();
+    if !out.stderr.trim().is_empty() {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&out.stderr);
+    }
+    if text.len() <= EXCERPT_BYTES {
+        return text;
+    }
+    let mut start = text.len() - EXCERPT_BYTES;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[… {start} bytes cut]\n{}", &text[start..])
+}
+
+fn tool_event(command: &str, out: &ExecOutput) -> RunEvent {
+    RunEvent::Tool {
+        name: "bash".into(),
+        input: serde_json::json!({ "command": command }),
+        output: tail(out),
+        exit_code: Some(out.exit_code),
+        duration_ms: Some(out.duration.as_millis() as u64),
+    }
+}
+
+/// Runs the sandbox phase. The agent's own failures are in the outcome; an error here means the
+/// sandbox or a setup command failed, and no agent ran (or its work could not be copied out).
+pub async fn work(
+    sandboxes: &Sandboxes,
+    agent: &Agent,
+    w: Work<'_>,
+) -> Result<WorkResult, WorkError> {
+    let network = !w.settings.setup.is_empty();
+    emit(
+        w.events,
+        RunEvent::progress("sandbox", "starting the sandbox"),
+    );
+    let asked = Instant::now();
+    let sandbox = sandboxes
+        .create_with(w.run_id, w.checkout, CreateOptions { network })
+        .await?;
+    let sandbox_start = asked.elapsed();
+    emit(
+        w.events,
+        RunEvent::progress(
+            "sandbox",
+            format!("sandbox ready in {} ms", sandbox_start.as_millis()),
+        ),
+    );
+    // From here the sandbox is removed on every path: `destroy` below, or its drop guard when
+    // this future is dropped (cancellation).
+    let result = async {
+        for command in &w.settings.setup {
+            emit(
+                w.events,
+                RunEvent::progress("sandbox", format!("setup: `{command}`")),
+            );
+            let out = sandbox.exec(ExecSpec::new(command.as_str())).await?;
+            emit(w.events, tool_event(command, &out));
+            if !out.success() {
+                return Err(WorkError::Setup {
+                    command: command.clone(),
+                    status: status_of(&out),
+                    output: tail(&out),
+                });
+            }
+        }
+        if network {
+            sandbox.cut_network().await?;
+            emit(
+                w.events,
+                RunEvent::progress("sandbox", "setup done; network cut"),
+            );
+        }
+        let outcome = agent.run(w.task, &sandbox, w.events).await;
+        let test = match &w.settings.test {
+            Some(command) => {
+                emit(
+                    w.events,
+                    RunEvent::progress("checks", format!("running `{command}`")),
+                );
+                let out = sandbox.exec(ExecSpec::new(command.as_str())).await?;
+                emit(w.events, tool_event(command, &out));
+                Some(TestResult {
+                    command: command.clone(),
+                    passed: out.success(),
+                    summary: status_of(&out),
+                    output: tail(&out),
+                })
+            }
+            None => None,
+        };
+        let tree = tempfile::tempdir().map_err(WorkError::TempDir)?;
+        sandbox.copy_out(tree.path()).await?;
+        Ok(WorkResult {
+            outcome,
+            test,
+            tree,
+            sandbox_start,
+        })
+    }
+    .await;
+    if let Err(e) = sandbox.destroy().await {
+        tracing::warn!(error = %e, "could not remove a sandbox; the reaper will");
+    }
+    result
+}

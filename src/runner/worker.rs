@@ -1,0 +1,322 @@
+//! The workers: claim queued jobs under a lease (renewed while they run), at most
+//! `max_jobs` at once; stop a job when its cancel is asked for or its lease is lost; on shutdown,
+//! stop taking work, give running jobs a grace period, then release their leases. Jobs left by
+//! a crashed instance are retried once from the start when their lease expires, then failed
+//! with a comment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::github::{InstallationId, IssueNumber, ProgressComment, ReactionContent, RepoName};
+use crate::job::{JobKind, JobState};
+use crate::store::Job;
+
+use super::{quick, run, Services};
+
+/// Why a running job must stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// `/backspace cancel`, a closed issue, or a removed installation.
+    Cancelled,
+    /// This instance is shutting down: the job goes back to the queue.
+    Shutdown,
+    /// The lease was lost (this instance stalled past it): someone else owns the job now.
+    LeaseLost,
+}
+
+/// How a job's task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEnd {
+    Finished {
+        state: JobState,
+        result: Value,
+    },
+    /// Back to the queue (shutdown).
+    Release,
+    /// Not ours any more (lease lost): touch nothing.
+    Abandon,
+}
+
+impl JobEnd {
+    pub fn finished(state: JobState, result: Value) -> Self {
+        JobEnd::Finished { state, result }
+    }
+
+    pub fn failed(reason: String) -> Self {
+        JobEnd::Finished {
+            state: JobState::Failed,
+            result: json!({ "status": "failed", "error": reason }),
+        }
+    }
+}
+
+/// How often a running job looks for a cancel request.
+const CANCEL_CHECK: Duration = Duration::from_secs(1);
+
+/// The running worker pool.
+pub struct Workers {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Workers {
+    /// Starts the pool: recovers expired jobs, then claims and runs jobs until shut down.
+    pub fn start(svc: Services) -> Workers {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(svc, stop.clone()));
+        Workers { stop, task }
+    }
+
+    /// Stops taking work, lets running jobs finish within the grace period, then releases the
+    /// leases of those still running, and returns.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the worker pool ended badly");
+        }
+    }
+}
+
+type Interrupts = Arc<Mutex<HashMap<String, watch::Sender<Option<Interrupt>>>>>;
+
+fn interrupt_all(interrupts: &Interrupts, why: Interrupt) {
+    let map = interrupts.lock().unwrap_or_else(|p| p.into_inner());
+    for tx in map.values() {
+        let _ = tx.send(Some(why));
+    }
+}
+
+async fn supervise(svc: Services, stop: CancellationToken) {
+    let settings = svc.settings.clone();
+    let interrupts: Interrupts = Arc::default();
+    let mut tasks = JoinSet::new();
+    let mut last_recovery: Option<Instant> = None;
+    loop {
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a job task panicked");
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        if last_recovery.is_none_or(|t| t.elapsed() >= settings.lease / 2) {
+            recover(&svc).await;
+            last_recovery = Some(Instant::now());
+        }
+        if tasks.len() < settings.max_jobs {
+            match svc
+                .store
+                .claim_next(&settings.instance_id, settings.lease)
+                .await
+            {
+                Ok(Some(job)) => {
+                    let (tx, rx) = watch::channel(None);
+                    interrupts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(job.id.clone(), tx);
+                    tasks.spawn(job_task(svc.clone(), job, rx, interrupts.clone()));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not claim a job"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.poll) => {}
+            _ = svc.wake.notified() => {}
+            _ = stop.cancelled() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "a job task panicked");
+                }
+            }
+        }
+    }
+
+    if tasks.is_empty() {
+        return;
+    }
+    tracing::info!(running = tasks.len(), grace = ?settings.grace, "shutting down: letting running jobs finish");
+    let grace = tokio::time::sleep(settings.grace);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { return },
+            _ = &mut grace => break,
+        }
+    }
+    tracing::info!(
+        running = tasks.len(),
+        "grace period over: releasing the leases of running jobs"
+    );
+    interrupt_all(&interrupts, Interrupt::Shutdown);
+    let release = tokio::time::timeout(Duration::from_secs(30), async {
+        while tasks.join_next().await.is_some() {}
+    });
+    if release.await.is_err() {
+        tracing::warn!("jobs did not stop within 30 s of the release; their leases will expire");
+        tasks.abort_all();
+    }
+}
+
+async fn job_task(
+    svc: Services,
+    job: Job,
+    interrupt: watch::Receiver<Option<Interrupt>>,
+    interrupts: Interrupts,
+) {
+    let span = tracing::info_span!("run", run_id = %job.id, repo = %job.repository, number = ?job.number, kind = %job.kind);
+    let _enter = span.enter();
+    let owner = svc.settings.instance_id.clone();
+    let tx = interrupts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&job.id)
+        .cloned();
+    let keeper = tx.map(|tx| tokio::spawn(keep_lease(svc.clone(), job.id.clone(), tx)));
+    tracing::info!(attempt = job.attempts, "job started");
+    let end = match job.kind {
+        JobKind::Run | JobKind::Iterate => run::agent_job(&svc, &job, interrupt).await,
+        JobKind::Help | JobKind::Cancel | JobKind::UsageError => quick::quick_job(&svc, &job).await,
+    };
+    if let Some(k) = keeper {
+        k.abort();
+    }
+    interrupts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&job.id);
+    let stored = match &end {
+        JobEnd::Finished { state, result } => {
+            tracing::info!(state = %state, "job finished");
+            svc.store.finish(&job.id, &owner, *state, result).await
+        }
+        JobEnd::Release => {
+            tracing::info!("job released for another worker");
+            svc.store.release(&job.id, &owner).await
+        }
+        JobEnd::Abandon => Ok(true),
+    };
+    match stored {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("the job's lease was gone when it ended"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the end of a job; its lease will expire")
+        }
+    }
+}
+
+/// Renews the lease and watches for cancellation while a job runs.
+async fn keep_lease(svc: Services, id: String, tx: watch::Sender<Option<Interrupt>>) {
+    let settings = &svc.settings;
+    let renew_every = settings.lease / 3;
+    let mut last_renewal = Instant::now();
+    loop {
+        tokio::time::sleep(CANCEL_CHECK.min(renew_every)).await;
+        if last_renewal.elapsed() >= renew_every {
+            match svc
+                .store
+                .renew_lease(&id, &settings.instance_id, settings.lease)
+                .await
+            {
+                Ok(true) => last_renewal = Instant::now(),
+                Ok(false) => {
+                    let _ = tx.send(Some(Interrupt::LeaseLost));
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew a lease; trying again"),
+            }
+        }
+        match svc.store.cancel_requested(&id).await {
+            Ok(true) => {
+                let _ = tx.send(Some(Interrupt::Cancelled));
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check for a cancel"),
+        }
+    }
+}
+
+/// Jobs whose lease expired (their instance crashed): queued again while they have attempts
+/// left, otherwise failed with a comment that says so.
+async fn recover(svc: &Services) {
+    let (requeued, exhausted) = match svc.store.recover_expired(svc.settings.max_attempts).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for interrupted jobs");
+            return;
+        }
+    };
+    for job in &requeued {
+        tracing::warn!(run_id = %job.id, attempts = job.attempts, "an interrupted job goes back to the queue");
+    }
+    if !requeued.is_empty() {
+        svc.wake.notify_one();
+    }
+    for job in exhausted {
+        tracing::warn!(run_id = %job.id, attempts = job.attempts, "an interrupted job is given up");
+        let owner = job.lease_owner.clone().unwrap_or_default();
+        let reason = format!(
+            "the run was interrupted {} times (the server restarted or crashed) and was given up",
+            job.attempts
+        );
+        match svc
+            .store
+            .finish(
+                &job.id,
+                &owner,
+                JobState::Failed,
+                &json!({ "status": "failed", "error": reason }),
+            )
+            .await
+        {
+            Ok(true) => report_given_up(svc, &job, &reason).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not fail an interrupted job"),
+        }
+    }
+}
+
+async fn report_given_up(svc: &Services, job: &Job, reason: &str) {
+    let (Some(installation), Some(number), Ok(repo)) = (
+        job.installation_id,
+        job.number,
+        job.repository.parse::<RepoName>(),
+    ) else {
+        return;
+    };
+    let client = svc.github.repo(InstallationId(installation), repo);
+    let body = format!(
+        "### ❌ Backspace could not finish\n\n> {}\n\n**Error:** {reason}.\n\n**What to do:** comment `/{} {}` to try again.\n",
+        job.prompt.lines().next().unwrap_or_default(),
+        svc.settings.command_word,
+        job.prompt.lines().next().unwrap_or_default()
+    );
+    // The run's own progress comment, found again by its marker, carries the failure.
+    match ProgressComment::start(
+        client.clone(),
+        IssueNumber(number),
+        &job.id,
+        &body,
+        svc.settings.progress.clone(),
+    )
+    .await
+    {
+        Ok(c) => {
+            if let Err(e) = c.finish(body).await {
+                tracing::warn!(error = %e, "could not write the failure comment");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not write the failure comment"),
+    }
+    run::react(&client, job, ReactionContent::Confused).await;
+}

@@ -1,0 +1,310 @@
+//! The whole bot in one test: the real router and store, real workers, the real Docker sandbox
+//! and git, with the fake GitHub (REST + git over HTTP) and the scripted fake Messages API in
+//! place of the services that cannot be reached. Tests read like scripts: a maintainer comments,
+//! the bot reacts, a pull request appears.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use backspace::agent::{AgentConfig, ModelProvider, ProviderSettings, RetryPolicy};
+use backspace::github::{GithubApp, GithubAppConfig, IssueNumber, RepoName};
+use backspace::job::JobState;
+use backspace::runner::{RunnerSettings, Services, Workers};
+use backspace::sandbox::Sandboxes;
+use backspace::store::{Job, Store};
+use backspace::trigger::TriggerContext;
+use backspace::webhook::signature::sign;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use super::fake_anthropic::{FakeAnthropic, Step};
+use super::fake_github::{self, FakeGithub};
+use super::webhooks::{fixture, secrets, Ingress};
+
+pub const MAINTAINER: &str = "maintainer";
+
+pub struct Bot {
+    pub gh: FakeGithub,
+    pub model: FakeAnthropic,
+    pub store: Store,
+    pub ingress: Ingress,
+    pub repo: RepoName,
+    pub sandboxes: Sandboxes,
+    workers: Option<Workers>,
+    deliveries: std::sync::atomic::AtomicU64,
+    _db: super::db::TestStore,
+}
+
+/// What a test may change in the bot's set-up.
+pub struct Options {
+    pub max_jobs: usize,
+    pub store: Option<super::db::TestStore>,
+    pub start_workers: bool,
+    pub lease: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_jobs: 2,
+            store: None,
+            start_workers: true,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+pub fn model_provider(fake: &FakeAnthropic) -> Arc<dyn ModelProvider> {
+    let mut s = ProviderSettings::new(
+        url::Url::parse(&fake.base_url).expect("fake url"),
+        Some(SecretString::from("sk-ant-e2e-key".to_owned())),
+        "claude-sonnet-4-5",
+    );
+    s.retry = RetryPolicy::fast();
+    s.build().expect("provider")
+}
+
+impl Bot {
+    /// A repository `octo/app` with `files`, a maintainer with write access, the model scripted
+    /// with `script`. `None` (a skip) only outside CI when Docker is missing.
+    pub async fn start(files: &[(&str, &str)], script: Vec<Step>) -> Option<Bot> {
+        Self::start_with(files, script, Options::default()).await
+    }
+
+    pub async fn start_with(
+        files: &[(&str, &str)],
+        script: Vec<Step>,
+        opts: Options,
+    ) -> Option<Bot> {
+        let sandboxes = super::docker::sandboxes().await?;
+        let gh = FakeGithub::start().await;
+        let repo = gh.repo_with_files("octo/app", files);
+        gh.add_collaborator(&repo, MAINTAINER, "write");
+        let model = FakeAnthropic::start(script).await;
+        let db = match opts.store {
+            Some(s) => s,
+            None => super::db::sqlite().await,
+        };
+        let store = db.store.clone();
+        let ingress = Ingress::with_secrets(store.clone(), &[fake_github::WEBHOOK_SECRET]);
+        ingress.state.set_bot_login(gh.bot_login());
+        let mut bot = Bot {
+            gh,
+            model,
+            store,
+            ingress,
+            repo,
+            sandboxes,
+            workers: None,
+            deliveries: Default::default(),
+            _db: db,
+        };
+        if opts.start_workers {
+            bot.start_workers(opts.max_jobs, opts.lease, "instance-a");
+        }
+        Some(bot)
+    }
+
+    /// The services of one Backspace instance named `instance`.
+    pub fn services(&self, max_jobs: usize, lease: Duration, instance: &str) -> Services {
+        let github = GithubApp::new(GithubAppConfig::new(
+            self.gh.app_id(),
+            fake_github::app_private_key(),
+            self.gh.api_url(),
+        ))
+        .expect("app");
+        self.ingress.state.set_github(github.clone());
+        let mut settings = RunnerSettings::new(
+            format!(
+                "{instance}:{}:{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            max_jobs,
+            url::Url::parse("http://backspace.test/").expect("url"),
+        );
+        settings.lease = lease;
+        settings.poll = Duration::from_millis(100);
+        settings.grace = Duration::from_secs(5);
+        settings.progress.min_edit_interval = Duration::from_millis(50);
+        Services {
+            store: self.store.clone(),
+            github,
+            sandboxes: self.sandboxes.clone(),
+            model: model_provider(&self.model),
+            agent: AgentConfig::default(),
+            settings: Arc::new(settings),
+            wake: self.ingress.state.wake(),
+            run_link: Some(Arc::new(|id: &str| {
+                Some(format!("http://backspace.test/runs/{id}?sig=test"))
+            })),
+        }
+    }
+
+    pub fn start_workers(&mut self, max_jobs: usize, lease: Duration, instance: &str) {
+        self.workers = Some(Workers::start(self.services(max_jobs, lease, instance)));
+    }
+
+    pub async fn stop_workers(&mut self) {
+        if let Some(w) = self.workers.take() {
+            w.shutdown().await;
+        }
+    }
+
+    /// Sends a signed delivery; returns the status and the answer's JSON.
+    pub async fn deliver(&self, event: &str, payload: Value) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(&payload).expect("json");
+        let n = self
+            .deliveries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let req = Request::post("/api/github/webhooks")
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header(
+                "x-github-delivery",
+                format!("e2e-{}-{n}", uuid::Uuid::new_v4().simple()),
+            )
+            .header(
+                "x-hub-signature-256",
+                sign(fake_github::WEBHOOK_SECRET, &body),
+            )
+            .body(Body::from(body))
+            .expect("request");
+        self.ingress.send(req).await
+    }
+
+    fn base_payload(&self, fixture_path: &str, sender: &str) -> Value {
+        let mut v: Value = serde_json::from_slice(&fixture(fixture_path)).expect("fixture");
+        v["repository"] = self.gh.repository_json(&self.repo);
+        v["sender"] = self.gh.user_json(sender);
+        v["installation"] = json!({ "id": self.gh.installation_of(&self.repo).0, "node_id": "x" });
+        v
+    }
+
+    /// `author` comments `body` on issue (or pull request) `n`, and GitHub delivers it.
+    pub async fn comment(
+        &self,
+        n: IssueNumber,
+        author: &str,
+        body: &str,
+    ) -> (StatusCode, Value, u64) {
+        let id = self.gh.post_comment(&self.repo, n, author, body);
+        let mut p = self.base_payload(
+            "webhooks/issue_comment/created.with-installation.json",
+            author,
+        );
+        p["action"] = json!("created");
+        p["issue"] = self.gh.issue_json(&self.repo, n);
+        p["comment"] = self.gh.comment_json(id);
+        let (status, answer) = self.deliver("issue_comment", p).await;
+        (status, answer, id)
+    }
+
+    /// `who` adds `label` to issue `n`.
+    pub async fn label(&self, n: IssueNumber, who: &str, label: &str) -> (StatusCode, Value) {
+        let mut p = self.base_payload("webhooks/issues/labeled.json", who);
+        p["action"] = json!("labeled");
+        p["issue"] = self.gh.issue_json(&self.repo, n);
+        p["label"] = json!({ "id": 1, "name": label, "color": "ededed", "default": false });
+        self.deliver("issues", p).await
+    }
+
+    pub fn issue(&self, title: &str, body: &str) -> IssueNumber {
+        self.gh.open_issue(&self.repo, MAINTAINER, title, body)
+    }
+
+    /// Waits until job `id` has ended; returns it.
+    pub async fn finished(&self, id: &str, within: Duration) -> Job {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let job = self.store.job(id).await.expect("store").expect("job");
+            if job.state.is_final() {
+                return job;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "job {id} did not end within {within:?}: {job:?}\nevents: {:?}",
+                    self.events(id).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until job `id` is in `state`.
+    pub async fn reaches(&self, id: &str, state: JobState, within: Duration) -> Job {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let job = self.store.job(id).await.expect("store").expect("job");
+            if job.state == state {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} never reached {state}: {job:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The run's events, as their JSON `type`s.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        self.store
+            .events_after(id, 0)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| serde_json::to_value(e.event).expect("json"))
+            .collect()
+    }
+
+    /// The bot's comments on issue `n`.
+    pub fn bot_comments(&self, n: IssueNumber) -> Vec<fake_github::FakeComment> {
+        let bot = self.gh.bot_login();
+        self.gh
+            .comments(&self.repo, n)
+            .into_iter()
+            .filter(|c| c.author == bot)
+            .collect()
+    }
+
+    /// Containers of run `id` still on the engine.
+    pub async fn containers_of(&self, id: &str) -> usize {
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let mut filters = std::collections::HashMap::new();
+        filters.insert(
+            "label".to_string(),
+            vec![format!("{}={id}", backspace::sandbox::LABEL_RUN)],
+        );
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.sandboxes
+            .docker()
+            .list_containers(Some(opts))
+            .await
+            .expect("list")
+            .len()
+    }
+}
+
+/// A model script that edits `path` (replacing `old` with `new`), runs `cat`, and ends with a
+/// title and summary.
+pub fn edit_script(path: &str, old: &str, new: &str, title: &str) -> Vec<Step> {
+    use super::fake_anthropic::Reply;
+    vec![
+        Reply::edit(json!({ "command": "view", "path": path })).into(),
+        Reply::edit(
+            json!({ "command": "str_replace", "path": path, "old_str": old, "new_str": new }),
+        )
+        .into(),
+        Reply::bash(&format!("cat {path}")).into(),
+        Reply::text(&format!(
+            "TITLE: {title}\n\nSUMMARY:\nChanged `{path}` as asked."
+        ))
+        .into(),
+    ]
+}
