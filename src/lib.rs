@@ -8,6 +8,7 @@ pub mod command;
 pub mod config;
 pub mod github;
 pub mod job;
+pub mod local_run;
 pub mod metrics;
 pub mod progress;
 pub mod redact;

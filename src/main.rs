@@ -30,11 +30,17 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the GitHub App server (webhooks, health). Without app credentials it starts in setup
     /// mode and says which are missing.
     Serve(ServeArgs),
+    /// Run the agent in the sandbox against a local git checkout, no GitHub: the result is a
+    /// commit on a new local branch. Exit codes: 0 committed, 1 failed, 2 bad usage or input,
+    /// 3 answered without changing a file.
+    Run(backspace::local_run::RunArgs),
 }
 
 #[tokio::main]
@@ -42,6 +48,13 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Run(args) => {
+            // Events are printed; logs only when asked for (RUST_LOG).
+            if std::env::var_os("RUST_LOG").is_some() {
+                backspace::telemetry::init(backspace::config::LogFormat::Pretty);
+            }
+            return std::process::ExitCode::from(backspace::local_run::main(args).await);
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

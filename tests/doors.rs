@@ -1200,3 +1200,245 @@ async fn metrics_count_deliveries_jobs_and_runs() {
     })
     .await
 }
+
+// ---------------------------------------------------------------- backspace run
+
+const APP_JS: &str = "export function greet(name) {\n  return 'hi ' + name;\n}\n";
+
+/// A git repository with one commit on `main` holding `src/app.js`, and an ignored `.env`.
+fn local_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("src")).unwrap();
+    std::fs::write(p.join("src/app.js"), APP_JS).unwrap();
+    std::fs::write(p.join(".gitignore"), ".env\n").unwrap();
+    std::fs::write(p.join(".env"), "SECRET_TOKEN=do-not-copy\n").unwrap();
+    for args in [
+        &["init", "--quiet", "--initial-branch", "main"][..],
+        &["add", "--all"],
+        &[
+            "-c",
+            "user.name=Dev",
+            "-c",
+            "user.email=dev@example.com",
+            "commit",
+            "--quiet",
+            "-m",
+            "first",
+        ],
+        &["config", "user.name", "Dev"],
+        &["config", "user.email", "dev@example.com"],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+    dir
+}
+
+fn git_out(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn backspace_run(
+    repo: &std::path::Path,
+    extra_env: &[(&str, &str)],
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_backspace"));
+    cmd.arg("run").arg("--repo").arg(repo).args(args);
+    for k in [
+        "ANTHROPIC_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test]
+async fn backspace_run_commits_on_a_new_branch_and_leaves_the_checkout_alone() {
+    within(240, async {
+        // The sandbox image is built (or found) through the shared helper first.
+        let Some(_sandboxes) = support::docker::sandboxes().await else {
+            return;
+        };
+        let mut script =
+            support::bot::edit_script("src/app.js", "'hi '", "'Hello, '", "Greet people properly");
+        // The agent looks for the ignored .env: it must not be in the sandbox.
+        script.insert(
+            0,
+            support::fake_anthropic::Reply::bash("cat .env 2>/dev/null || echo no-env-here").into(),
+        );
+        let model = support::fake_anthropic::FakeAnthropic::start(script).await;
+        let repo = local_repo();
+        let out = backspace_run(
+            repo.path(),
+            &[
+                ("ANTHROPIC_API_KEY", "sk-ant-local-test"),
+                ("ANTHROPIC_BASE_URL", &model.base_url),
+                ("BACKSPACE_SANDBOX_IMAGE", support::docker::TEST_IMAGE),
+            ],
+            &["make greet say Hello"],
+        )
+        .output()
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        let branch = "backspace/make-greet-say-hello";
+        assert!(stdout.contains(&format!("on branch {branch}")), "{stdout}");
+        // Events were printed as they came.
+        assert!(stderr.contains("▶ run on"), "{stderr}");
+        assert!(
+            stderr.contains("$ bash: cat src/app.js (exit 0)"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("■ succeeded"), "{stderr}");
+
+        // The branch holds one new commit with the change, by the repository's user.
+        let p = repo.path();
+        let file = git_out(p, &["show", &format!("{branch}:src/app.js")]);
+        assert!(file.contains("'Hello, ' + name"), "{file}");
+        assert_eq!(
+            git_out(p, &["log", "-1", "--format=%s", branch]),
+            "Greet people properly"
+        );
+        assert_eq!(git_out(p, &["log", "-1", "--format=%an", branch]), "Dev");
+        assert_eq!(
+            git_out(p, &["rev-list", "--count", &format!("main..{branch}")]),
+            "1"
+        );
+        // The checkout is where it was: same branch, same file, .env never sent (not in the
+        // clean clone).
+        assert_eq!(git_out(p, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+        assert_eq!(
+            std::fs::read_to_string(p.join("src/app.js")).unwrap(),
+            APP_JS
+        );
+        assert_eq!(git_out(p, &["status", "--porcelain"]), "");
+        let sent: String = model
+            .requests()
+            .iter()
+            .map(|r| format!("{:?}", r))
+            .collect();
+        assert!(
+            sent.contains("no-env-here"),
+            "the agent's look for .env came back"
+        );
+        assert!(!sent.contains("do-not-copy"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backspace_run_refuses_bad_input_with_exit_code_2() {
+    within(60, async {
+        let repo = local_repo();
+        let key = [("ANTHROPIC_API_KEY", "sk-ant-x")];
+        let not_repo = tempfile::tempdir().unwrap();
+        let cases: Vec<(tokio::process::Command, &str)> = vec![
+            (
+                backspace_run(not_repo.path(), &key, &["fix"]),
+                "not inside a git checkout",
+            ),
+            (backspace_run(repo.path(), &key, &["  "]), "prompt is empty"),
+            (
+                backspace_run(repo.path(), &key, &["--branch", "main", "fix"]),
+                "exists already",
+            ),
+            (
+                backspace_run(repo.path(), &key, &["--branch", "bad..name", "fix"]),
+                "not a valid branch name",
+            ),
+            (
+                backspace_run(repo.path(), &[], &["fix"]),
+                "ANTHROPIC_API_KEY",
+            ),
+        ];
+        for (mut cmd, says) in cases {
+            let out = cmd.output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{says}: {stderr}");
+            assert!(stderr.contains(says), "{says}: {stderr}");
+        }
+        std::fs::write(repo.path().join("src/app.js"), "changed\n").unwrap();
+        let out = backspace_run(repo.path(), &key, &["fix"])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("uncommitted changes"));
+        // Without a prompt at all: clap's usage error, also 2.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_backspace"))
+            .args(["run", "--repo", "."])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backspace_run_that_changes_nothing_answers_and_makes_no_branch() {
+    within(240, async {
+        let Some(sandboxes) = support::docker::sandboxes().await else {
+            return;
+        };
+        let model = support::fake_anthropic::FakeAnthropic::start(vec![
+            support::fake_anthropic::Reply::text(
+                "TITLE: Nothing to change\n\nSUMMARY:\ngreet already works.",
+            )
+            .into(),
+        ])
+        .await;
+        let repo = local_repo();
+        let req = backspace::local_run::prepare(repo.path(), None, "is greet fine?")
+            .await
+            .unwrap();
+        let agent = backspace::agent::Agent::new(
+            support::bot::model_provider(&model),
+            backspace::agent::AgentConfig::default(),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let outcome = backspace::local_run::run_local(&sandboxes, &agent, &req, &tx)
+            .await
+            .unwrap();
+        assert_eq!(outcome.exit_code(), 3);
+        assert!(
+            matches!(&outcome, backspace::local_run::LocalOutcome::Answered { answer } if answer.contains("greet already works")),
+            "{outcome:?}"
+        );
+        drop(tx);
+        let mut last = None;
+        while let Some(e) = rx.recv().await {
+            last = Some(e);
+        }
+        assert!(matches!(
+            last,
+            Some(RunEvent::Complete {
+                status: RunStatus::Answered,
+                ..
+            })
+        ));
+        assert_eq!(git_out(repo.path(), &["branch", "--list", "backspace/*"]), "");
+    })
+    .await
+}
