@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts a throwaway PostgreSQL (installing Debian's
-# package if needed), builds the sandbox test image (no registry needed), then runs cargo test.
+# package if needed), builds the sandbox test image (no registry needed, reused once built),
+# then runs cargo test.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,5 +9,8 @@ cd "$(dirname "$0")/.."
 BACKSPACE_TEST_POSTGRES_URL="$(scripts/test-postgres.sh)"
 export BACKSPACE_TEST_POSTGRES_URL
 echo "postgres for tests: $BACKSPACE_TEST_POSTGRES_URL" >&2
+
+# The sandbox test image (Debian via debootstrap, loaded with docker import; no registry).
+scripts/build-test-image.sh
 
 cargo test "$@"

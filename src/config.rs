@@ -103,6 +103,13 @@ pub struct ServeArgs {
     /// them back; default: backspace-credentials.json beside the SQLite file.
     #[arg(long, env = "BACKSPACE_CREDENTIALS_PATH")]
     pub credentials_path: Option<PathBuf>,
+    /// Seconds a worker's claim on a job lasts without renewal; a crashed instance's jobs are
+    /// retried after it.
+    #[arg(long, env = "BACKSPACE_LEASE_SECS", default_value_t = 60, hide = true)]
+    pub lease_secs: u64,
+    /// Seconds running jobs may go on after SIGTERM before their leases are released.
+    #[arg(long, env = "BACKSPACE_SHUTDOWN_GRACE_SECS", default_value_t = 90)]
+    pub shutdown_grace_secs: u64,
     /// The command word: comments start with `/<word>`.
     #[arg(long, env = "BACKSPACE_COMMAND", default_value = "backspace")]
     pub command_word: String,
@@ -151,6 +158,8 @@ pub enum ConfigError {
     MaxJobs,
     #[error("BACKSPACE_COMMAND must be one word of letters, digits, '-' or '_'")]
     CommandWord,
+    #[error("BACKSPACE_LEASE_SECS must be at least 3")]
+    Lease,
 }
 
 /// Splits `WEBHOOK_SECRET` on commas, trimming blanks, so that several secrets are valid at once.
@@ -220,6 +229,9 @@ impl ServeArgs {
         }
         if self.max_jobs == 0 {
             return Err(ConfigError::MaxJobs);
+        }
+        if self.lease_secs < 3 {
+            return Err(ConfigError::Lease);
         }
         if self.command_word.is_empty()
             || !self

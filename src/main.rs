@@ -212,6 +212,8 @@ async fn start_workers(
 
     let mut settings = RunnerSettings::new(instance_id, args.max_jobs, args.public_url());
     settings.command_word = args.command_word.clone();
+    settings.lease = Duration::from_secs(args.lease_secs);
+    settings.grace = Duration::from_secs(args.shutdown_grace_secs);
     let services = Services {
         store: state.store().clone(),
         github,

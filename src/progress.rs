@@ -28,6 +28,9 @@ pub struct Progress {
     pub pr_url: Option<String>,
     pub files_changed: Vec<String>,
     pub errors: Vec<String>,
+    /// Things the reader should know about the run itself (it was restarted, say): `progress`
+    /// events of stage `restart`.
+    pub notices: Vec<String>,
     /// Tokens and cost so far, from the agent's progress.
     pub usage: Usage,
     pub cost_usd: Option<f64>,
@@ -80,6 +83,9 @@ impl Progress {
                 }
                 if cost_usd.is_some() {
                     self.cost_usd = *cost_usd;
+                }
+                if stage == "restart" {
+                    self.notices.push(excerpt(message));
                 }
                 if let Some(i) = PHASES.iter().position(|(s, _)| s == stage) {
                     self.phase = self.phase.max(i);
@@ -188,6 +194,9 @@ impl Progress {
                 out.push_str(&format!(" and {} more", self.files_changed.len() - 20));
             }
             out.push_str("\n\n");
+        }
+        for n in &self.notices {
+            out.push_str(&format!("ℹ️ {n}\n\n"));
         }
         for e in &self.errors {
             out.push_str(&format!("**Error:** {e}\n\n"));
@@ -372,6 +381,22 @@ mod tests {
         assert!(body.contains("❌ Backspace could not finish"));
         assert!(body.contains("**Error:** the model API answered 529"));
         assert!(body.contains("- [ ] Agent at work\n"), "{body}");
+    }
+
+    #[test]
+    fn a_restart_stays_visible_to_the_end() {
+        let mut p = Progress::new("r4");
+        p.apply(&progress(
+            "restart",
+            "started again after an interruption (attempt 2 of 2)",
+        ));
+        p.apply(&progress("agent", "turn 1: bash"));
+        let body = p.render(&Live::default());
+        assert!(
+            body.contains("ℹ️ started again after an interruption (attempt 2 of 2)"),
+            "{body}"
+        );
+        assert!(body.contains("- [x] Queued"), "{body}");
     }
 
     #[test]

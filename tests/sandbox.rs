@@ -115,7 +115,7 @@ async fn exit_codes_and_separate_stdout_and_stderr_come_back() {
             .expect("exec");
         assert_eq!(in_dir.stdout, "/workspace/a/b\n");
         let quoting = sh(&sandbox, r#"printf '%s\n' "$HOME" '$HOME' "a'b""#).await;
-        assert_eq!(quoting.stdout, "/home/agent\n$HOME\na'b\n");
+        assert_eq!(quoting.stdout, "/tmp\n$HOME\na'b\n");
         sandbox.destroy().await.expect("destroy");
     })
     .await;
@@ -168,6 +168,19 @@ async fn a_1mb_file_and_1000_files_round_trip_in_and_out() {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         fs::write(repo.path().join("big.bin"), &big).expect("write");
+        // Names past the 100 bytes of a plain tar header (PAX / GNU long names both ways).
+        let deep = repo.path().join(format!(
+            "{}/{}",
+            "long-directory-name".repeat(6),
+            "file-with-a-rather-long-name-too.txt".repeat(3)
+        ));
+        fs::create_dir_all(deep.parent().expect("parent")).expect("mkdir");
+        fs::write(&deep, "deep").expect("write");
+        std::os::unix::fs::symlink(
+            deep.strip_prefix(repo.path()).expect("rel"),
+            repo.path().join("to-deep"),
+        )
+        .expect("symlink");
         for i in 0..1000 {
             let dir = repo.path().join(format!("many/d{}", i % 10));
             fs::create_dir_all(&dir).expect("mkdir");
@@ -190,6 +203,10 @@ async fn a_1mb_file_and_1000_files_round_trip_in_and_out() {
         let mut expected = tree_of(repo.path());
         expected.retain(|path, _| !path.starts_with(".git"));
         assert_eq!(tree_of(out.path()), expected);
+        assert_eq!(
+            fs::read_link(out.path().join("to-deep")).expect("long link comes back"),
+            deep.strip_prefix(repo.path()).expect("rel")
+        );
         sandbox.destroy().await.expect("destroy");
     })
     .await;
@@ -214,7 +231,7 @@ async fn deletions_new_files_and_mode_changes_come_back_without_git() {
             &sandbox,
             "rm doomed.txt && rm -r olddir && chmod +x script.sh && mkdir -p new/dir && \
              echo fresh > new/dir/file.txt && echo changed > README.md && \
-             ln -s new/dir/file.txt inner-link && echo '[evil]' > .git/config",
+             ln -s new/dir/file.txt inner-link && ln script.sh hard-link && echo '[evil]' > .git/config",
         )
         .await;
         assert!(edit.success(), "{edit:?}");
@@ -251,6 +268,8 @@ async fn deletions_new_files_and_mode_changes_come_back_without_git() {
             fs::read_link(o.join("inner-link")).expect("link"),
             Path::new("new/dir/file.txt")
         );
+        let hard = fs::read_to_string(o.join("hard-link")).expect("hard link comes back");
+        assert_eq!(hard, "echo hi");
         assert!(
             !o.join(".git").exists(),
             "the sandbox's .git never comes back"
@@ -474,13 +493,43 @@ async fn writes_outside_workspace_and_tmp_fail() {
             .create(&run_id("rofs"), repo.path())
             .await
             .expect("create");
-        for path in ["/etc/x", "/usr/bin/x", "/x", "/var/x", "/root/x", "/opt/x"] {
+        for path in [
+            "/etc/x",
+            "/usr/bin/x",
+            "/x",
+            "/var/x",
+            "/var/tmp/x",
+            "/root/x",
+            "/opt/x",
+            "/home/agent/x",
+            "/run/x",
+            "/dev/x",
+            "/sys/fs/cgroup/x",
+        ] {
             let out = sh(&sandbox, &format!("echo x > {path}")).await;
             assert_ne!(out.exit_code, 0, "could write {path}");
         }
         assert!(sh(&sandbox, "echo x > /workspace/ok && echo y > /tmp/ok")
             .await
             .success());
+        // Programs can run from /tmp (builds and test runners need it).
+        let ran = sh(
+            &sandbox,
+            "printf '#!/bin/sh\\necho ran\\n' > /tmp/t && chmod +x /tmp/t && /tmp/t",
+        )
+        .await;
+        assert_eq!(ran.stdout, "ran\n", "{ran:?}");
+        // Every mount point the agent can create a file in: ours, plus Docker's own
+        // memory-limited, noexec /dev/shm and /dev/mqueue.
+        let writable = sh(
+            &sandbox,
+            "for m in $(cut -d' ' -f2 /proc/mounts | sort -u); do \
+               f=\"$m/.probe-$$\"; (: > \"$f\") 2>/dev/null && rm -f \"$f\" && echo \"$m\"; \
+             done; true",
+        )
+        .await;
+        let writable: Vec<&str> = writable.stdout.lines().collect();
+        assert_eq!(writable, ["/dev/mqueue", "/dev/shm", "/tmp", "/workspace"]);
         let mounts = sh(&sandbox, "grep ' / ' /proc/mounts").await;
         assert!(
             mounts.stdout.contains(" ro,"),
@@ -883,12 +932,14 @@ async fn bench_cold_start_and_exec_round_trip() {
         let repo = small_repo();
         let n = 15;
         let mut cold = Vec::new();
+        let mut cold_create = Vec::new();
         for i in 0..n {
             let started = Instant::now();
             let sandbox = sandboxes
                 .create(&run_id(&format!("bench{i}")), repo.path())
                 .await
                 .expect("create");
+            cold_create.push(started.elapsed());
             let out = sandbox
                 .exec(ExecSpec::new("echo ready"))
                 .await
@@ -917,6 +968,7 @@ async fn bench_cold_start_and_exec_round_trip() {
         .await
         .expect("connect");
         let mut warm = Vec::new();
+        let mut warm_create = Vec::new();
         for i in 0..n {
             pooled.warm_up().await.expect("warm up");
             let started = Instant::now();
@@ -924,6 +976,7 @@ async fn bench_cold_start_and_exec_round_trip() {
                 .create(&run_id(&format!("benchw{i}")), repo.path())
                 .await
                 .expect("create");
+            warm_create.push(started.elapsed());
             let out = sandbox
                 .exec(ExecSpec::new("echo ready"))
                 .await
@@ -933,6 +986,11 @@ async fn bench_cold_start_and_exec_round_trip() {
             sandbox.destroy().await.expect("destroy");
         }
         pooled.drain_pool().await.expect("drain");
+        println!(
+            "BENCH create() alone: cold median {:?}, warm pool median {:?}",
+            median(cold_create),
+            median(warm_create)
+        );
         println!(
             "BENCH warm pool create->first output: median {:?} (min {:?}, max {:?}, n={n})",
             median(warm.clone()),
@@ -951,6 +1009,201 @@ async fn bench_cold_start_and_exec_round_trip() {
             round_trip.iter().min().expect("min"),
             round_trip.iter().max().expect("max"),
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_working_directory_is_an_error_not_a_hang() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("nodir"), repo.path())
+            .await
+            .expect("create");
+        let result = sandbox
+            .exec(ExecSpec::new("pwd").workdir("no/such/dir"))
+            .await;
+        match result {
+            Ok(out) => assert!(!out.success(), "{out:?}"),
+            Err(e) => assert!(!matches!(e, SandboxError::RunTimeLimit { .. }), "{e}"),
+        }
+        assert!(sh(&sandbox, "true").await.success());
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_removes_the_workspace_volume_too() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("volume"), repo.path())
+            .await
+            .expect("create");
+        let info = sandboxes
+            .docker()
+            .inspect_container(
+                sandbox.id(),
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .expect("inspect");
+        let volume = info
+            .mounts
+            .into_iter()
+            .flatten()
+            .find(|m| m.destination.as_deref() == Some("/workspace"))
+            .and_then(|m| m.name)
+            .expect("workspace volume");
+        let spec = sandbox.command("echo default");
+        assert_eq!(spec.timeout, docker::test_settings().command_timeout);
+        assert!(sandbox.exec(spec).await.expect("exec").success());
+        sandbox.destroy().await.expect("destroy");
+        assert!(
+            sandboxes.docker().inspect_volume(&volume).await.is_err(),
+            "volume {volume} left"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_reaper_removes_a_crashed_instances_sandbox() {
+    // An instance on this host whose process is gone: the highest pid not running.
+    let dead_pid = (1..4_000_000u32)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid");
+    let host = backspace::sandbox::new_instance_id();
+    let host = host.split(':').next().expect("host");
+    let crashed = SandboxSettings {
+        instance_id: format!("{host}:{dead_pid}:crashed0"),
+        ..docker::test_settings()
+    };
+    let Some(crashed) = docker::sandboxes_with(crashed).await else {
+        return;
+    };
+    let Some(alive) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let run = run_id("crashed");
+        let sandbox = crashed.create(&run, repo.path()).await.expect("create");
+        // As if the process died here: no destroy, no drop guard.
+        std::mem::forget(sandbox);
+        assert_eq!(alive.containers_of_run(&run).await.expect("list").len(), 1);
+        let reaper = alive.spawn_reaper(Duration::from_millis(500));
+        assert_no_container_of_run(&alive, &run).await;
+        reaper.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_command_is_killed_before_the_next_one_runs() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("abandon"), repo.path())
+            .await
+            .expect("create");
+        let slow = sandbox.exec(ExecSpec::new("sleep 77"));
+        assert!(tokio::time::timeout(Duration::from_millis(700), slow)
+            .await
+            .is_err());
+        let started = Instant::now();
+        let out = sh(&sandbox, "ps -eo args | grep -c '^sleep 77$' || true").await;
+        assert_eq!(out.stdout, "0\n", "the abandoned command still runs");
+        // A background process holding stdout open does not hold the command either.
+        let bg = sh(&sandbox, "sleep 88 & echo spawned").await;
+        assert_eq!(bg.stdout, "spawned\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_tree_over_the_copy_out_limit_is_refused() {
+    let settings = SandboxSettings {
+        max_copy_out_bytes: 4096,
+        ..docker::test_settings()
+    };
+    let Some(sandboxes) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("toobig"), repo.path())
+            .await
+            .expect("create");
+        assert!(sh(&sandbox, "head -c 100000 /dev/zero > big")
+            .await
+            .success());
+        let dest = tempfile::tempdir().expect("tempdir");
+        let result = sandbox.copy_out(dest.path()).await;
+        assert!(
+            matches!(result, Err(SandboxError::TooLarge { .. })),
+            "{result:?}"
+        );
+        fs::write(dest.path().join("already-here"), "x").expect("write");
+        let not_empty = sandbox.copy_out(dest.path()).await;
+        assert!(
+            matches!(not_empty, Err(SandboxError::DestinationNotEmpty(_))),
+            "{not_empty:?}"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_removes_every_container_of_this_instance_and_nothing_else() {
+    let settings = SandboxSettings {
+        warm_pool: 1,
+        ..docker::test_settings()
+    };
+    let Some(stopping) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    let Some(other) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let (a, b, c) = (run_id("shut-a"), run_id("shut-b"), run_id("shut-other"));
+        let first = stopping.create(&a, repo.path()).await.expect("create");
+        let second = stopping.create(&b, repo.path()).await.expect("create");
+        let unrelated = other.create(&c, repo.path()).await.expect("create");
+        stopping.warm_up().await.expect("warm up");
+        let removed = stopping.shutdown().await.expect("shutdown");
+        assert!(removed >= 3, "removed {removed}");
+        assert_no_container_of_run(&stopping, &a).await;
+        assert_no_container_of_run(&stopping, &b).await;
+        assert_eq!(stopping.warm_count(), 0);
+        assert!(
+            sh(&unrelated, "true").await.success(),
+            "another instance's sandbox was touched"
+        );
+        drop((first, second));
+        unrelated.destroy().await.expect("destroy");
     })
     .await;
 }

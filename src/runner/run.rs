@@ -185,7 +185,7 @@ pub(crate) async fn agent_job(
     });
     if job.attempts > 1 {
         reporter.emit(RunEvent::progress(
-            "queued",
+            "restart",
             format!(
                 "started again after an interruption (attempt {} of {})",
                 job.attempts, svc.settings.max_attempts
@@ -302,7 +302,7 @@ pub(crate) async fn agent_job(
         }
         Err(Interrupt::Shutdown) => {
             reporter.emit(RunEvent::progress(
-                "queued",
+                "restart",
                 "Backspace is restarting: this run will start again shortly",
             ));
             reporter.finish(None).await;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::agent::{Agent, AgentOutcome, AgentTask};
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
-use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, ExecSpec, SandboxError, Sandboxes};
+use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, SandboxError, Sandboxes};
 
 use super::pr_body::TestResult;
 
@@ -123,7 +123,7 @@ pub async fn work(
                 w.events,
                 RunEvent::progress("sandbox", format!("setup: `{command}`")),
             );
-            let out = sandbox.exec(ExecSpec::new(command.as_str())).await?;
+            let out = sandbox.exec(sandbox.command(command.as_str())).await?;
             emit(w.events, tool_event(command, &out));
             if !out.success() {
                 return Err(WorkError::Setup {
@@ -147,7 +147,7 @@ pub async fn work(
                     w.events,
                     RunEvent::progress("checks", format!("running `{command}`")),
                 );
-                let out = sandbox.exec(ExecSpec::new(command.as_str())).await?;
+                let out = sandbox.exec(sandbox.command(command.as_str())).await?;
                 emit(w.events, tool_event(command, &out));
                 Some(TestResult {
                     command: command.clone(),

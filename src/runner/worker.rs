@@ -141,6 +141,20 @@ async fn supervise(svc: Services, stop: CancellationToken) {
         }
     }
 
+    drain(&svc, &mut tasks, &interrupts).await;
+    // Whatever this instance still has on the engine (the warm pool, a sandbox whose removal
+    // was cut short by the shutdown) goes now, not at the next start.
+    match svc.sandboxes.shutdown().await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "removed this instance's sandboxes"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not remove this instance's sandboxes"),
+    }
+}
+
+/// Shutdown: lets running jobs finish within the grace period, then interrupts them so that
+/// they release their leases.
+async fn drain(svc: &Services, tasks: &mut JoinSet<()>, interrupts: &Interrupts) {
+    let settings = &svc.settings;
     if tasks.is_empty() {
         return;
     }
@@ -157,7 +171,7 @@ async fn supervise(svc: Services, stop: CancellationToken) {
         running = tasks.len(),
         "grace period over: releasing the leases of running jobs"
     );
-    interrupt_all(&interrupts, Interrupt::Shutdown);
+    interrupt_all(interrupts, Interrupt::Shutdown);
     let release = tokio::time::timeout(Duration::from_secs(30), async {
         while tasks.join_next().await.is_some() {}
     });

@@ -6,22 +6,34 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use tokio::sync::mpsc;
 
 /// The uid and gid of the `agent` user inside the sandbox image.
 pub const AGENT_UID: u64 = 1000;
 
 /// Tar of the tree under `root` (paths relative to it), as the agent's files.
 pub fn pack_dir(root: &Path) -> io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
+    pack_into(root, Vec::new())
+}
+
+/// Tar of the tree under `root`, written to `out` as it is read.
+pub fn pack_into<W: Write>(root: &Path, out: W) -> io::Result<W> {
+    let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     pack_children(&mut builder, root, Path::new(""))?;
     builder.into_inner()
 }
 
-fn pack_children(builder: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> io::Result<()> {
+fn pack_children<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(root.join(rel))?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
@@ -57,6 +69,61 @@ fn pack_children(builder: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -
         // Sockets, fifos and devices are not part of a repository: left out.
     }
     Ok(())
+}
+
+/// The blocking end of a pipe from async code: what the packer writes goes out as chunks.
+pub struct ChannelWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+}
+
+impl ChannelWriter {
+    pub fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
+        ChannelWriter { tx }
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The blocking end of a pipe into async code: chunks (or an error) become a `Read`.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
 }
 
 /// What unpacking wrote and what it refused.
@@ -128,9 +195,10 @@ pub fn unpack_tree(
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.header().size()?;
                 if report.bytes + size > max_bytes {
-                    return Err(io::Error::other(format!(
-                        "the working tree is larger than the limit of {max_bytes} bytes"
-                    )));
+                    return Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!("the working tree is larger than the limit of {max_bytes} bytes"),
+                    ));
                 }
                 remove_non_dir(&target)?;
                 // create_new never follows a symbolic link left at the path.
@@ -164,6 +232,40 @@ pub fn unpack_tree(
                 }
                 std::os::unix::fs::symlink(&link, &target)?;
                 links.push(rel);
+            }
+            tar::EntryType::Link => {
+                // A hard link to a file written earlier: the host gets a copy, never a link.
+                let source = entry
+                    .link_name()?
+                    .and_then(|l| safe_relative(&l, strip))
+                    .filter(|l| !l.iter().any(is_excluded))
+                    .filter(|l| no_links_on_the_way(dest, l))
+                    .map(|l| dest.join(l));
+                let regular = source
+                    .as_ref()
+                    .and_then(|s| fs::symlink_metadata(s).ok())
+                    .filter(|m| m.file_type().is_file());
+                let (Some(source), Some(meta)) = (source, regular) else {
+                    report
+                        .refused
+                        .push(format!("{}: hard link to outside the tree", rel.display()));
+                    continue;
+                };
+                if report.bytes + meta.len() > max_bytes {
+                    return Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!("the working tree is larger than the limit of {max_bytes} bytes"),
+                    ));
+                }
+                remove_non_dir(&target)?;
+                let mut from = fs::File::open(&source)?;
+                let mut to = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)?;
+                report.bytes += io::copy(&mut from, &mut to)?;
+                to.set_permissions(meta.permissions())?;
+                report.files += 1;
             }
             other => {
                 report.refused.push(format!(
@@ -226,6 +328,23 @@ fn ensure_real_dirs(root: &Path, rel: &Path) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Whether every directory on the way from `root` to `root/rel` is a real directory, so
+/// opening it cannot be steered out of the tree by a link.
+fn no_links_on_the_way(root: &Path, rel: &Path) -> bool {
+    let mut current = root.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return true;
+    };
+    for component in parent.components() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Removes a file or link at `path` (an entry seen twice); leaves directories alone.
@@ -474,10 +593,68 @@ mod tests {
     }
 
     #[test]
+    fn hard_links_come_back_as_copies_and_only_from_inside() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"host secret").expect("write");
+        let secret = secret.display().to_string();
+        let dest = tempfile::tempdir().expect("tempdir");
+        let ups = dest.path().components().count();
+        let outside_rel = format!("{}{}", "../".repeat(ups), outside.path().display());
+        let tar = tar_of(&[
+            ("w/a", tar::EntryType::Regular, b"shared", None),
+            ("w/b", tar::EntryType::Link, b"", Some("w/a")),
+            ("w/c", tar::EntryType::Link, b"", Some(&secret)),
+            ("w/d", tar::EntryType::Link, b"", Some("w/../../etc/passwd")),
+            // Through a link made earlier in the same archive, before links are judged.
+            ("w/out", tar::EntryType::Symlink, b"", Some(&outside_rel)),
+            ("w/e", tar::EntryType::Link, b"", Some("w/out/secret")),
+        ]);
+        let report = unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        assert_eq!(fs::read(dest.path().join("b")).expect("read"), b"shared");
+        let a = fs::metadata(dest.path().join("a")).expect("meta");
+        let b = fs::metadata(dest.path().join("b")).expect("meta");
+        assert_ne!(a.ino(), b.ino(), "a copy, not a link");
+        assert!(!dest.path().join("c").exists());
+        assert!(!dest.path().join("d").exists());
+        assert!(
+            !dest.path().join("e").exists(),
+            "host file read through a link"
+        );
+        assert!(fs::symlink_metadata(dest.path().join("out")).is_err());
+        assert_eq!(report.refused.len(), 4, "{:?}", report.refused);
+    }
+
+    #[test]
     fn a_tree_over_the_size_limit_is_an_error() {
         let tar = tar_of(&[("w/big", tar::EntryType::Regular, &[0u8; 2048], None)]);
         let dest = tempfile::tempdir().expect("tempdir");
-        assert!(unpack_tree(&tar[..], dest.path(), 1, 1024).is_err());
+        let err = unpack_tree(&tar[..], dest.path(), 1, 1024).expect_err("over the limit");
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+    }
+
+    #[test]
+    fn channel_pipes_carry_a_tar_and_its_errors() {
+        let src = tempfile::tempdir().expect("tempdir");
+        fs::write(src.path().join("f"), vec![7u8; 300_000]).expect("write");
+        let (tx, rx) = mpsc::channel(4);
+        let root = src.path().to_path_buf();
+        let packer = std::thread::spawn(move || {
+            pack_into(&root, io::BufWriter::new(ChannelWriter::new(tx)))
+                .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+                .map(|_| ())
+        });
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = unpack_tree(ChannelReader::new(rx), dest.path(), 0, u64::MAX).expect("unpack");
+        packer.join().expect("join").expect("pack");
+        assert_eq!(report.bytes, 300_000);
+
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(Err(io::Error::other("download failed")))
+            .expect("send");
+        drop(tx);
+        let dest = tempfile::tempdir().expect("tempdir");
+        assert!(unpack_tree(ChannelReader::new(rx), dest.path(), 0, u64::MAX).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub const LABEL_CREATED: &str = "backspace.created";
 /// The only environment a sandbox ever has.
 pub const SANDBOX_ENV: &[&str] = &[
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME=/home/agent",
+    "HOME=/tmp",
     "LANG=C.UTF-8",
     "USER=agent",
     "CI=true",
@@ -68,19 +68,13 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
         (LABEL_INSTANCE.to_string(), settings.instance_id.clone()),
         (LABEL_CREATED.to_string(), now_unix().to_string()),
     ]);
-    let tmpfs = HashMap::from([
-        (
-            "/tmp".to_string(),
-            format!("rw,nosuid,nodev,size={},mode=1777", settings.tmp_bytes),
-        ),
-        (
-            "/home/agent".to_string(),
-            format!(
-                "rw,nosuid,nodev,size={},uid=1000,gid=1000,mode=0755",
-                settings.home_bytes
-            ),
-        ),
-    ]);
+    // `exec` overrides Docker's default `noexec`: builds and test runners run binaries
+    // from /tmp. /tmp is also HOME, so the only writable places are /workspace and /tmp
+    // (and Docker's own /dev/shm and /dev/mqueue, noexec and memory-limited).
+    let tmpfs = HashMap::from([(
+        "/tmp".to_string(),
+        format!("rw,exec,nosuid,nodev,size={},mode=1777", settings.tmp_bytes),
+    )]);
     let host_config = HostConfig {
         network_mode: Some(if network {
             settings.setup_network.clone()

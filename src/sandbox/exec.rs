@@ -89,26 +89,42 @@ impl ExecOutput {
     }
 }
 
-/// The shell script every command runs under (POSIX sh, positional arguments only, so the
-/// command text is never re-parsed). It runs the command under `timeout -s KILL` (which kills
-/// the whole process group), then kills every process the agent still has (`kill -1` spares
-/// only the caller and PID 1), then reports the exit code and the cgroup's out-of-memory and
-/// process-limit counters on stderr behind a per-command marker. Only shell builtins run after
-/// the command, so it works even when the process limit was hit.
-pub const WRAPPER: &str = r#"m="$1"; t="$2"; c="$3"
-if [ -x /bin/bash ]; then s=/bin/bash; else s=/bin/sh; fi
-timeout -s KILL "$t" "$s" -c "$c"
-rc=$?
-kill -KILL -1 2>/dev/null
-oom=-; max=-
+/// Shell text (builtins only) that sets `$oom` and `$max` to the cgroup's out-of-memory kill
+/// and process-limit counters, cgroup v1 or v2, or `-` when unreadable.
+macro_rules! counters_script {
+    () => {
+        r#"oom=-; max=-
 for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
   if [ -r "$f" ]; then while read -r k v; do [ "$k" = oom_kill ] && oom=$v; done < "$f"; fi
 done
 for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
   if [ -r "$f" ]; then while read -r k v; do [ "$k" = max ] && max=$v; done < "$f"; fi
 done
-printf '\n%s %s %s %s\n' "$m" "$rc" "$oom" "$max" >&2
-exit $rc"#;
+"#
+    };
+}
+
+/// Prints the counters, for when the wrapper could not report them.
+pub const COUNTERS: &str = concat!(counters_script!(), r#"echo "$oom $max""#);
+
+/// The shell script every command runs under (POSIX sh, positional arguments only, so the
+/// command text is never re-parsed). It kills whatever an earlier, abandoned command left,
+/// runs the command under `timeout -s KILL` (which kills the whole process group), then kills
+/// every process the agent still has (`kill -1` spares only the caller and PID 1), then
+/// reports the exit code and the cgroup's counters on stderr behind a per-command marker.
+/// Only shell builtins run after the command, so it works even when the process limit was hit.
+pub const WRAPPER: &str = concat!(
+    r#"m="$1"; t="$2"; c="$3"
+kill -KILL -1 2>/dev/null
+if [ -x /bin/bash ]; then s=/bin/bash; else s=/bin/sh; fi
+timeout -s KILL "$t" "$s" -c "$c"
+rc=$?
+kill -KILL -1 2>/dev/null
+"#,
+    counters_script!(),
+    r#"printf '\n%s %s %s %s\n' "$m" "$rc" "$oom" "$max" >&2
+exit $rc"#
+);
 
 /// The argv of an exec running `command` under [`WRAPPER`].
 pub fn wrapped_command(marker: &str, timeout: Duration, command: &str) -> Vec<String> {

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::archive;
+use super::archive::{self, ChannelReader};
 use super::container;
 use super::error::SandboxError;
 use super::exec::{self, Counters, ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
@@ -38,6 +38,8 @@ pub struct Sandbox {
     deadline: Instant,
     max_file_bytes: u64,
     max_copy_out_bytes: u64,
+    command_timeout: Duration,
+    output_cap: usize,
     /// Counters after the last command; the lock also keeps commands one at a time, which
     /// the wrapper's `kill -1` relies on.
     counters: Mutex<Counters>,
@@ -70,6 +72,8 @@ impl Sandbox {
             deadline: Instant::now() + settings.run_timeout,
             max_file_bytes: settings.max_file_bytes,
             max_copy_out_bytes: settings.max_copy_out_bytes,
+            command_timeout: settings.command_timeout,
+            output_cap: settings.output_cap,
             counters: Mutex::new(Counters::default()),
             expired: Arc::new(AtomicBool::new(false)),
             watchdog: None,
@@ -91,6 +95,18 @@ impl Sandbox {
                 tracing::warn!(container = %id, error = %e, "could not remove an expired sandbox");
             }
         }));
+    }
+
+    /// A command with this sandbox's default time limit and output cap (from its settings).
+    pub fn command(&self, command: impl Into<String>) -> ExecSpec {
+        ExecSpec::new(command)
+            .timeout(self.command_timeout)
+            .output_cap(self.output_cap)
+    }
+
+    /// When the run's time limit is over and the container goes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// The container id.
@@ -154,7 +170,9 @@ impl Sandbox {
         self.check_run_limit()?;
         let exit_code = match trailer {
             Some(t) => t.exit_code,
-            None => run.exit_code.unwrap_or(-1),
+            // Only asked when the wrapper could not say (it saves a round trip otherwise).
+            None if run.host_timed_out => -1,
+            None => self.exit_code(&run.exec_id).await.unwrap_or(-1),
         };
         let trailer = match trailer {
             Some(t) => Some(t),
@@ -188,15 +206,10 @@ impl Sandbox {
 
     /// The cgroup counters, from a separate exec (used when the wrapper could not report).
     async fn read_counters(&self, exit_code: i64) -> Option<exec::Trailer> {
-        let script = "oom=-; max=-
-for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
-  if [ -r \"$f\" ]; then while read -r k v; do [ \"$k\" = oom_kill ] && oom=$v; done < \"$f\"; fi
-done
-for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
-  if [ -r \"$f\" ]; then while read -r k v; do [ \"$k\" = max ] && max=$v; done < \"$f\"; fi
-done
-echo \"$oom $max\"";
-        let out = self.helper(&["/bin/sh", "-c", script], None).await.ok()?;
+        let out = self
+            .helper(&["/bin/sh", "-c", exec::COUNTERS], None)
+            .await
+            .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         exec::parse_trailer(&format!("{exit_code} {}", text.trim()))
     }
@@ -234,7 +247,7 @@ echo \"$oom $max\"";
         let mut run = ExecRun {
             stdout: CappedOutput::new(output_cap),
             stderr: CappedOutput::new(output_cap),
-            exit_code: None,
+            exec_id: String::new(),
             host_timed_out: false,
         };
         let deadline = tokio::time::Instant::now() + limit;
@@ -266,9 +279,7 @@ echo \"$oom $max\"";
                 Ok(Some(Err(e))) => return Err(self.gone_or(e, "reading an exec's output")),
             }
         }
-        if !run.host_timed_out {
-            run.exit_code = self.exit_code(&created.id).await;
-        }
+        run.exec_id = created.id;
         Ok(run)
     }
 
@@ -326,7 +337,7 @@ echo \"$oom $max\"";
         let total = stdout.total();
         let captured = stdout.into_bytes();
         Ok(HelperOutput {
-            exit_code: run.exit_code.unwrap_or(-1),
+            exit_code: self.exit_code(&run.exec_id).await.unwrap_or(-1),
             stdout: captured,
             stdout_total: total,
             stderr: run.stderr.finish().text,
@@ -395,32 +406,47 @@ echo \"$oom $max\"";
             .path(WORKSPACE)
             .build();
         let mut stream = self.docker.download_from_container(&self.id, Some(options));
-        // The tar holds `.git` too and headers; allow for them above the content limit.
-        let tar_limit = self
-            .max_copy_out_bytes
-            .saturating_mul(2)
-            .saturating_add(64 << 20);
-        let mut tar = Vec::new();
+        // Unpacked as it arrives: memory stays flat; `.git` is read past, never written.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let dest_dir = dest.to_path_buf();
+        let limit = self.max_copy_out_bytes;
+        let unpacking = tokio::task::spawn_blocking(move || {
+            archive::unpack_tree(ChannelReader::new(rx), &dest_dir, 1, limit)
+        });
+        let mut download_error = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.gone_or(e, "copying the working tree out"))?;
-            tar.extend_from_slice(&chunk);
-            if tar.len() as u64 > tar_limit {
-                return Err(SandboxError::TooLarge {
-                    path: WORKSPACE.to_string(),
-                    limit: self.max_copy_out_bytes,
-                });
+            match chunk {
+                Ok(bytes) => {
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        break; // the unpacker stopped; its error says why
+                    }
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the download failed")))
+                        .await;
+                    download_error = Some(self.gone_or(e, "copying the working tree out"));
+                    break;
+                }
             }
         }
-        let dest = dest.to_path_buf();
-        let limit = self.max_copy_out_bytes;
-        let report = tokio::task::spawn_blocking(move || {
-            archive::unpack_tree(&tar[..], &dest, 1, limit).map_err(SandboxError::io(format!(
-                "unpacking into {}",
-                dest.display()
-            )))
-        })
-        .await
-        .map_err(|e| SandboxError::Invalid(format!("unpacking the working tree: {e}")))??;
+        drop(tx);
+        let unpacked = unpacking
+            .await
+            .map_err(|e| SandboxError::Invalid(format!("unpacking the working tree: {e}")))?;
+        if let Some(e) = download_error {
+            return Err(e);
+        }
+        let report = unpacked.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                SandboxError::TooLarge {
+                    path: WORKSPACE.to_string(),
+                    limit,
+                }
+            } else {
+                SandboxError::io(format!("unpacking into {}", dest.display()))(e)
+            }
+        })?;
         for refused in &report.refused {
             tracing::warn!(run = %self.run_id, entry = %refused, "copy-out refused an entry");
         }
@@ -528,7 +554,7 @@ fn remove_blocking(id: &str) {
 struct ExecRun {
     stdout: CappedOutput,
     stderr: CappedOutput,
-    exit_code: Option<i64>,
+    exec_id: String,
     host_timed_out: bool,
 }
 

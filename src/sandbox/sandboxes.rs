@@ -13,7 +13,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use tokio::task::JoinHandle;
 
-use super::archive;
+use super::archive::{self, ChannelWriter};
 use super::container;
 use super::error::{is_not_found, SandboxError};
 use super::exec::WORKSPACE;
@@ -118,8 +118,6 @@ impl Sandboxes {
     ) -> Result<Sandbox, SandboxError> {
         let settings = &self.shared.settings;
         let docker = &self.shared.docker;
-        let repo = repo_dir.to_path_buf();
-        let packing = tokio::task::spawn_blocking(move || archive::pack_dir(&repo));
 
         let warm = if options.network {
             None
@@ -137,18 +135,28 @@ impl Sandboxes {
         };
         // From here on, the guard in `Sandbox` removes the container on every way out.
         let mut sandbox = Sandbox::new(docker.clone(), id, run_id, settings);
-        let tar = packing
-            .await
-            .map_err(|e| SandboxError::Invalid(format!("packing the repository: {e}")))?
-            .map_err(SandboxError::io(format!(
-                "packing the repository at {}",
-                repo_dir.display()
-            )))?;
+        // The repository streams in as it is packed: memory stays flat for big checkouts.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let repo = repo_dir.to_path_buf();
+        let packing = tokio::task::spawn_blocking(move || {
+            let writer =
+                std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter::new(tx.clone()));
+            let packed = archive::pack_into(&repo, writer)
+                .and_then(|w| w.into_inner().map_err(|e| e.into_error()));
+            if let Err(e) = &packed {
+                // Fails the upload too, so it cannot end as a half repository.
+                let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
+            }
+            packed.map(|_| ())
+        });
         let upload = UploadToContainerOptionsBuilder::new()
             .path(WORKSPACE)
             .build();
-        let uploaded =
-            docker.upload_to_container(sandbox.id(), Some(upload), bollard::body_full(tar.into()));
+        let uploaded = docker.upload_to_container(
+            sandbox.id(),
+            Some(upload),
+            bollard::body_try_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        );
         // A cold container starts while the repository goes in; a warm one, already running,
         // takes the run's name (its labels say `warm-pool`; the name says which run).
         let other = async {
@@ -166,13 +174,26 @@ impl Sandboxes {
             }
         };
         let (uploaded, other) = tokio::join!(uploaded, other);
-        let ready = other.and(uploaded.map_err(SandboxError::docker("copying the repository in")));
+        let packed = match packing.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SandboxError::io(format!(
+                "packing the repository at {}",
+                repo_dir.display()
+            ))(e)),
+            Err(e) => Err(SandboxError::Invalid(format!(
+                "packing the repository: {e}"
+            ))),
+        };
+        let ready = packed
+            .and(other)
+            .and(uploaded.map_err(SandboxError::docker("copying the repository in")));
         if let Err(e) = ready {
             sandbox.remove_now().await;
             return Err(e);
         }
         sandbox.arm_run_limit();
-        if from_pool {
+        if !options.network {
+            // Also after a cold start: the pool may have been empty or stale.
             self.refill_in_background();
         }
         tracing::debug!(run = run_id, container = %sandbox.id(), from_pool, "sandbox ready");
@@ -264,6 +285,35 @@ impl Sandboxes {
             container::remove(&self.shared.docker, id).await?;
         }
         Ok(ids.len())
+    }
+
+    /// At shutdown, after running jobs had their grace period: removes the warm pool and every
+    /// container this instance still has. Returns how many containers were removed.
+    pub async fn shutdown(&self) -> Result<usize, SandboxError> {
+        let mut removed = self.drain_pool().await?;
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!(
+                "{}={}",
+                container::LABEL_INSTANCE,
+                self.shared.settings.instance_id
+            )],
+        )]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let own = self
+            .shared
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(SandboxError::docker("listing sandboxes"))?;
+        for id in own.into_iter().filter_map(|c| c.id) {
+            container::remove(&self.shared.docker, &id).await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// How many warm containers are waiting.

@@ -18,10 +18,8 @@ pub struct SandboxSettings {
     pub cpus: f64,
     /// Maximum number of processes and threads in the container.
     pub pids_limit: i64,
-    /// Size of the tmpfs at `/tmp` (counts against the memory limit).
+    /// Size of the tmpfs at `/tmp`, which is also HOME (counts against the memory limit).
     pub tmp_bytes: u64,
-    /// Size of the tmpfs at the agent's home directory.
-    pub home_bytes: u64,
     /// Default time limit of one command.
     pub command_timeout: Duration,
     /// Time limit of the whole run: past it the container is removed.
@@ -52,7 +50,6 @@ impl Default for SandboxSettings {
             cpus: 2.0,
             pids_limit: 512,
             tmp_bytes: 512 * 1024 * 1024,
-            home_bytes: 128 * 1024 * 1024,
             command_timeout: Duration::from_secs(10 * 60),
             run_timeout: Duration::from_secs(60 * 60),
             output_cap: 30_000,

@@ -146,9 +146,7 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
         body,
     } = delivery;
 
-    let parsed = webhook::envelope(&event, &body).and_then(|meta| {
-        webhook::parse(&event, meta.action.as_deref(), &body).map(|ev| (meta, ev))
-    });
+    let parsed = webhook::parse_delivery(&event, &body);
     let (meta, parsed) = match parsed {
         Ok(ok) => ok,
         Err(e) => {

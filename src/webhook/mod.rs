@@ -136,124 +136,227 @@ pub fn envelope(event: &str, body: &[u8]) -> Result<DeliveryMeta, PayloadError> 
     })
 }
 
-/// Parses a delivery. `Ok(None)`: an event or action Backspace ignores.
+/// Parses a delivery: its envelope and its domain event (`None`: an event or action Backspace
+/// ignores). The common case takes one pass over the body: the typed payload carries the
+/// envelope's fields too. Only when that fails is the body read again, for the envelope and for
+/// an error that names the field.
+pub fn parse_delivery(
+    event: &str,
+    body: &[u8],
+) -> Result<(DeliveryMeta, Option<WebhookEvent>), PayloadError> {
+    let one_pass = match event {
+        // Pings are rare: the careful path reads their repository too.
+        "issue_comment" => fast(body).map(|p: payload::IssueCommentPayload| {
+            (
+                meta(&p.action, &p.installation, Some(&p.repository)),
+                issue_comment(p),
+            )
+        }),
+        "issues" => fast(body).map(|p: payload::IssuesPayload| {
+            (
+                meta(&p.action, &p.installation, Some(&p.repository)),
+                issues(p),
+            )
+        }),
+        "pull_request" => fast(body).map(|p: payload::PullRequestPayload| {
+            (
+                meta(&p.action, &p.installation, Some(&p.repository)),
+                pull_request(p),
+            )
+        }),
+        "pull_request_review_comment" => fast(body).map(|p: payload::ReviewCommentPayload| {
+            (
+                meta(&p.action, &p.installation, Some(&p.repository)),
+                review_comment(p),
+            )
+        }),
+        "installation" => fast(body).map(|p: payload::InstallationPayload| {
+            let m = DeliveryMeta {
+                action: Some(p.action.clone()),
+                installation_id: Some(p.installation.id),
+                repository: None,
+            };
+            (m, installation(p))
+        }),
+        "installation_repositories" => {
+            fast(body).map(|p: payload::InstallationRepositoriesPayload| {
+                let m = DeliveryMeta {
+                    action: Some(p.action.clone()),
+                    installation_id: Some(p.installation.id),
+                    repository: None,
+                };
+                (m, installation_repositories(p))
+            })
+        }
+        _ => None,
+    };
+    // A labeled event without its label is no event; let the careful path say so.
+    if let Some(ok) = one_pass.filter(|(_, ev)| ev.is_some() || event != "issues") {
+        return Ok(ok);
+    }
+    let meta = envelope(event, body)?;
+    let ev = parse(event, meta.action.as_deref(), body)?;
+    Ok((meta, ev))
+}
+
+/// Parses a delivery whose action is known. `Ok(None)`: an event or action Backspace ignores.
 pub fn parse(
     event: &str,
     action: Option<&str>,
     body: &[u8],
 ) -> Result<Option<WebhookEvent>, PayloadError> {
     let parsed = match (event, action) {
-        ("ping", _) => {
-            let p: payload::PingPayload = decode(event, body)?;
-            WebhookEvent::Ping {
-                zen: p.zen,
-                hook_id: p.hook_id,
-                app_id: p.hook.and_then(|h| h.app_id),
-            }
-        }
+        ("ping", _) => Some(ping(decode(event, body)?)),
         ("issue_comment", Some("created" | "edited" | "deleted")) => {
-            let p: payload::IssueCommentPayload = decode(event, body)?;
-            let action = match p.action.as_str() {
-                "created" => CommentAction::Created,
-                "edited" => CommentAction::Edited {
-                    previous_body: p.changes.and_then(|c| c.body).map(|b| b.from),
-                },
-                _ => CommentAction::Deleted,
-            };
-            WebhookEvent::IssueComment {
-                action,
-                installation_id: p.installation.map(|i| i.id),
-                repository: p.repository,
-                issue: p.issue,
-                comment: p.comment,
-                sender: p.sender,
-            }
+            issue_comment(decode(event, body)?)
         }
         ("issues", Some("labeled" | "opened" | "closed")) => {
             let p: payload::IssuesPayload = decode(event, body)?;
-            let action = match p.action.as_str() {
-                "labeled" => IssueAction::Labeled {
-                    label: p.label.map(|l| l.name).ok_or_else(|| PayloadError {
-                        event: event.to_owned(),
-                        path: "label".into(),
-                        message: "missing field `label` on a labeled event".into(),
-                    })?,
-                },
-                "opened" => IssueAction::Opened,
-                _ => IssueAction::Closed,
-            };
-            WebhookEvent::Issues {
-                action,
-                installation_id: p.installation.map(|i| i.id),
-                repository: p.repository,
-                issue: p.issue,
-                sender: p.sender,
+            if p.action == "labeled" && p.label.is_none() {
+                return Err(PayloadError {
+                    event: event.to_owned(),
+                    path: "label".into(),
+                    message: "missing field `label` on a labeled event".into(),
+                });
             }
+            issues(p)
         }
-        ("pull_request", Some("closed")) => {
-            let p: payload::PullRequestPayload = decode(event, body)?;
-            WebhookEvent::PullRequestClosed {
-                installation_id: p.installation.map(|i| i.id),
-                repository: p.repository,
-                pull_request: p.pull_request,
-                sender: p.sender,
-            }
-        }
-        ("pull_request_review_comment", Some("created")) => {
-            let p: payload::ReviewCommentPayload = decode(event, body)?;
-            WebhookEvent::ReviewCommentCreated {
-                installation_id: p.installation.map(|i| i.id),
-                repository: p.repository,
-                pull_request: p.pull_request,
-                comment: p.comment,
-                sender: p.sender,
-            }
-        }
+        ("pull_request", Some("closed")) => pull_request(decode(event, body)?),
+        ("pull_request_review_comment", Some("created")) => review_comment(decode(event, body)?),
         ("installation", Some("created" | "deleted" | "suspend" | "unsuspend")) => {
-            let p: payload::InstallationPayload = decode(event, body)?;
-            let action = match p.action.as_str() {
-                "created" => InstallationAction::Created,
-                "deleted" => InstallationAction::Deleted,
-                "suspend" => InstallationAction::Suspend,
-                _ => InstallationAction::Unsuspend,
-            };
-            WebhookEvent::Installation {
-                action,
-                installation: p.installation,
-                repositories: p
-                    .repositories
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| r.full_name)
-                    .collect(),
-                sender: p.sender,
-            }
+            installation(decode(event, body)?)
         }
         ("installation_repositories", Some("added" | "removed")) => {
-            let p: payload::InstallationRepositoriesPayload = decode(event, body)?;
-            WebhookEvent::InstallationRepositories {
-                action: if p.action == "added" {
-                    RepositoriesAction::Added
-                } else {
-                    RepositoriesAction::Removed
-                },
-                installation: p.installation,
-                added: p
-                    .repositories_added
-                    .into_iter()
-                    .map(|r| r.full_name)
-                    .collect(),
-                removed: p
-                    .repositories_removed
-                    .into_iter()
-                    .map(|r| r.full_name)
-                    .collect(),
-                sender: p.sender,
-            }
+            installation_repositories(decode(event, body)?)
         }
-        _ => return Ok(None),
+        _ => None,
     };
-    Ok(Some(parsed))
+    Ok(parsed)
+}
+
+/// Plain serde: fast, but its errors do not name the field.
+fn fast<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice(body).ok()
+}
+
+fn meta(
+    action: &str,
+    installation: &Option<payload::InstallationRef>,
+    repository: Option<&Repository>,
+) -> DeliveryMeta {
+    DeliveryMeta {
+        action: Some(action.to_owned()),
+        installation_id: installation.as_ref().map(|i| i.id),
+        repository: repository.map(|r| r.full_name.clone()),
+    }
+}
+
+fn ping(p: payload::PingPayload) -> WebhookEvent {
+    WebhookEvent::Ping {
+        zen: p.zen,
+        hook_id: p.hook_id,
+        app_id: p.hook.and_then(|h| h.app_id),
+    }
+}
+
+fn issue_comment(p: payload::IssueCommentPayload) -> Option<WebhookEvent> {
+    let action = match p.action.as_str() {
+        "created" => CommentAction::Created,
+        "edited" => CommentAction::Edited {
+            previous_body: p.changes.and_then(|c| c.body).map(|b| b.from),
+        },
+        "deleted" => CommentAction::Deleted,
+        _ => return None,
+    };
+    Some(WebhookEvent::IssueComment {
+        action,
+        installation_id: p.installation.map(|i| i.id),
+        repository: p.repository,
+        issue: p.issue,
+        comment: p.comment,
+        sender: p.sender,
+    })
+}
+
+fn issues(p: payload::IssuesPayload) -> Option<WebhookEvent> {
+    let action = match p.action.as_str() {
+        "labeled" => IssueAction::Labeled {
+            label: p.label?.name,
+        },
+        "opened" => IssueAction::Opened,
+        "closed" => IssueAction::Closed,
+        _ => return None,
+    };
+    Some(WebhookEvent::Issues {
+        action,
+        installation_id: p.installation.map(|i| i.id),
+        repository: p.repository,
+        issue: p.issue,
+        sender: p.sender,
+    })
+}
+
+fn pull_request(p: payload::PullRequestPayload) -> Option<WebhookEvent> {
+    (p.action == "closed").then(|| WebhookEvent::PullRequestClosed {
+        installation_id: p.installation.map(|i| i.id),
+        repository: p.repository,
+        pull_request: p.pull_request,
+        sender: p.sender,
+    })
+}
+
+fn review_comment(p: payload::ReviewCommentPayload) -> Option<WebhookEvent> {
+    (p.action == "created").then(|| WebhookEvent::ReviewCommentCreated {
+        installation_id: p.installation.map(|i| i.id),
+        repository: p.repository,
+        pull_request: p.pull_request,
+        comment: p.comment,
+        sender: p.sender,
+    })
+}
+
+fn installation(p: payload::InstallationPayload) -> Option<WebhookEvent> {
+    let action = match p.action.as_str() {
+        "created" => InstallationAction::Created,
+        "deleted" => InstallationAction::Deleted,
+        "suspend" => InstallationAction::Suspend,
+        "unsuspend" => InstallationAction::Unsuspend,
+        _ => return None,
+    };
+    Some(WebhookEvent::Installation {
+        action,
+        installation: p.installation,
+        repositories: p
+            .repositories
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.full_name)
+            .collect(),
+        sender: p.sender,
+    })
+}
+
+fn installation_repositories(p: payload::InstallationRepositoriesPayload) -> Option<WebhookEvent> {
+    let action = match p.action.as_str() {
+        "added" => RepositoriesAction::Added,
+        "removed" => RepositoriesAction::Removed,
+        _ => return None,
+    };
+    Some(WebhookEvent::InstallationRepositories {
+        action,
+        installation: p.installation,
+        added: p
+            .repositories_added
+            .into_iter()
+            .map(|r| r.full_name)
+            .collect(),
+        removed: p
+            .repositories_removed
+            .into_iter()
+            .map(|r| r.full_name)
+            .collect(),
+        sender: p.sender,
+    })
 }
 
 #[cfg(test)]
@@ -384,6 +487,54 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_one_pass_parse_agrees_with_the_careful_one_on_every_fixture() {
+        for (event, file) in [
+            ("ping", "ping/ping.json"),
+            ("ping", "ping/with-app_id.json"),
+            ("issue_comment", "issue_comment/created.json"),
+            (
+                "issue_comment",
+                "issue_comment/created.with-installation.json",
+            ),
+            ("issue_comment", "issue_comment/edited.json"),
+            ("issue_comment", "issue_comment/deleted.json"),
+            ("issues", "issues/labeled.json"),
+            ("issues", "issues/opened.json"),
+            ("installation", "installation/created.json"),
+            ("installation", "installation/deleted.json"),
+            (
+                "installation_repositories",
+                "installation_repositories/added.json",
+            ),
+            (
+                "installation_repositories",
+                "installation_repositories/removed.json",
+            ),
+            ("pull_request", "pull_request/opened.json"),
+            (
+                "pull_request_review_comment",
+                "pull_request_review_comment/created.json",
+            ),
+        ] {
+            let body = shared_fixture(&format!("webhooks/{file}"));
+            let careful = envelope(event, &body).unwrap();
+            let careful_event = parse(event, careful.action.as_deref(), &body).unwrap();
+            let (meta, ev) = parse_delivery(event, &body).unwrap();
+            assert_eq!(ev, careful_event, "{file}");
+            assert_eq!(meta.action, careful.action, "{file}");
+            assert_eq!(meta.repository, careful.repository, "{file}");
+            assert_eq!(meta.installation_id, careful.installation_id, "{file}");
+        }
+        // A bad payload still gets the careful error.
+        let err = parse_delivery(
+            "issue_comment",
+            br#"{"action":"created","issue":{"number":"x"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "issue.number");
     }
 
     #[test]

@@ -291,6 +291,36 @@ impl Bot {
     }
 }
 
+fn base_payload(gh: &FakeGithub, repo: &RepoName, fixture_path: &str, sender: &str) -> Value {
+    let mut v: Value = serde_json::from_slice(&fixture(fixture_path)).expect("fixture");
+    v["repository"] = gh.repository_json(repo);
+    v["sender"] = gh.user_json(sender);
+    v["installation"] = json!({ "id": gh.installation_of(repo).0, "node_id": "x" });
+    v
+}
+
+/// GitHub's `issue_comment` payload for a new comment by `author` on `n` (posted on the fake);
+/// returns it with the comment's id.
+pub fn comment_payload(
+    gh: &FakeGithub,
+    repo: &RepoName,
+    n: IssueNumber,
+    author: &str,
+    body: &str,
+) -> (Value, u64) {
+    let id = gh.post_comment(repo, n, author, body);
+    let mut p = base_payload(
+        gh,
+        repo,
+        "webhooks/issue_comment/created.with-installation.json",
+        author,
+    );
+    p["action"] = json!("created");
+    p["issue"] = gh.issue_json(repo, n);
+    p["comment"] = gh.comment_json(id);
+    (p, id)
+}
+
 /// A model script that edits `path` (replacing `old` with `new`), runs `cat`, and ends with a
 /// title and summary.
 pub fn edit_script(path: &str, old: &str, new: &str, title: &str) -> Vec<Step> {

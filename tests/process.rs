@@ -1,0 +1,415 @@
+//! The `backspace` binary as an operator runs it: started, signalled and killed for real, against
+//! the fake GitHub and the fake Messages API, with the real Docker sandbox and a SQLite file.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use backspace::job::JobState;
+use backspace::store::Store;
+use backspace::webhook::signature::sign;
+use secrecy::{ExposeSecret, SecretString};
+use support::bot::{comment_payload, edit_script, MAINTAINER};
+use support::fake_anthropic::{FakeAnthropic, Reply, Step};
+use support::fake_github::{self, FakeGithub};
+
+async fn within<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("the test timed out");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `backspace serve` process.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(env: &[(&str, String)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backspace"));
+        cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Ok(h) = std::env::var("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", h);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Server {
+            child: cmd.spawn().expect("start backspace"),
+            port,
+        }
+    }
+
+    async fn ready(&mut self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{}/health", self.port))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("backspace exited early: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("backspace never answered /health");
+    }
+
+    async fn deliver(&self, event: &str, payload: &serde_json::Value) -> serde_json::Value {
+        let body = serde_json::to_vec(payload).expect("json");
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/api/github/webhooks",
+                self.port
+            ))
+            .header("x-github-event", event)
+            .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+            .header(
+                "x-hub-signature-256",
+                sign(fake_github::WEBHOOK_SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("delivery");
+        assert_eq!(resp.status(), 202);
+        resp.json().await.expect("json")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backspace did not exit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What every server of a test shares: the fakes, the database file and the environment.
+struct World {
+    gh: FakeGithub,
+    model: FakeAnthropic,
+    db_url: SecretString,
+    repo: backspace::github::RepoName,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(script: Vec<Step>) -> World {
+        let gh = FakeGithub::start().await;
+        let repo = gh.repo_with_files(
+            "octo/app",
+            &[("src/app.js", "export const greet = (n) => 'hi ' + n;\n")],
+        );
+        gh.add_collaborator(&repo, MAINTAINER, "write");
+        let model = FakeAnthropic::start(script).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let db_url = SecretString::from(format!(
+            "sqlite://{}",
+            dir.path().join("backspace.db").display()
+        ));
+        World {
+            gh,
+            model,
+            db_url,
+            repo,
+            _dir: dir,
+        }
+    }
+
+    fn env(&self, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("APP_ID", self.gh.app_id().to_string()),
+            (
+                "PRIVATE_KEY",
+                fake_github::app_private_key().expose_secret().to_owned(),
+            ),
+            ("WEBHOOK_SECRET", fake_github::WEBHOOK_SECRET.to_owned()),
+            ("GITHUB_API_URL", self.gh.api_url().to_string()),
+            ("ANTHROPIC_BASE_URL", self.model.base_url.clone()),
+            ("ANTHROPIC_API_KEY", "sk-ant-process-test".to_owned()),
+            ("DATABASE_URL", self.db_url.expose_secret().to_owned()),
+            (
+                "BACKSPACE_SANDBOX_IMAGE",
+                support::docker::TEST_IMAGE.to_owned(),
+            ),
+            ("BACKSPACE_LEASE_SECS", "3".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    }
+
+    async fn store(&self) -> Store {
+        Store::connect(&self.db_url).await.expect("store")
+    }
+
+    async fn wait_for_model_calls(&self, n: usize) {
+        for _ in 0..1200 {
+            if self.model.requests().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the model was not called {n} times");
+    }
+}
+
+async fn wait_state(
+    store: &Store,
+    id: &str,
+    state: JobState,
+    within: Duration,
+) -> backspace::store::Job {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let job = store.job(id).await.expect("store").expect("job");
+        if job.state == state {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never reached {state}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn containers_of(run: &str) -> usize {
+    let Some(sandboxes) = support::docker::sandboxes().await else {
+        return 0;
+    };
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let mut filters = std::collections::HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{}={run}", backspace::sandbox::LABEL_RUN)],
+    );
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    sandboxes
+        .docker()
+        .list_containers(Some(opts))
+        .await
+        .expect("list")
+        .len()
+}
+
+#[tokio::test]
+async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_container() {
+    within(300, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        // Attempt 1 runs a command, then the model hangs (and the process is killed);
+        // attempt 2 starts over and finishes.
+        let mut script: Vec<Step> = vec![
+            Reply::bash("echo attempt one").into(),
+            Step::Stall(Duration::from_secs(120)),
+        ];
+        script.extend(edit_script(
+            "src/app.js",
+            "'hi '",
+            "'Hello, '",
+            "Greet properly",
+        ));
+        let world = World::new(script).await;
+        let issue = world
+            .gh
+            .open_issue(&world.repo, MAINTAINER, "Rude greeting", "fix it");
+        let mut first = Server::start(&world.env(&[]));
+        first.ready().await;
+        let (payload, _) = comment_payload(
+            &world.gh,
+            &world.repo,
+            issue,
+            MAINTAINER,
+            "/backspace make greet say Hello",
+        );
+        let answer = first.deliver("issue_comment", &payload).await;
+        let run = answer["job_id"].as_str().expect("job id").to_owned();
+        world.wait_for_model_calls(2).await;
+        assert_eq!(containers_of(&run).await, 1, "the run's sandbox is up");
+        first.child.kill().expect("kill -9");
+        first.wait_exit(Duration::from_secs(10)).await;
+
+        let mut second = Server::start(&world.env(&[]));
+        second.ready().await;
+        let store = world.store().await;
+        let job = wait_state(&store, &run, JobState::Succeeded, Duration::from_secs(120)).await;
+        assert_eq!(job.attempts, 2, "{job:?}");
+        let pulls = world.gh.pulls(&world.repo);
+        assert_eq!(pulls.len(), 1, "exactly one pull request");
+        let bot = world.gh.bot_login();
+        let comments: Vec<_> = world
+            .gh
+            .comments(&world.repo, issue)
+            .into_iter()
+            .filter(|c| c.author == bot)
+            .collect();
+        assert_eq!(
+            comments.len(),
+            1,
+            "one progress comment, found again after the restart"
+        );
+        assert!(
+            comments[0]
+                .body
+                .contains("✅ Backspace opened a pull request"),
+            "{}",
+            comments[0].body
+        );
+        assert!(comments[0]
+            .history
+            .iter()
+            .any(|b| b.contains("started again after an interruption")));
+        assert_eq!(
+            containers_of(&run).await,
+            0,
+            "the orphan was reaped and the second sandbox removed"
+        );
+        second.signal("-TERM");
+        assert!(second.wait_exit(Duration::from_secs(30)).await.success());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_grace_period_pass_then_releases_the_running_job() {
+    within(240, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        let world = World::new(vec![
+            Reply::bash("echo working").into(),
+            Step::Stall(Duration::from_secs(120)),
+        ])
+        .await;
+        let issue = world.gh.open_issue(&world.repo, MAINTAINER, "x", "y");
+        let mut server = Server::start(&world.env(&[("BACKSPACE_SHUTDOWN_GRACE_SECS", "1")]));
+        server.ready().await;
+        let (payload, _) = comment_payload(
+            &world.gh,
+            &world.repo,
+            issue,
+            MAINTAINER,
+            "/backspace slow work",
+        );
+        let answer = server.deliver("issue_comment", &payload).await;
+        let run = answer["job_id"].as_str().expect("job id").to_owned();
+        world.wait_for_model_calls(2).await;
+        server.signal("-TERM");
+        let status = server.wait_exit(Duration::from_secs(60)).await;
+        assert!(status.success(), "{status}");
+        let job = world.store().await.job(&run).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.lease_owner),
+            (JobState::Queued, None),
+            "released for the next instance"
+        );
+        let bot = world.gh.bot_login();
+        let comment = world
+            .gh
+            .comments(&world.repo, issue)
+            .into_iter()
+            .find(|c| c.author == bot)
+            .expect("progress comment");
+        assert!(comment.body.contains("restarting"), "{}", comment.body);
+        assert_eq!(containers_of(&run).await, 0, "no container is left");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missing() {
+    within(60, async {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_backspace"))
+            .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("b.db").display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let mut server = Server { child, port };
+        server.ready().await;
+        let resp = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/github/webhooks"))
+            .header("x-github-event", "ping")
+            .body("{}")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 503);
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET"),
+            "{text}"
+        );
+        server.signal("-TERM");
+        assert!(server.wait_exit(Duration::from_secs(10)).await.success());
+        let mut stderr = String::new();
+        use std::io::Read;
+        server
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains("setup mode") && stderr.contains("/setup"),
+            "{stderr}"
+        );
+    })
+    .await;
+}
