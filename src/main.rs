@@ -134,8 +134,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {addr}"))?;
     tracing::info!(%addr, "listening");
+    let closing = state.clone();
     axum::serve(listener, server::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open event streams end now; otherwise graceful shutdown would wait for them.
+            closing.close_streams();
+        })
         .await
         .context("the server failed")?;
     if let Some(late) = late_workers {

@@ -561,6 +561,33 @@ async fn a_live_stream_gets_events_appended_after_it_opened() {
 }
 
 #[tokio::test]
+async fn open_streams_end_when_the_server_shuts_down() {
+    within(30, async {
+        let t = db::sqlite().await;
+        let s = Server::new(t.store.clone(), doors("http://localhost:3000"));
+        s.install_example().await;
+        let (_, body) = s
+            .send_json(code_request(
+                json!({"repoUrl": REPO_URL, "prompt": "x"}),
+                true,
+            ))
+            .await;
+        let id = body["runId"].as_str().unwrap().to_owned();
+        // A queued run with no events: the stream would wait for ever.
+        let resp = s.send(get(&format!("/api/runs/{id}/events"))).await;
+        let reading = tokio::spawn(async move { resp.into_body().collect().await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!reading.is_finished());
+        s.state.close_streams();
+        assert!(
+            within(5, reading).await.unwrap(),
+            "the stream ended cleanly"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_run_cancelled_before_it_started_still_ends_its_stream() {
     within(30, async {
         let t = db::sqlite().await;

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
+use tokio_util::sync::CancellationToken;
 
 use crate::job::JobState;
 use crate::run_event::{RunEvent, RunStatus, Usage};
@@ -146,14 +147,17 @@ pub fn run_events(
     })
 }
 
-/// [`run_events`] as an axum SSE answer with keep-alive comments.
+/// [`run_events`] as an axum SSE answer with keep-alive comments, ended early when `closing`
+/// is cancelled (shutdown).
 pub fn sse(
     store: Store,
     run_id: String,
     after: i64,
+    closing: CancellationToken,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
-    Sse::new(run_events(store, run_id, after, POLL_INTERVAL))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    let stream =
+        run_events(store, run_id, after, POLL_INTERVAL).take_until(closing.cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 #[cfg(test)]

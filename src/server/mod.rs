@@ -48,6 +48,9 @@ struct Inner {
     setup: setup::SetupState,
     /// Poked when a job is queued, so an idle worker claims it at once.
     wake: Arc<tokio::sync::Notify>,
+    /// Cancelled on shutdown: event streams end, so that graceful shutdown is not held open
+    /// by a run page left open (its EventSource reconnects with `Last-Event-ID`).
+    closing: tokio_util::sync::CancellationToken,
     /// The GitHub App client, once credentials are known.
     github: RwLock<Option<GithubApp>>,
 }
@@ -84,6 +87,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 setup: setup::SetupState::default(),
                 wake: Arc::new(tokio::sync::Notify::new()),
+                closing: tokio_util::sync::CancellationToken::new(),
                 github: RwLock::new(None),
             }),
         }
@@ -165,6 +169,16 @@ impl AppState {
             run_link::unix_now(),
             RUN_LINK_TTL,
         ))
+    }
+
+    /// Ends every open event stream (SSE) now and any opened later: call it when shutdown
+    /// begins, or the server's graceful shutdown waits for streams that never end.
+    pub fn close_streams(&self) {
+        self.inner.closing.cancel();
+    }
+
+    pub(crate) fn closing(&self) -> tokio_util::sync::CancellationToken {
+        self.inner.closing.clone()
     }
 
     /// The one-click setup link to print at start-up in setup mode:

@@ -248,7 +248,7 @@ pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body:
         }
         (StatusCode::ACCEPTED, Json(body)).into_response()
     } else {
-        events::sse(state.store().clone(), run_id.clone(), 0).into_response()
+        events::sse(state.store().clone(), run_id.clone(), 0, state.closing()).into_response()
     };
     if let Ok(v) = HeaderValue::from_str(&format!("/api/runs/{run_id}")) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -350,7 +350,7 @@ pub(crate) async fn stream_run(state: &AppState, headers: &HeaderMap, id: &str) 
         Ok(None) => return no_such_run(),
         Err(e) => return store_down(e),
     }
-    events::sse(state.store().clone(), id.to_owned(), after).into_response()
+    events::sse(state.store().clone(), id.to_owned(), after, state.closing()).into_response()
 }
 
 /// Pure: what a run's events (and its job result, for what events lack) say about its outcome.
