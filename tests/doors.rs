@@ -93,15 +93,15 @@ impl Server {
     }
 }
 
-fn post_code(body: &str) -> axum::http::request::Builder {
-    let _ = body;
+/// `POST /api/code` with the key and a JSON content type.
+fn post_code() -> axum::http::request::Builder {
     Request::post("/api/code")
         .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
         .header(header::CONTENT_TYPE, "application/json")
 }
 
 fn code_request(body: Value, accept_json: bool) -> Request<Body> {
-    let b = post_code("");
+    let b = post_code();
     let b = if accept_json {
         b.header(header::ACCEPT, "application/json")
     } else {
@@ -321,7 +321,7 @@ async fn every_bad_input_is_a_400_that_names_the_field() {
         ];
         for (body, field) in cases {
             let (status, answer) = s
-                .send_json(post_code("").body(Body::from(body.clone())).unwrap())
+                .send_json(post_code().body(Body::from(body.clone())).unwrap())
                 .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body:.80}");
             assert_eq!(answer["field"], field, "{body:.80}: {answer}");
