@@ -306,6 +306,7 @@ pub async fn get_run(
         "costUsd": summary.cost_usd,
         "durationMs": summary.duration_ms,
         "error": summary.error,
+        "summary": summary.summary,
         "events": events.len(),
         "createdAt": job.created_at,
         "startedAt": job.started_at,
@@ -363,6 +364,8 @@ pub struct RunSummary {
     pub cost_usd: Option<f64>,
     pub duration_ms: Option<u64>,
     pub error: Option<String>,
+    /// The agent's summary (or its answer when nothing changed), from the job's result.
+    pub summary: Option<String>,
 }
 
 impl RunSummary {
@@ -405,6 +408,18 @@ impl RunSummary {
                 .cost_usd
                 .or_else(|| r.get("cost_usd").and_then(Value::as_f64));
             s.status = s.status.or_else(|| r.get("status").cloned());
+            s.duration_ms = s
+                .duration_ms
+                .or_else(|| r.get("duration_ms").and_then(Value::as_u64));
+            if s.files_changed.is_empty() {
+                if let Some(files) = r.get("files_changed").and_then(Value::as_array) {
+                    s.files_changed = files
+                        .iter()
+                        .filter_map(|f| f.as_str().map(str::to_owned))
+                        .collect();
+                }
+            }
+            s.summary = str_of("summary");
         }
         s
     }
@@ -445,6 +460,15 @@ mod tests {
         let s = RunSummary::of([].iter(), Some(&json!({ "reason": "cancelled by alice" })));
         assert_eq!(s.error.as_deref(), Some("cancelled by alice"));
         assert_eq!(s.pr_url, None);
+        let s = RunSummary::of(
+            [].iter(),
+            Some(
+                &json!({ "status": "answered", "summary": "It works already.", "files_changed": [], "duration_ms": 5 }),
+            ),
+        );
+        assert_eq!(s.summary.as_deref(), Some("It works already."));
+        assert_eq!(s.duration_ms, Some(5));
+        assert_eq!(s.status, Some(json!("answered")));
     }
 
     #[test]
