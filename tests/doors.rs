@@ -489,6 +489,66 @@ async fn the_default_answer_streams_the_run_from_start_to_complete_with_the_pr_u
 }
 
 #[tokio::test]
+async fn an_api_run_through_the_real_workers_streams_to_a_pull_request() {
+    within(240, async {
+        // The whole bot: real workers, Docker sandbox and git, the fake GitHub and model.
+        let Some(bot) = support::bot::Bot::start(
+            &[("src/app.js", "export const greet = (n) => 'hi ' + n;\n")],
+            support::bot::edit_script("src/app.js", "'hi '", "'Hello, '", "Greet people properly"),
+        )
+        .await
+        else {
+            return;
+        };
+        let mut config = doors("http://backspace.test");
+        config.github_url = bot.gh.api_url();
+        bot.ingress.state.configure(config);
+        let repo_url = format!("{}octo/app", bot.gh.api_url());
+        let resp = bot
+            .ingress
+            .router
+            .clone()
+            .oneshot(code_request(
+                json!({"repoUrl": repo_url, "prompt": "make greet say Hello"}),
+                false,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let frames = within(180, read_sse(resp)).await;
+        let types: Vec<&str> = frames
+            .iter()
+            .map(|f| f.data["type"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(types.first(), Some(&"start"), "{types:?}");
+        assert_eq!(types.last(), Some(&"complete"), "{types:?}");
+        assert!(
+            types.contains(&"tool") && types.contains(&"ai_message"),
+            "{types:?}"
+        );
+        let pr = frames
+            .iter()
+            .find(|f| f.data["type"] == "pr_created")
+            .expect("a pr_created event");
+        let complete = frames.last().unwrap();
+        assert_eq!(complete.data["status"], "succeeded", "{frames:?}");
+        let pulls = bot.gh.pulls(&bot.repo);
+        assert_eq!(pulls.len(), 1);
+        assert!(pr.data["pr_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/pull/{}", pulls[0].number)));
+        assert_eq!(pr.data["files_changed"], json!(["src/app.js"]));
+        let file = bot
+            .gh
+            .file_on_branch(&bot.repo, &pulls[0].head, "src/app.js")
+            .unwrap();
+        assert!(file.contains("'Hello, ' + n"), "{file}");
+    })
+    .await
+}
+
+#[tokio::test]
 async fn last_event_id_resumes_after_that_event() {
     within(60, async {
         let t = db::sqlite().await;
