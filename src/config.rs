@@ -93,6 +93,16 @@ pub struct ServeArgs {
     /// OTLP endpoint for tracing spans.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_endpoint: Option<String>,
+    /// POST /api/code: runs one API key may start at once before the rate limit applies.
+    #[arg(long, env = "BACKSPACE_API_BURST", default_value_t = 5)]
+    pub api_burst: u32,
+    /// POST /api/code: runs per minute one API key may start after its burst.
+    #[arg(long, env = "BACKSPACE_API_RATE_PER_MINUTE", default_value_t = 10)]
+    pub api_rate_per_minute: u32,
+    /// Where /setup saves the registered app's credentials (mode 0600) and where serve reads
+    /// them back; default: backspace-credentials.json beside the SQLite file.
+    #[arg(long, env = "BACKSPACE_CREDENTIALS_PATH")]
+    pub credentials_path: Option<PathBuf>,
     /// Seconds a worker's claim on a job lasts without renewal; a crashed instance's jobs are
     /// retried after it.
     #[arg(long, env = "BACKSPACE_LEASE_SECS", default_value_t = 60, hide = true)]
@@ -232,6 +242,14 @@ impl ServeArgs {
             return Err(ConfigError::CommandWord);
         }
         Ok(())
+    }
+
+    /// `BACKSPACE_CREDENTIALS_PATH`, or `backspace-credentials.json` beside the SQLite file
+    /// (in the working directory with Postgres).
+    pub fn credentials_path(&self) -> PathBuf {
+        self.credentials_path.clone().unwrap_or_else(|| {
+            crate::setup_store::default_credentials_path(self.database_url.expose_secret())
+        })
     }
 
     /// `PUBLIC_URL`, or `http://localhost:$PORT`.

@@ -30,11 +30,17 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the GitHub App server (webhooks, health). Without app credentials it starts in setup
     /// mode and says which are missing.
     Serve(ServeArgs),
+    /// Run the agent in the sandbox against a local git checkout, no GitHub: the result is a
+    /// commit on a new local branch. Exit codes: 0 committed, 1 failed, 2 bad usage or input,
+    /// 3 answered without changing a file.
+    Run(backspace::local_run::RunArgs),
 }
 
 #[tokio::main]
@@ -42,6 +48,13 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Run(args) => {
+            // Events are printed; logs only when asked for (RUST_LOG).
+            if std::env::var_os("RUST_LOG").is_some() {
+                backspace::telemetry::init(backspace::config::LogFormat::Pretty);
+            }
+            return std::process::ExitCode::from(backspace::local_run::main(args).await);
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -62,9 +75,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         command_word: args.command_word.clone(),
         ..TriggerContext::default()
     };
-    let public_url = args.public_url();
     let mut workers = None;
-    let state = match args.app_credentials()? {
+    let credentials_path = args.credentials_path();
+    let credentials = match args.app_credentials()? {
+        Ok(creds) => Ok(creds),
+        // Credentials registered through /setup on an earlier start.
+        Err(missing) => match backspace::setup_store::load_saved_credentials(&credentials_path)? {
+            Some(saved) => {
+                tracing::info!(path = %credentials_path.display(), "GitHub App credentials read from the credentials file");
+                Ok(saved)
+            }
+            None => Err(missing),
+        },
+    };
+    let state = match credentials {
         Ok(creds) => {
             tracing::info!(app_id = creds.app_id, "GitHub App credentials loaded");
             let state = AppState::new(
@@ -72,19 +96,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 WebhookSecrets::new(creds.webhook_secrets.clone()),
                 trigger,
             );
+            state.configure(server::DoorsConfig::from_args(&args));
             workers = Some(start_workers(&args, &creds, &state).await?);
             state
         }
         Err(missing) => {
             tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
+            let note = format!("Backspace is in setup mode: missing {missing}.");
+            let state = AppState::setup_mode(store, missing, trigger);
+            state.configure(server::DoorsConfig::from_args(&args));
             eprintln!(
-                "Backspace is in setup mode: missing {missing}.\n\
-                 Set them in the environment, or register the app at {}setup",
-                public_url
+                "{note}\nSet them in the environment, or register the app at {}",
+                state.setup_link()
             );
-            AppState::setup_mode(store, missing, trigger)
+            state
         }
     };
+    // Setup mode: the workers start when /setup has registered the app, without a restart.
+    let late_workers = workers.is_none().then(|| {
+        let (args, state) = (args.clone(), state.clone());
+        tokio::spawn(async move {
+            let mut registered = state.credentials_watch();
+            let creds = registered.wait_for(Option::is_some).await.ok()?.clone()?;
+            match start_workers(&args, &creds, &state).await {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the app is registered but the workers could not start; restart serve");
+                    None
+                }
+            }
+        })
+    });
     let addr: SocketAddr = format!("{}:{}", args.bind, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.bind, args.port))?;
@@ -92,10 +134,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {addr}"))?;
     tracing::info!(%addr, "listening");
+    let closing = state.clone();
     axum::serve(listener, server::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open event streams end now; otherwise graceful shutdown would wait for them.
+            closing.close_streams();
+        })
         .await
         .context("the server failed")?;
+    if let Some(late) = late_workers {
+        if late.is_finished() {
+            workers = late.await.ok().flatten();
+        } else {
+            late.abort();
+        }
+    }
     if let Some(w) = workers {
         w.shutdown().await;
     }
@@ -186,7 +240,10 @@ async fn start_workers(
         agent: AgentConfig::default(),
         settings: Arc::new(settings),
         wake: state.wake(),
-        run_link: None,
+        run_link: Some({
+            let state = state.clone();
+            Arc::new(move |run_id: &str| state.run_link(run_id))
+        }),
     };
     tracing::info!(max_jobs = args.max_jobs, "workers started");
     Ok(Workers::start(services))

@@ -1,7 +1,15 @@
 //! The HTTP front: the axum router and what its handlers share. Handlers answer fast and leave
 //! the slow work to the workers: ingress verifies, parses, stores and answers.
 
+pub mod api;
+mod doors;
+mod events;
 mod health;
+mod html;
+mod metrics;
+pub mod run_link;
+mod runs;
+pub mod setup;
 mod webhook;
 
 use std::sync::{Arc, RwLock};
@@ -12,12 +20,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::MissingCredentials;
+use crate::config::{AppCredentials, MissingCredentials};
 use crate::github::GithubApp;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::trigger::TriggerContext;
 use crate::webhook::signature::WebhookSecrets;
 
+pub use doors::DoorsConfig;
+pub use run_link::{run_link, LinkKey, RUN_LINK_TTL};
 pub use webhook::MAX_WEBHOOK_BODY;
 
 /// What the handlers share; cheap to clone.
@@ -32,8 +43,14 @@ struct Inner {
     secrets: RwLock<Option<WebhookSecrets>>,
     missing: RwLock<Option<MissingCredentials>>,
     trigger: RwLock<TriggerContext>,
+    doors: RwLock<Arc<doors::Doors>>,
+    metrics: Metrics,
+    setup: setup::SetupState,
     /// Poked when a job is queued, so an idle worker claims it at once.
     wake: Arc<tokio::sync::Notify>,
+    /// Cancelled on shutdown: event streams end, so that graceful shutdown is not held open
+    /// by a run page left open (its EventSource reconnects with `Last-Event-ID`).
+    closing: tokio_util::sync::CancellationToken,
     /// The GitHub App client, once credentials are known.
     github: RwLock<Option<GithubApp>>,
 }
@@ -64,7 +81,13 @@ impl AppState {
                 secrets: RwLock::new(secrets),
                 missing: RwLock::new(missing),
                 trigger: RwLock::new(trigger),
+                doors: RwLock::new(Arc::new(doors::Doors::new(DoorsConfig::new(
+                    url::Url::parse("http://localhost:3000").expect("a valid URL"),
+                )))),
+                metrics: Metrics::new(),
+                setup: setup::SetupState::default(),
                 wake: Arc::new(tokio::sync::Notify::new()),
+                closing: tokio_util::sync::CancellationToken::new(),
                 github: RwLock::new(None),
             }),
         }
@@ -112,6 +135,67 @@ impl AppState {
     pub(crate) fn trigger(&self) -> TriggerContext {
         read(&self.inner.trigger).clone()
     }
+
+    /// Sets what the API, the run page and setup need (URLs, API key, credentials path).
+    pub fn configure(&self, config: DoorsConfig) {
+        *write(&self.inner.doors) = Arc::new(doors::Doors::new(config));
+    }
+
+    pub(crate) fn doors(&self) -> Arc<doors::Doors> {
+        read(&self.inner.doors).clone()
+    }
+
+    /// The metrics recorder; clone it into workers.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The key run links are signed with (derived from the webhook secrets); `None` in setup
+    /// mode.
+    pub fn link_key(&self) -> Option<LinkKey> {
+        self.secrets()
+            .ok()
+            .map(|s| LinkKey::from_webhook_secrets(&s))
+    }
+
+    /// The signed link to a run's live page, valid for [`RUN_LINK_TTL`]; `None` in setup mode.
+    pub fn run_link(&self, run_id: &str) -> Option<String> {
+        let key = self.link_key()?;
+        let public = self.doors().config.public_url.clone();
+        Some(run_link(
+            &public,
+            run_id,
+            &key,
+            run_link::unix_now(),
+            RUN_LINK_TTL,
+        ))
+    }
+
+    /// Ends every open event stream (SSE) now and any opened later: call it when shutdown
+    /// begins, or the server's graceful shutdown waits for streams that never end.
+    pub fn close_streams(&self) {
+        self.inner.closing.cancel();
+    }
+
+    pub(crate) fn closing(&self) -> tokio_util::sync::CancellationToken {
+        self.inner.closing.clone()
+    }
+
+    /// The one-click setup link to print at start-up in setup mode:
+    /// `{PUBLIC_URL}/setup?token=…` (the token changes at every start).
+    pub fn setup_link(&self) -> String {
+        format!(
+            "{}/setup?token={}",
+            run_link::base(&self.doors().config.public_url),
+            self.inner.setup.access_token()
+        )
+    }
+
+    /// Credentials registered through `/setup` while serving: `None` until then. `serve`
+    /// watches it to start the GitHub client and the workers without a restart.
+    pub fn credentials_watch(&self) -> tokio::sync::watch::Receiver<Option<AppCredentials>> {
+        self.inner.setup.subscribe()
+    }
 }
 
 // A poisoned lock only means a panic happened while it was held; the data (a secret list, a
@@ -126,9 +210,23 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// The whole router; tests drive it with `oneshot`, `serve` binds it to a port.
 pub fn router(state: AppState) -> Router {
+    let webhooks = Router::new()
+        .route("/api/github/webhooks", post(webhook::receive))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_deliveries,
+        ));
     Router::new()
         .route("/health", get(health::health))
-        .route("/api/github/webhooks", post(webhook::receive))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/code", post(api::create_run))
+        .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/runs/{id}/events", get(api::run_events))
+        .route("/runs/{id}", get(runs::page))
+        .route("/runs/{id}/events", get(runs::events))
+        .route("/setup", get(setup::page))
+        .route("/setup/callback", get(setup::callback))
+        .merge(webhooks)
         .with_state(state)
 }
 

@@ -151,10 +151,13 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
         Ok(ok) => ok,
         Err(e) => {
             tracing::warn!(path = %e.path, error = %e.message, "a signed delivery is not valid JSON for its event");
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                e.to_string(),
-                json!({ "field": e.path }),
+            return with_result(
+                "bad_payload",
+                json_error(
+                    StatusCode::BAD_REQUEST,
+                    e.to_string(),
+                    json!({ "field": e.path }),
+                ),
             );
         }
     };
@@ -189,10 +192,13 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
         },
     };
 
-    match state.store().record_delivery(&record, effect).await {
+    let (result, response) = match state.store().record_delivery(&record, effect).await {
         Ok(DeliveryOutcome::Duplicate) => {
             tracing::debug!("duplicate delivery acknowledged");
-            (StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response()
+            (
+                "duplicate",
+                (StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response(),
+            )
         }
         Ok(DeliveryOutcome::Stored {
             job_id: Some(job_id),
@@ -201,18 +207,21 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
             tracing::info!(%job_id, repository = ?record.repository, "job queued");
             state.wake().notify_one();
             (
-                StatusCode::ACCEPTED,
-                Json(json!({ "status": "queued", "job_id": job_id })),
+                "queued",
+                (
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "status": "queued", "job_id": job_id })),
+                )
+                    .into_response(),
             )
-                .into_response()
         }
         Ok(DeliveryOutcome::Stored {
             job_id: None,
             cancelled_jobs,
         }) => {
-            let reason = match effect {
-                DeliveryEffect::Nothing { reason } => reason,
-                _ => "recorded",
+            let (result, reason) = match effect {
+                DeliveryEffect::Nothing { reason } => ("ignored", reason),
+                _ => ("recorded", "recorded"),
             };
             tracing::debug!(reason, cancelled_jobs, "delivery recorded");
             if let (Some(app), DeliveryEffect::Installation(change)) = (state.github(), effect) {
@@ -221,22 +230,37 @@ pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) 
                 }
             }
             (
-                StatusCode::ACCEPTED,
-                Json(json!({ "status": "recorded", "reason": reason })),
+                result,
+                (
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "status": "recorded", "reason": reason })),
+                )
+                    .into_response(),
             )
-                .into_response()
         }
         Err(e) => {
             // 503 for every store failure: GitHub's redelivery (or the operator's) brings the
             // delivery back once the store answers again.
             tracing::error!(error = %e, "could not store a delivery");
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the job store is unavailable; redeliver later",
-                json!({}),
+            (
+                "store_unavailable",
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the job store is unavailable; redeliver later",
+                    json!({}),
+                ),
             )
         }
-    }
+    };
+    with_result(result, response)
+}
+
+/// Tags an answer with how the delivery ended, for the deliveries metric.
+fn with_result(result: &'static str, mut response: Response) -> Response {
+    response
+        .extensions_mut()
+        .insert(super::metrics::DeliveryResult(result));
+    response
 }
 
 fn installation_change_of(ev: &WebhookEvent) -> Option<InstallationChange> {

@@ -133,6 +133,28 @@ impl Store {
         .transpose()
     }
 
+    /// The active installation whose recorded repositories include `repository` (`owner/name`,
+    /// compared without case), for runs that do not come from a webhook (the HTTP API).
+    pub async fn installation_for_repository(
+        &self,
+        repository: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, repositories FROM installations WHERE state = 'active' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            let repos: String = r.try_get("repositories")?;
+            let repos: Vec<String> = serde_json::from_str(&repos).unwrap_or_default();
+            if repos.iter().any(|x| x.eq_ignore_ascii_case(repository)) {
+                let id: i64 = r.try_get("id")?;
+                return Ok(u64::try_from(id).ok());
+            }
+        }
+        Ok(None)
+    }
+
     /// How many deliveries are stored (tests and metrics).
     pub async fn delivery_count(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM deliveries")

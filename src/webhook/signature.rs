@@ -33,6 +33,11 @@ impl WebhookSecrets {
         WebhookSecrets(secrets)
     }
 
+    /// The secrets, first the one in force (run links derive their key from them).
+    pub fn secrets(&self) -> &[SecretString] {
+        &self.0
+    }
+
     /// Checks `header` (the value of `X-Hub-Signature-256`) over `body`.
     pub fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;

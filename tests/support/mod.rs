@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bot;
+pub mod browser;
 pub mod db;
 pub mod docker;
 pub mod fake_anthropic;
