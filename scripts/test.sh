@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: starts a throwaway PostgreSQL (installing Debian's
 # package if needed), builds the sandbox test image (no registry needed, reused once built),
-# then runs cargo test.
+# installs Debian's chromium for the browser test, then runs cargo test.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +12,8 @@ echo "postgres for tests: $BACKSPACE_TEST_POSTGRES_URL" >&2
 
 # The sandbox test image (Debian via debootstrap, loaded with docker import; no registry).
 scripts/build-test-image.sh
+
+# Headless Chromium for the run page's browser test (Debian's package).
+scripts/install-chromium.sh
 
 cargo test "$@"
