@@ -112,6 +112,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state
         }
     };
+    state.metrics().install_global();
     // Setup mode: the workers start when /setup has registered the app, without a restart.
     let late_workers = workers.is_none().then(|| {
         let (args, state) = (args.clone(), state.clone());

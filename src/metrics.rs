@@ -28,6 +28,15 @@ pub struct Metrics {
     inner: Arc<Inner>,
 }
 
+/// The process's metrics, for code far from the server (the GitHub client, the model clients,
+/// the runner) to record into. Unset (tests, the CLI): nothing is recorded.
+static GLOBAL: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+
+/// The metrics `serve` installed, if any.
+pub fn global() -> Option<&'static Metrics> {
+    GLOBAL.get()
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -149,6 +158,11 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner());
         *map.entry((event.to_owned(), result.to_owned()))
             .or_default() += 1;
+    }
+
+    /// Makes these the metrics [`global`] returns (once per process; later calls keep the first).
+    pub fn install_global(&self) {
+        let _ = GLOBAL.set(self.clone());
     }
 
     /// A run ended: its duration, token usage and cost.

@@ -311,6 +311,30 @@ async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_c
             0,
             "the orphan was reaped and the second sandbox removed"
         );
+        // The second instance's metrics count the run and the calls it made.
+        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", second.port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("backspace_runs_total{status=\"succeeded\"} 1"),
+            "{metrics}"
+        );
+        for counter in [
+            "backspace_github_calls_total",
+            "backspace_model_calls_total",
+            "backspace_sandbox_start_seconds_count",
+        ] {
+            let value: f64 = metrics
+                .lines()
+                .find(|l| l.starts_with(counter))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{counter} missing in {metrics}"));
+            assert!(value >= 1.0, "{counter} = {value}");
+        }
         second.signal("-TERM");
         assert!(second.wait_exit(Duration::from_secs(30)).await.success());
     })

@@ -170,8 +170,14 @@ impl Transport {
         loop {
             attempts += 1;
             let (hint, error) = match self.attempt(&method, url, credential, body).await {
-                Attempt::Done(answer) => return Ok(answer),
-                Attempt::Failed(e) => return Err(e),
+                Attempt::Done(answer) => {
+                    record_call(attempts);
+                    return Ok(answer);
+                }
+                Attempt::Failed(e) => {
+                    record_call(attempts);
+                    return Err(e);
+                }
                 Attempt::Retryable { hint, error } => (hint, error),
             };
             let jitter = rand::thread_rng().gen_range(0.0..=1.0);
@@ -187,6 +193,7 @@ impl Transport {
                     waited += started.elapsed();
                 }
                 RetryDecision::Stop => {
+                    record_call(attempts);
                     return Err(match hint {
                         Some(wait) if attempts < self.policy.max_attempts => {
                             GithubError::RateLimited {
@@ -196,10 +203,17 @@ impl Transport {
                             }
                         }
                         _ => error,
-                    })
+                    });
                 }
             }
         }
+    }
+}
+
+/// Counts one GitHub call (however many attempts it took) in the process's metrics.
+fn record_call(attempts: u32) {
+    if let Some(m) = crate::metrics::global() {
+        m.github_call(attempts > 1);
     }
 }
 

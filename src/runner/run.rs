@@ -201,6 +201,19 @@ pub(crate) async fn agent_job(
         i = wait_interrupt(&mut interrupt) => Err(i),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(m) = crate::metrics::global() {
+        let (status, usage, cost) = match &ended {
+            Ok(Ok(Done::Pushed { outcome, .. })) => {
+                (RunStatus::Succeeded, outcome.usage, outcome.cost_usd)
+            }
+            Ok(Ok(Done::Answered { outcome, .. })) => {
+                (RunStatus::Answered, outcome.usage, outcome.cost_usd)
+            }
+            Ok(Err(_)) => (RunStatus::Failed, Usage::default(), None),
+            Err(_) => (RunStatus::Cancelled, Usage::default(), None),
+        };
+        m.run_finished(started.elapsed(), &usage, cost.unwrap_or(0.0), status);
+    }
     match ended {
         Ok(Ok(Done::Pushed {
             pr_url,
@@ -516,6 +529,9 @@ async fn phases(
             other => Failure::new(other.to_string(), "This is a problem on the Backspace server: the operator should check the Docker engine and the sandbox image."),
         })?;
 
+    if let Some(m) = crate::metrics::global() {
+        m.sandbox_started(result.sandbox_start);
+    }
     let applied = apply::apply_tree(result.tree.path(), &checkout, &svc.settings.apply_policy)
         .map_err(|e| {
             Failure::new(

@@ -116,9 +116,17 @@ where
 {
     let max = policy.max_attempts.max(1);
     let mut n = 0;
+    let record = |retried: bool| {
+        if let Some(m) = crate::metrics::global() {
+            m.model_call(retried);
+        }
+    };
     loop {
         let failure = match attempt().await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                record(n > 0);
+                return Ok(v);
+            }
             Err(f) => f,
         };
         n += 1;
@@ -126,9 +134,11 @@ where
             .should_retry
             .unwrap_or_else(|| failure.error.is_retryable());
         if !retry {
+            record(n > 1);
             return Err(failure.error);
         }
         if n >= max {
+            record(n > 1);
             return Err(LlmError::Exhausted {
                 attempts: n,
                 last: Box::new(failure.error),
