@@ -28,23 +28,9 @@ use support::fake_anthropic::{self as fa, FakeAnthropic, Step};
 use support::fake_openai::{self as fo, FakeOpenAi};
 use url::Url;
 
-/// `shared/` sits beside the repository (CI clones it there); a git worktree one level deeper
-/// (`/work/wt/<name>`) finds it one more level up.
-const FIXTURES: [&str; 2] = [
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/anthropic"),
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/anthropic"
-    ),
-];
-
 fn fixture(name: &str) -> String {
-    let dir = FIXTURES
-        .iter()
-        .find(|d| std::path::Path::new(d).is_dir())
-        .unwrap_or(&FIXTURES[0]);
-    std::fs::read_to_string(format!("{dir}/{name}"))
-        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    let bytes = support::fixtures::fixture(&format!("anthropic/{name}"));
+    String::from_utf8(bytes).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 fn fixture_json(name: &str) -> Value {

@@ -10,4 +10,5 @@ pub mod docker;
 pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_openai;
+pub mod fixtures;
 pub mod webhooks;

@@ -1,8 +1,6 @@
 //! Signed webhook deliveries built from GitHub's own payload examples in `../shared/fixtures`,
 //! and a router over a real store to send them to.
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
@@ -16,17 +14,7 @@ use tower::ServiceExt;
 
 pub const SECRET: &str = "test-webhook-secret";
 
-/// `shared/` beside the repository, or `BACKSPACE_SHARED_DIR`.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("BACKSPACE_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-pub fn fixture(rel: &str) -> Vec<u8> {
-    let path = shared_dir().join("fixtures").join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
-}
+pub use super::fixtures::fixture;
 
 /// A fixture with edits applied, as compact JSON.
 pub fn fixture_with(rel: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {

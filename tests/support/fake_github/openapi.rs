@@ -8,23 +8,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// Where the shared fixtures live: `BACKSPACE_FIXTURES_DIR`, else `../shared/fixtures` next to
-/// the checkout (main or a worktree), else `/work/shared/fixtures`.
+/// Where the shared fixtures live.
 pub fn fixtures_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("BACKSPACE_FIXTURES_DIR") {
-        return PathBuf::from(dir);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [
-        manifest.join("../shared/fixtures"),
-        manifest.join("../../shared/fixtures"),
-        PathBuf::from("/work/shared/fixtures"),
-    ] {
-        if candidate.join("github-openapi-subset.deref.json").exists() {
-            return candidate;
-        }
-    }
-    manifest.join("../shared/fixtures")
+    super::super::fixtures::shared_fixtures_dir()
 }
 
 /// The dereferenced subset, loaded once per test binary.
