@@ -44,19 +44,8 @@ pub struct ServeArgs {
     /// GitHub web base (manifest flow, links).
     #[arg(long, env = "GITHUB_URL", default_value = "https://github.com")]
     pub github_url: Url,
-    /// Anthropic API key.
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
-    pub anthropic_api_key: Option<SecretString>,
-    /// Anthropic API base; requests go to {base}/v1/messages.
-    #[arg(
-        long,
-        env = "ANTHROPIC_BASE_URL",
-        default_value = "https://api.anthropic.com"
-    )]
-    pub anthropic_base_url: Url,
-    /// Model id.
-    #[arg(long, env = "BACKSPACE_MODEL", default_value = DEFAULT_MODEL)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Job store: sqlite://PATH or postgres://...
     #[arg(
         long,
@@ -81,12 +70,6 @@ pub struct ServeArgs {
     /// Runs at once on this instance.
     #[arg(long, env = "BACKSPACE_MAX_JOBS", default_value_t = 2)]
     pub max_jobs: usize,
-    /// OpenAI-compatible provider base URL.
-    #[arg(long, env = "OPENAI_BASE_URL")]
-    pub openai_base_url: Option<Url>,
-    /// OpenAI-compatible provider key.
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub openai_api_key: Option<SecretString>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -113,6 +96,50 @@ pub struct ServeArgs {
     /// The command word: comments start with `/<word>`.
     #[arg(long, env = "BACKSPACE_COMMAND", default_value = "backspace")]
     pub command_word: String,
+}
+
+/// Which model answers, shared by `serve` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Anthropic API key.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<SecretString>,
+    /// Anthropic API base; requests go to {base}/v1/messages.
+    #[arg(
+        long,
+        env = "ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub anthropic_base_url: Url,
+    /// Model id.
+    #[arg(long = "model", env = "BACKSPACE_MODEL", default_value = DEFAULT_MODEL)]
+    pub model_id: String,
+    /// OpenAI-compatible provider base URL (fallback, or the only provider without an
+    /// Anthropic key).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<Url>,
+    /// OpenAI-compatible provider key.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<SecretString>,
+}
+
+impl ModelArgs {
+    /// The provider these settings name: Anthropic, falling back to the OpenAI-compatible one
+    /// when both are set.
+    pub fn provider(&self) -> Result<std::sync::Arc<dyn crate::agent::ModelProvider>, String> {
+        if self.anthropic_api_key.is_none() && self.openai_base_url.is_none() {
+            return Err("no model is configured: set ANTHROPIC_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible provider)".into());
+        }
+        let mut s = crate::agent::ProviderSettings::new(
+            self.anthropic_base_url.clone(),
+            self.anthropic_api_key.clone(),
+            self.model_id.clone(),
+        );
+        s.openai_base_url = self.openai_base_url.clone();
+        s.openai_api_key = self.openai_api_key.clone();
+        s.build()
+            .map_err(|e| format!("the model provider could not be set up: {e}"))
+    }
 }
 
 /// The GitHub App's credentials, all three present.

@@ -14,12 +14,10 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use clap::Args;
-use secrecy::SecretString;
 use tokio::process::Command;
-use url::Url;
 
 use crate::agent::{Agent, AgentConfig, AgentTask, StopReason};
-use crate::config::DEFAULT_MODEL;
+use crate::config::ModelArgs;
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent, RunStatus, Usage};
 use crate::runner::apply::{self, Policy, Refusal};
@@ -38,25 +36,8 @@ pub struct RunArgs {
     pub branch: Option<String>,
     /// What to do.
     pub prompt: String,
-    /// Anthropic API key.
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
-    pub anthropic_api_key: Option<SecretString>,
-    /// Anthropic API base.
-    #[arg(
-        long,
-        env = "ANTHROPIC_BASE_URL",
-        default_value = "https://api.anthropic.com"
-    )]
-    pub anthropic_base_url: Url,
-    /// Model id.
-    #[arg(long, env = "BACKSPACE_MODEL", default_value = DEFAULT_MODEL)]
-    pub model: String,
-    /// OpenAI-compatible provider base URL.
-    #[arg(long, env = "OPENAI_BASE_URL")]
-    pub openai_base_url: Option<Url>,
-    /// OpenAI-compatible provider key.
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub openai_api_key: Option<SecretString>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Sandbox image.
     #[arg(
         long,
@@ -499,23 +480,10 @@ pub async fn main(args: RunArgs) -> u8 {
             return e.exit_code();
         }
     };
-    let mut model = crate::agent::ProviderSettings::new(
-        args.anthropic_base_url.clone(),
-        args.anthropic_api_key.clone(),
-        args.model.clone(),
-    );
-    model.openai_base_url = args.openai_base_url.clone();
-    model.openai_api_key = args.openai_api_key.clone();
-    if model.anthropic_api_key.is_none() && model.openai_base_url.is_none() {
-        eprintln!(
-            "backspace run: no model is configured: set ANTHROPIC_API_KEY (or OPENAI_BASE_URL)"
-        );
-        return 2;
-    }
-    let model = match model.build() {
+    let model = match args.model.provider() {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("backspace run: the model provider could not be set up: {e}");
+            eprintln!("backspace run: {e}");
             return 2;
         }
     };

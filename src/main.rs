@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use std::sync::Arc;
 
-use backspace::agent::{AgentConfig, ProviderSettings};
+use backspace::agent::AgentConfig;
 use backspace::config::{AppCredentials, ServeArgs};
 use backspace::github::{GithubApp, GithubAppConfig};
 use backspace::runner::{RunnerSettings, Services, Workers};
@@ -215,19 +215,7 @@ async fn start_workers(
     }
     sandboxes.spawn_reaper(Duration::from_secs(300));
 
-    let mut model = ProviderSettings::new(
-        args.anthropic_base_url.clone(),
-        args.anthropic_api_key.clone(),
-        args.model.clone(),
-    );
-    model.openai_base_url = args.openai_base_url.clone();
-    model.openai_api_key = args.openai_api_key.clone();
-    if model.anthropic_api_key.is_none() && model.openai_base_url.is_none() {
-        anyhow::bail!("no model is configured: set ANTHROPIC_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible provider)");
-    }
-    let model = model
-        .build()
-        .context("the model provider could not be set up")?;
+    let model = args.model.provider().map_err(anyhow::Error::msg)?;
 
     let mut settings = RunnerSettings::new(instance_id, args.max_jobs, args.public_url());
     settings.command_word = args.command_word.clone();
