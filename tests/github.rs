@@ -49,6 +49,7 @@ fn config(gh: &FakeGithub, key: SecretString) -> GithubAppConfig {
         per_minute: 10_000,
         per_hour: 100_000,
         min_interval: Duration::ZERO,
+        burst: 1,
     };
     c.gate.timeout = Duration::from_secs(2);
     c
@@ -994,6 +995,7 @@ async fn writes_are_paced_per_installation_and_reads_are_not() {
         let issue = gh.open_issue(&repo, "alice", "t", "b");
         let mut c = config(&gh, app_private_key());
         c.pacing.min_interval = Duration::from_millis(150);
+        c.pacing.burst = 1;
         let app = GithubApp::new(c).expect("client");
         let client = app.repo(gh.installation_of(&repo), repo.clone());
         client.git_token().await.expect("token");

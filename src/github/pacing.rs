@@ -11,8 +11,12 @@ use tokio::time::Instant;
 pub struct PacingLimits {
     pub per_minute: usize,
     pub per_hour: usize,
-    /// The least time between two writes.
+    /// The sustained pace: one write per `min_interval`, GitHub's advice for many writes…
     pub min_interval: Duration,
+    /// …after a burst of this many back to back (at most `burst` writes in any window of
+    /// `burst × min_interval`), so the few writes that start a run (👀, the progress comment)
+    /// do not queue behind each other. 1 spaces every write.
+    pub burst: usize,
 }
 
 impl Default for PacingLimits {
@@ -21,6 +25,7 @@ impl Default for PacingLimits {
             per_minute: 80,
             per_hour: 500,
             min_interval: Duration::from_secs(1),
+            burst: 5,
         }
     }
 }
@@ -32,10 +37,13 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// first).
 pub fn next_slot(history: &VecDeque<Instant>, now: Instant, limits: &PacingLimits) -> Instant {
     let mut at = now;
-    if let Some(last) = history.back() {
-        at = at.max(*last + limits.min_interval);
-    }
-    for (window, cap) in [(MINUTE, limits.per_minute), (HOUR, limits.per_hour)] {
+    let burst = limits.burst.max(1);
+    let burst_window = limits.min_interval * burst as u32;
+    for (window, cap) in [
+        (burst_window, burst),
+        (MINUTE, limits.per_minute),
+        (HOUR, limits.per_hour),
+    ] {
         let cap = cap.max(1);
         let in_window: Vec<&Instant> = history.iter().filter(|t| **t + window > now).collect();
         if in_window.len() >= cap {
@@ -85,10 +93,38 @@ mod tests {
     #[test]
     fn writes_are_spaced_by_the_minimum_interval() {
         let now = Instant::now();
-        let limits = PacingLimits::default();
+        let limits = PacingLimits {
+            burst: 1,
+            ..PacingLimits::default()
+        };
         let h: VecDeque<Instant> = [now].into_iter().collect();
         assert_eq!(next_slot(&h, now, &limits), now + Duration::from_secs(1));
         assert_eq!(next_slot(&VecDeque::new(), now, &limits), now);
+    }
+
+    #[test]
+    fn a_burst_goes_at_once_then_writes_are_spaced() {
+        let now = Instant::now();
+        let limits = PacingLimits::default();
+        let four: VecDeque<Instant> = (0..4).map(|_| now).collect();
+        assert_eq!(
+            next_slot(&four, now, &limits),
+            now,
+            "the fifth write of a burst"
+        );
+        let five: VecDeque<Instant> = (0..5).map(|_| now).collect();
+        assert_eq!(
+            next_slot(&five, now, &limits),
+            now + Duration::from_secs(5),
+            "the sixth waits until the burst's first leaves its 5 s window"
+        );
+        // Sustained: one a second.
+        let steady: VecDeque<Instant> = (0..5).map(|i| now + Duration::from_secs(i)).collect();
+        let later = now + Duration::from_secs(4);
+        assert_eq!(
+            next_slot(&steady, later, &limits),
+            now + Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -124,6 +160,7 @@ mod tests {
     async fn the_pacer_spaces_writes_by_the_minimum_interval() {
         let pacer = WritePacer::new(PacingLimits {
             min_interval: Duration::from_millis(50),
+            burst: 1,
             ..PacingLimits::default()
         });
         let t0 = Instant::now();
