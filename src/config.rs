@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// retried after it.
     #[arg(long, env = "BACKSPACE_LEASE_SECS", default_value_t = 60, hide = true)]
     pub lease_secs: u64,
+    /// Sandboxes kept started and waiting, so a run's first command starts sooner (each holds
+    /// memory while it waits).
+    #[arg(long, env = "BACKSPACE_WARM_SANDBOXES", default_value_t = 0)]
+    pub warm_sandboxes: usize,
     /// Seconds running jobs may go on after SIGTERM before their leases are released.
     #[arg(long, env = "BACKSPACE_SHUTDOWN_GRACE_SECS", default_value_t = 90)]
     pub shutdown_grace_secs: u64,

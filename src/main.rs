@@ -201,6 +201,7 @@ async fn start_workers(
     let sandboxes = Sandboxes::connect(SandboxSettings {
         image: args.sandbox_image.clone(),
         instance_id: instance_id.clone(),
+        warm_pool: args.warm_sandboxes,
         ..SandboxSettings::default()
     })
     .await
@@ -214,6 +215,14 @@ async fn start_workers(
         Err(e) => tracing::warn!(error = %e, "could not look for left-behind sandboxes"),
     }
     sandboxes.spawn_reaper(Duration::from_secs(300));
+    if args.warm_sandboxes > 0 {
+        let warm = sandboxes.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.warm_up().await {
+                tracing::warn!(error = %e, "could not start the warm sandboxes");
+            }
+        });
+    }
 
     let model = args.model.provider().map_err(anyhow::Error::msg)?;
 
