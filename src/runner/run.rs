@@ -438,7 +438,12 @@ async fn plan(
             existing_pr: Some(pr),
         });
     }
-    let branch = git::branch_name(job.number, &job.prompt);
+    let mut branch = git::branch_name(job.number, &job.prompt);
+    if job.number.is_none() {
+        // No issue ties two requests together: each API run gets its own branch.
+        branch.push('-');
+        branch.push_str(job.id.get(..8).unwrap_or(&job.id));
+    }
     // A retry (or the same request again) continues on the branch Backspace created for it.
     let exists = git::remote_has_branch(clone_url, &branch, Some(token))
         .await
