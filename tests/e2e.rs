@@ -340,6 +340,69 @@ async fn an_iteration_on_the_pull_request_adds_a_commit_to_the_same_branch() {
 }
 
 #[tokio::test]
+async fn a_review_comment_iterates_with_its_file_and_line_and_answers_in_the_thread() {
+    within(240, async {
+        let mut script = greet_script();
+        script.extend(edit_script(
+            "src/app.js",
+            "'Hello, '",
+            "'Hi there, '",
+            "Friendlier greeting",
+        ));
+        let Some(bot) = Bot::start(FILES, script).await else {
+            return;
+        };
+        let issue = bot.issue("x", "y");
+        let (_, first, _) = bot
+            .comment(issue, MAINTAINER, "/backspace make greet say Hello")
+            .await;
+        bot.finished(first["job_id"].as_str().unwrap(), RUN).await;
+        let pr = bot.gh.pulls(&bot.repo)[0].clone();
+        let (status, second, comment) = bot
+            .review_comment(
+                IssueNumber(pr.number),
+                MAINTAINER,
+                "/backspace friendlier here",
+                "src/app.js",
+                2,
+            )
+            .await;
+        assert_eq!(status, 202, "{second}");
+        let job = bot.finished(second["job_id"].as_str().unwrap(), RUN).await;
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.result);
+        assert_eq!(bot.gh.pulls(&bot.repo).len(), 1, "the same pull request");
+        assert!(bot
+            .gh
+            .file_on_branch(&bot.repo, &pr.head, "src/app.js")
+            .unwrap()
+            .contains("'Hi there, '"));
+        // The agent was told where the comment points.
+        let asked = bot.model.requests().last().unwrap().body.to_string();
+        assert!(
+            asked.contains("review comment on `src/app.js` line 2"),
+            "{asked}"
+        );
+        assert!(
+            asked.contains("src/app.js line 2"),
+            "the diff hunk: {asked}"
+        );
+        // 👀 then 🚀 on the review comment, and an answer in its thread.
+        assert_eq!(
+            bot.gh.reactions_on_review_comment(comment),
+            vec!["eyes", "rocket"]
+        );
+        let thread = bot.gh.review_comments(&bot.repo, IssueNumber(pr.number));
+        assert!(
+            thread
+                .iter()
+                .any(|c| c.author == bot.gh.bot_login() && c.body.contains("Friendlier greeting")),
+            "{thread:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_pull_request_from_a_fork_is_refused_with_a_reply() {
     within(120, async {
         let Some(bot) = Bot::start(FILES, greet_script()).await else {

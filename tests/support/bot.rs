@@ -202,6 +202,44 @@ impl Bot {
         (status, answer, id)
     }
 
+    /// `author` writes a review comment `body` on pull request `pr` (at `path`, line `line` of
+    /// the diff), and GitHub delivers it.
+    pub async fn review_comment(
+        &self,
+        pr: IssueNumber,
+        author: &str,
+        body: &str,
+        path: &str,
+        line: u64,
+    ) -> (StatusCode, Value, u64) {
+        let id = self.gh.post_review_comment(&self.repo, pr, author, body);
+        let mut p = base_payload(
+            &self.gh,
+            &self.repo,
+            "webhooks/pull_request_review_comment/created.json",
+            author,
+        );
+        p["action"] = json!("created");
+        let mut comment = self.gh.comment_json(id);
+        comment["path"] = json!(path);
+        comment["line"] = json!(line);
+        comment["diff_hunk"] = json!(format!("@@ -1,3 +1,3 @@\n-old line\n+{path} line {line}"));
+        p["comment"] = comment;
+        let pull = self
+            .gh
+            .pulls(&self.repo)
+            .into_iter()
+            .find(|x| x.number == pr.0)
+            .expect("the pull request");
+        p["pull_request"]["number"] = json!(pr.0);
+        p["pull_request"]["head"]["ref"] = json!(pull.head);
+        p["pull_request"]["head"]["repo"] = self.gh.repository_json(&self.repo);
+        p["pull_request"]["base"]["ref"] = json!(pull.base);
+        p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
+        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
+        (status, answer, id)
+    }
+
     /// `who` adds `label` to issue `n`.
     pub async fn label(&self, n: IssueNumber, who: &str, label: &str) -> (StatusCode, Value) {
         let mut p = self.base_payload("webhooks/issues/labeled.json", who);
