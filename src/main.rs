@@ -51,7 +51,8 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => {
             // Events are printed; logs only when asked for (RUST_LOG).
             if std::env::var_os("RUST_LOG").is_some() {
-                backspace::telemetry::init(backspace::config::LogFormat::Pretty);
+                let _telemetry =
+                    backspace::telemetry::init(backspace::config::LogFormat::Pretty, None);
             }
             return std::process::ExitCode::from(backspace::local_run::main(args).await);
         }
@@ -66,7 +67,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    backspace::telemetry::init(args.log_format);
+    let telemetry = backspace::telemetry::init(args.log_format, args.otel_endpoint.as_deref());
     args.validate()?;
     let store = Store::connect(&args.database_url)
         .await
@@ -159,6 +160,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .ok();
     tracing::info!("stopped");
+    // Blocking: the exporter sends its last batch.
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .ok();
     Ok(())
 }
 
