@@ -220,21 +220,10 @@ async fn containers_of(run: &str) -> usize {
     let Some(sandboxes) = support::docker::sandboxes().await else {
         return 0;
     };
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let mut filters = std::collections::HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("{}={run}", backspace::sandbox::LABEL_RUN)],
-    );
-    let opts = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
     sandboxes
-        .docker()
-        .list_containers(Some(opts))
+        .containers_of_run(run)
         .await
-        .expect("list")
+        .expect("list containers")
         .len()
 }
 

@@ -310,21 +310,10 @@ impl Bot {
 
     /// Containers of run `id` still on the engine.
     pub async fn containers_of(&self, id: &str) -> usize {
-        use bollard::query_parameters::ListContainersOptionsBuilder;
-        let mut filters = std::collections::HashMap::new();
-        filters.insert(
-            "label".to_string(),
-            vec![format!("{}={id}", backspace::sandbox::LABEL_RUN)],
-        );
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
         self.sandboxes
-            .docker()
-            .list_containers(Some(opts))
+            .containers_of_run(id)
             .await
-            .expect("list")
+            .expect("list containers")
             .len()
     }
 }

@@ -70,14 +70,7 @@ pub struct AnthropicClient {
 
 impl AnthropicClient {
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| LlmError::Config {
-                provider: PROVIDER,
-                message: e.to_string(),
-            })?;
+        let http = super::http_client(PROVIDER, config.request_timeout)?;
         let endpoint = format!(
             "{}/v1/messages",
             config.base_url.as_str().trim_end_matches('/')

@@ -106,6 +106,21 @@ impl From<LlmError> for AttemptFailure {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the policy's attempts are used up.
+/// The HTTP client of a model provider: the whole-request limit, and 30 s to connect.
+pub(crate) fn http_client(
+    provider: &'static str,
+    request_timeout: std::time::Duration,
+) -> Result<reqwest::Client, LlmError> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| LlmError::Config {
+            provider,
+            message: e.to_string(),
+        })
+}
+
 pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     mut attempt: F,

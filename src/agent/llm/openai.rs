@@ -71,14 +71,7 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| LlmError::Config {
-                provider: PROVIDER,
-                message: e.to_string(),
-            })?;
+        let http = super::http_client(PROVIDER, config.request_timeout)?;
         Ok(OpenAiClient {
             http,
             endpoint: chat_completions_url(&config.base_url),
