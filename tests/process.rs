@@ -528,3 +528,54 @@ async fn bench_delivery_to_reaction_and_pull_request() {
     })
     .await;
 }
+
+/// A stand-in OpenTelemetry collector: records the bodies posted to `/v1/traces`.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let got: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                axum::Json(serde_json::json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), got)
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    within(120, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        let (endpoint, got) = collector().await;
+        let world = World::new(vec![]).await;
+        let mut server = Server::start(&world.env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]));
+        server.ready().await;
+        let issue = world.gh.open_issue(&world.repo, MAINTAINER, "x", "y");
+        let (payload, _) =
+            comment_payload(&world.gh, &world.repo, issue, MAINTAINER, "no command here");
+        server.deliver("issue_comment", &payload).await;
+        server.signal("-TERM");
+        assert!(server.wait_exit(Duration::from_secs(30)).await.success());
+        let bodies = got.lock().unwrap().join("\n");
+        assert!(
+            bodies.contains("\"delivery\""),
+            "no delivery span in {bodies}"
+        );
+        assert!(bodies.contains("backspace"), "the service name: {bodies}");
+    })
+    .await;
+}
