@@ -130,13 +130,6 @@ impl Repo {
         })
     }
 
-    /// A repository the host already has (the local `backspace run`).
-    pub fn open(dir: &Path) -> Repo {
-        Repo {
-            dir: dir.to_path_buf(),
-        }
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -147,14 +140,6 @@ impl Repo {
 
     pub async fn head(&self) -> Result<String, GitError> {
         Ok(self.git(&["rev-parse", "HEAD"]).await?.trim().to_owned())
-    }
-
-    pub async fn current_branch(&self) -> Result<String, GitError> {
-        Ok(self
-            .git(&["rev-parse", "--abbrev-ref", "HEAD"])
-            .await?
-            .trim()
-            .to_owned())
     }
 
     /// Creates `name` at HEAD and switches to it.

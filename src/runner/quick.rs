@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::command;
-use crate::github::{InstallationId, IssueNumber, ReactionContent, RepoName};
+use crate::github::{IssueNumber, ReactionContent};
 use crate::job::{JobKind, JobSource, JobState};
 use crate::store::Job;
 use crate::trigger;
@@ -14,17 +14,13 @@ use super::worker::JobEnd;
 use super::Services;
 
 pub(crate) async fn quick_job(svc: &Services, job: &Job) -> JobEnd {
-    let repo: RepoName = match job.repository.parse() {
-        Ok(r) => r,
-        Err(e) => return JobEnd::failed(e.to_string()),
-    };
-    let Some(installation) = job.installation_id else {
-        return JobEnd::failed("no installation on the job".into());
-    };
     let Some(number) = job.number else {
         return JobEnd::failed("no issue or pull request on the job".into());
     };
-    let client = svc.github.repo(InstallationId(installation), repo);
+    let client = match svc.client_for(job).await {
+        Ok(c) => c,
+        Err(e) => return JobEnd::failed(e),
+    };
     let issue = IssueNumber(number);
 
     if job.kind == JobKind::Cancel && job.source == JobSource::Closed {

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use crate::agent::{AgentOutcome, AgentTask, IssueComment, IssueContext, StopReason};
 use crate::github::{
-    GateDecision, GithubError, InstallationId, IssueNumber, NewPullRequest, ProgressComment,
-    ReactionContent, RepoClient, RepoName,
+    GateDecision, GithubError, IssueNumber, NewPullRequest, ProgressComment, ReactionContent,
+    RepoClient, RepoName,
 };
 use crate::job::{JobKind, JobSource, JobState};
 use crate::repo_settings::{self, RepoSettings};
@@ -117,18 +117,10 @@ pub(crate) async fn agent_job(
     mut interrupt: watch::Receiver<Option<Interrupt>>,
 ) -> JobEnd {
     let started = Instant::now();
-    let repo: RepoName = match job.repository.parse() {
-        Ok(r) => r,
-        Err(e) => return JobEnd::failed(format!("{e}")),
+    let client = match svc.client_for(job).await {
+        Ok(c) => c,
+        Err(e) => return JobEnd::failed(e),
     };
-    let installation = match job.installation_id {
-        Some(id) => InstallationId(id),
-        None => match svc.github.installation_for_repo(&repo).await {
-            Ok(id) => id,
-            Err(e) => return JobEnd::failed(format!("the app is not installed on {repo}: {e}")),
-        },
-    };
-    let client = svc.github.repo(installation, repo.clone());
 
     if trigger::needs_permission(job.kind, job.source) {
         let decision = client.may_start_run(&job.requester).await;

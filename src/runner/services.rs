@@ -7,9 +7,9 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::agent::{Agent, AgentConfig, ModelProvider};
-use crate::github::{GithubApp, ProgressConfig};
+use crate::github::{GithubApp, InstallationId, ProgressConfig, RepoClient, RepoName};
 use crate::sandbox::Sandboxes;
-use crate::store::Store;
+use crate::store::{Job, Store};
 
 use super::apply;
 
@@ -71,6 +71,21 @@ pub struct Services {
 }
 
 impl Services {
+    /// The GitHub client for a job's repository: its installation from the webhook, or (for
+    /// API runs) asked of GitHub. The error says what is wrong, for the job's result.
+    pub async fn client_for(&self, job: &Job) -> Result<RepoClient, String> {
+        let repo: RepoName = job.repository.parse().map_err(|e| format!("{e}"))?;
+        let installation = match job.installation_id {
+            Some(id) => InstallationId(id),
+            None => self
+                .github
+                .installation_for_repo(&repo)
+                .await
+                .map_err(|e| format!("the app is not installed on {repo}: {e}"))?,
+        };
+        Ok(self.github.repo(installation, repo))
+    }
+
     /// The agent for a run, with the repository's turn limit (`max_turns`, at most 200 by
     /// validation) when it set one.
     pub fn agent(&self, max_turns: Option<u32>) -> Agent {

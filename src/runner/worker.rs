@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::github::{InstallationId, IssueNumber, ProgressComment, ReactionContent, RepoName};
+use crate::github::{IssueNumber, ProgressComment, ReactionContent};
 use crate::job::{JobKind, JobState};
 use crate::store::Job;
 
@@ -301,14 +301,14 @@ async fn recover(svc: &Services) {
 }
 
 async fn report_given_up(svc: &Services, job: &Job, reason: &str) {
-    let (Some(installation), Some(number), Ok(repo)) = (
-        job.installation_id,
-        job.number,
-        job.repository.parse::<RepoName>(),
-    ) else {
-        return;
+    let Some(number) = job.number else { return };
+    let client = match svc.client_for(job).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell the issue that the run was given up");
+            return;
+        }
     };
-    let client = svc.github.repo(InstallationId(installation), repo);
     let body = format!(
         "### ❌ Backspace could not finish\n\n> {}\n\n**Error:** {reason}.\n\n**What to do:** comment `/{} {}` to try again.\n",
         job.prompt.lines().next().unwrap_or_default(),
