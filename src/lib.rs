@@ -4,6 +4,7 @@
 //! `github` for the REST calls and git on the host. `command`, `trigger` and `webhook` are pure.
 
 pub mod agent;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod github;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod progress;
 pub mod redact;
 pub mod repo_settings;
+pub mod retry;
 pub mod run_event;
 pub mod runner;
 pub mod sandbox;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracing::Instrument as _;
 
 use std::sync::Arc;
 
@@ -14,10 +15,9 @@ use backspace::config::{AppCredentials, ServeArgs};
 use backspace::github::{GithubApp, GithubAppConfig};
 use backspace::runner::{RunnerSettings, Services, Workers};
 use backspace::sandbox::{new_instance_id, SandboxSettings, Sandboxes};
-use backspace::server::{self, AppState};
+use backspace::server::{self, AppState, Credentials};
 use backspace::store::Store;
 use backspace::trigger::TriggerContext;
-use backspace::webhook::signature::WebhookSecrets;
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +76,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         command_word: args.command_word.clone(),
         ..TriggerContext::default()
     };
-    let mut workers = None;
     let credentials_path = args.credentials_path();
     let credentials = match args.app_credentials()? {
         Ok(creds) => Ok(creds),
@@ -89,37 +88,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => Err(missing),
         },
     };
-    let state = match credentials {
-        Ok(creds) => {
+    if let Err(missing) = &credentials {
+        tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
+    }
+    let doors = server::DoorsConfig::from_args(&args);
+    let state = AppState::new(store, doors, trigger, credentials);
+    let workers = match state.credentials().app() {
+        Some(creds) => {
             tracing::info!(app_id = creds.app_id, "GitHub App credentials loaded");
-            let state = AppState::new(
-                store.clone(),
-                WebhookSecrets::new(creds.webhook_secrets.clone()),
-                trigger,
-            );
-            state.configure(server::DoorsConfig::from_args(&args));
-            workers = Some(start_workers(&args, &creds, &state).await?);
-            state
+            Some(start_workers(&args, creds, &state).await?)
         }
-        Err(missing) => {
-            tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
-            let note = format!("Backspace is in setup mode: missing {missing}.");
-            let state = AppState::setup_mode(store, missing, trigger);
-            state.configure(server::DoorsConfig::from_args(&args));
+        None => {
+            let missing = match state.credentials() {
+                Credentials::Missing(m) => m.to_string(),
+                Credentials::Ready { .. } => String::new(),
+            };
             eprintln!(
-                "{note}\nSet them in the environment, or register the app at {}",
+                "Backspace is in setup mode: missing {missing}.\nSet them in the environment, or register the app at {}",
                 state.setup_link()
             );
-            state
+            None
         }
     };
     state.metrics().install_global();
     // Setup mode: the workers start when /setup has registered the app, without a restart.
     let late_workers = workers.is_none().then(|| {
         let (args, state) = (args.clone(), state.clone());
-        tokio::spawn(async move {
+        let task = async move {
             let mut registered = state.credentials_watch();
-            let creds = registered.wait_for(Option::is_some).await.ok()?.clone()?;
+            let creds = {
+                let ready = registered.wait_for(|c| c.app().is_some()).await.ok()?;
+                ready.app()?.clone()
+            };
             match start_workers(&args, &creds, &state).await {
                 Ok(w) => Some(w),
                 Err(e) => {
@@ -127,7 +127,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     None
                 }
             }
-        })
+        };
+        tokio::spawn(task.instrument(tracing::info_span!("late_workers")))
     });
     let addr: SocketAddr = format!("{}:{}", args.bind, args.port)
         .parse()
@@ -145,14 +146,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("the server failed")?;
+    let mut late_workers_started = None;
     if let Some(late) = late_workers {
         if late.is_finished() {
-            workers = late.await.ok().flatten();
+            late_workers_started = late.await.ok().flatten();
         } else {
             late.abort();
         }
     }
-    if let Some(w) = workers {
+    if let Some(w) = workers.or(late_workers_started) {
         w.shutdown().await;
     }
     // Let in-flight store writes settle before the pool goes.
@@ -184,7 +186,7 @@ async fn start_workers(
     // the server answers webhooks at once, even while GitHub is slow.
     {
         let (github, state) = (github.clone(), state.clone());
-        tokio::spawn(async move {
+        let learn_login = async move {
             loop {
                 match github.bot_login().await {
                     Ok(login) => {
@@ -198,7 +200,8 @@ async fn start_workers(
                     }
                 }
             }
-        });
+        };
+        tokio::spawn(learn_login.instrument(tracing::info_span!("bot_login")));
     }
     state.set_github(github.clone());
 
@@ -222,11 +225,12 @@ async fn start_workers(
     sandboxes.spawn_reaper(Duration::from_secs(300));
     if args.warm_sandboxes > 0 {
         let warm = sandboxes.clone();
-        tokio::spawn(async move {
+        let fill = async move {
             if let Err(e) = warm.warm_up().await {
                 tracing::warn!(error = %e, "could not start the warm sandboxes");
             }
-        });
+        };
+        tokio::spawn(fill.instrument(tracing::info_span!("warm_pool")));
     }
 
     let model = args.model.provider().map_err(anyhow::Error::msg)?;

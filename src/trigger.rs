@@ -10,10 +10,8 @@
 //! The write-permission check needs GitHub, so the worker makes it (`github::RepoClient::
 //! may_start_run`, failing closed) for the jobs [`needs_permission`] names.
 
-use serde_json::json;
-
 use crate::command::{self, Command, CommandError};
-use crate::job::{JobKind, JobRequest, JobSource};
+use crate::job::{AgentSpec, JobKind, JobRequest, JobSource, JobSpec, ReviewCommentRef};
 use crate::webhook::{payload, Account, CommentAction, IssueAction, Repository, WebhookEvent};
 
 /// Comment and issue bodies longer than this (in characters) are not read for commands.
@@ -103,8 +101,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 return Decision::Ignore(Ignored::NoCommand);
             };
             let target = Target::issue(*installation_id, repository, issue, sender);
-            let context = json!({ "title": issue.title, "issue_url": issue.html_url, "requester_id": sender.id });
-            Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), context))
+            let spec = issue_spec(issue, sender);
+            Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), spec))
         }
         WebhookEvent::Issues {
             action,
@@ -130,17 +128,13 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                     format!("{}\n\n{}", issue.title, body.trim())
                 };
                 let target = Target::issue(*installation_id, repository, issue, sender);
-                let context = json!({ "title": issue.title, "issue_url": issue.html_url, "requester_id": sender.id });
-                Decision::Job(target.job(
-                    Ok(Command::Run { prompt }),
-                    JobSource::Label,
-                    None,
-                    context,
-                ))
+                let spec = issue_spec(issue, sender);
+                Decision::Job(target.job(Ok(Command::Run { prompt }), JobSource::Label, None, spec))
             }
             IssueAction::Closed => {
                 let target = Target::issue(*installation_id, repository, issue, sender);
-                Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, json!({})))
+                let spec = AgentSpec::default();
+                Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, spec))
             }
             IssueAction::Opened => Decision::Ignore(Ignored::NotActedOn),
         },
@@ -151,7 +145,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             sender,
         } => {
             let target = Target::pull(*installation_id, repository, pull_request, sender);
-            Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, json!({})))
+            let spec = AgentSpec::default();
+            Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, spec))
         }
         WebhookEvent::ReviewCommentCreated {
             installation_id,
@@ -174,23 +169,34 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 return Decision::Ignore(Ignored::NoCommand);
             };
             let target = Target::pull(*installation_id, repository, pull_request, sender);
-            let context = json!({
-                "title": pull_request.title,
-                "requester_id": sender.id,
-                "review_comment": {
-                    "id": comment.id,
-                    "path": comment.path,
-                    "line": comment.line.or(comment.original_line),
-                    "diff_hunk": comment.diff_hunk,
-                    "in_reply_to_id": comment.in_reply_to_id,
-                    "commit_id": comment.commit_id,
-                }
-            });
-            Decision::Job(target.job(first, JobSource::ReviewComment, Some(comment.id), context))
+            let spec = AgentSpec {
+                title: pull_request.title.clone(),
+                issue_url: None,
+                requester_id: Some(sender.id),
+                review_comment: Some(ReviewCommentRef {
+                    id: comment.id,
+                    path: Some(comment.path.clone()),
+                    line: comment.line.or(comment.original_line),
+                    diff_hunk: comment.diff_hunk.clone(),
+                    in_reply_to_id: comment.in_reply_to_id,
+                    commit_id: comment.commit_id.clone(),
+                }),
+            };
+            Decision::Job(target.job(first, JobSource::ReviewComment, Some(comment.id), spec))
         }
         WebhookEvent::Ping { .. }
         | WebhookEvent::Installation { .. }
         | WebhookEvent::InstallationRepositories { .. } => Decision::Ignore(Ignored::NotActedOn),
+    }
+}
+
+/// What a job on an issue (or a pull request's conversation) knows of it.
+fn issue_spec(issue: &payload::Issue, sender: &Account) -> AgentSpec {
+    AgentSpec {
+        title: Some(issue.title.clone()),
+        issue_url: issue.html_url.clone(),
+        requester_id: Some(sender.id),
+        review_comment: None,
     }
 }
 
@@ -258,20 +264,22 @@ impl<'a> Target<'a> {
         command: Result<Command, CommandError>,
         source: JobSource,
         comment_id: Option<u64>,
-        mut context: serde_json::Value,
+        agent: AgentSpec,
     ) -> JobRequest {
-        let (kind, prompt) = match command {
-            Ok(Command::Run { prompt }) if self.is_pull_request => (JobKind::Iterate, prompt),
-            Ok(Command::Run { prompt }) => (JobKind::Run, prompt),
-            Ok(Command::Cancel) => (JobKind::Cancel, String::new()),
-            Ok(Command::Help) => (JobKind::Help, String::new()),
+        let (spec, prompt) = match command {
+            Ok(Command::Run { prompt }) if self.is_pull_request => {
+                (JobSpec::Iterate(agent), prompt)
+            }
+            Ok(Command::Run { prompt }) => (JobSpec::Run(agent), prompt),
+            Ok(Command::Cancel) => (JobSpec::Cancel, String::new()),
+            Ok(Command::Help) => (JobSpec::Help, String::new()),
             Err(e) => {
-                context["usage_error"] = json!(e.to_string());
-                (JobKind::UsageError, String::new())
+                let problem = e.to_string();
+                (JobSpec::UsageError { problem }, String::new())
             }
         };
         JobRequest {
-            kind,
+            spec,
             source,
             installation_id: self.installation_id,
             repository: self.repository.full_name.clone(),
@@ -282,7 +290,6 @@ impl<'a> Target<'a> {
             comment_id,
             requester: self.requester.to_owned(),
             prompt,
-            context,
         }
     }
 }
@@ -302,6 +309,7 @@ mod tests {
     use super::*;
     use crate::testing::shared_fixture;
     use crate::webhook::{envelope, parse};
+    use serde_json::json;
 
     fn event(path: &str, edit: impl FnOnce(&mut serde_json::Value)) -> WebhookEvent {
         let mut v: serde_json::Value =
@@ -340,7 +348,7 @@ mod tests {
             ),
             &ctx(),
         ));
-        assert_eq!(j.kind, JobKind::Run);
+        assert_eq!(j.kind(), JobKind::Run);
         assert_eq!(j.source, JobSource::Comment);
         assert_eq!(j.prompt, "add input validation");
         assert_eq!(j.repository, "Codertocat/Hello-World");
@@ -384,7 +392,7 @@ mod tests {
         };
         let c = ctx();
         let kind = |e: WebhookEvent| match decide(&e, &c) {
-            Decision::Job(j) => Ok(j.kind),
+            Decision::Job(j) => Ok(j.kind()),
             Decision::Ignore(why) => Err(why),
         };
         assert_eq!(
@@ -507,7 +515,7 @@ mod tests {
             v["issue"]["body"] = json!("Add validation.");
         });
         let j = job(decide(&e, &ctx()));
-        assert_eq!(j.kind, JobKind::Run);
+        assert_eq!(j.kind(), JobKind::Run);
         assert_eq!(j.source, JobSource::Label);
         assert_eq!(
             j.prompt,
@@ -533,11 +541,13 @@ mod tests {
             comment("/backspace handle the None case here"),
         );
         let j = job(decide(&e, &ctx()));
-        assert_eq!(j.kind, JobKind::Iterate);
+        assert_eq!(j.kind(), JobKind::Iterate);
         assert_eq!(j.source, JobSource::ReviewComment);
         assert!(j.is_pull_request);
-        assert_eq!(j.context["review_comment"]["path"], "README.md");
-        assert!(j.context["review_comment"]["diff_hunk"].is_string());
+        let rc = j.spec.agent().and_then(|a| a.review_comment.clone());
+        let rc = rc.expect("the review comment");
+        assert_eq!(rc.path.as_deref(), Some("README.md"));
+        assert!(rc.diff_hunk.is_some());
     }
 
     #[test]
@@ -547,10 +557,10 @@ mod tests {
         });
         let j = job(decide(&e, &ctx()));
         assert_eq!(
-            (j.kind, j.source, j.is_pull_request),
+            (j.kind(), j.source, j.is_pull_request),
             (JobKind::Cancel, JobSource::Closed, true)
         );
-        assert!(!needs_permission(j.kind, j.source));
+        assert!(!needs_permission(j.kind(), j.source));
     }
 
     #[test]

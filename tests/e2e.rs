@@ -73,7 +73,7 @@ async fn a_command_on_an_issue_opens_a_pull_request_with_the_change() {
             last.contains("✅ Backspace opened a pull request"),
             "{last}"
         );
-        let pr_url = job.result.as_ref().unwrap()["pr_url"]
+        let pr_url = job.result.as_ref().unwrap().to_json()["pr_url"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -173,7 +173,7 @@ async fn a_run_that_changes_nothing_posts_the_answer_and_opens_no_pull_request()
             .await;
         let job = bot.finished(answer["job_id"].as_str().unwrap(), RUN).await;
         assert_eq!(job.state, JobState::Succeeded);
-        assert_eq!(job.result.as_ref().unwrap()["status"], "answered");
+        assert_eq!(job.result.as_ref().unwrap().to_json()["status"], "answered");
         assert!(bot.gh.pulls(&bot.repo).is_empty());
         assert!(
             bot.gh
@@ -587,8 +587,8 @@ async fn two_runs_on_one_issue_run_one_after_the_other() {
             a.finished_at.unwrap() <= b.started_at.unwrap(),
             "{a:?}\n{b:?}"
         );
-        assert_eq!(a.result.unwrap()["summary"], "First.");
-        assert_eq!(b.result.unwrap()["summary"], "Second.");
+        assert_eq!(a.result.unwrap().to_json()["summary"], "First.");
+        assert_eq!(b.result.unwrap().to_json()["summary"], "Second.");
     })
     .await;
 }

@@ -39,6 +39,7 @@ fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(50),
         max_total_wait: Duration::from_secs(10),
         request_timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
     }
 }
 

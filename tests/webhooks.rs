@@ -93,7 +93,7 @@ async fn a_command_comment_becomes_a_queued_job() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(job.kind, JobKind::Run);
+    assert_eq!(job.kind(), JobKind::Run);
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.prompt, "add input validation to the signup form");
     assert_eq!(job.repository, "Codertocat/Hello-World");
@@ -442,10 +442,11 @@ async fn health_is_ok_when_the_store_answers() {
 #[tokio::test]
 async fn setup_mode_answers_webhooks_503_and_names_what_is_missing() {
     let t = db::sqlite().await;
-    let state = AppState::setup_mode(
+    let state = AppState::new(
         t.store.clone(),
-        MissingCredentials(vec!["APP_ID", "WEBHOOK_SECRET"]),
+        support::webhooks::test_doors(),
         TriggerContext::default(),
+        Err(MissingCredentials(vec!["APP_ID", "WEBHOOK_SECRET"])),
     );
     let ingress = Ingress {
         router: router(state.clone()),
@@ -472,7 +473,7 @@ async fn setup_mode_answers_webhooks_503_and_names_what_is_missing() {
     // Credentials arrive (the manifest flow): verified from then on, no restart.
     ingress
         .state
-        .install_secrets(support::webhooks::secrets(&[SECRET]));
+        .install_credentials(support::webhooks::credentials(&[SECRET]));
     let (status, _) = ingress
         .send(delivery("ping", "d-2", fixture("webhooks/ping/ping.json")))
         .await;

@@ -12,15 +12,16 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::jwt::{unix_now, AppKey};
+use super::jwt::AppKey;
 use super::models::{InstallationId, IssueNumber, RepoName};
 use super::pacing::{PacingLimits, WritePacer};
 use super::permission::PermissionGate;
 use super::repo::RepoClient;
-use super::retry::RetryPolicy;
 use super::tokens::{parse_github_time, InstallationToken, TokenCache};
 use super::transport::Transport;
 use super::GithubError;
+use crate::clock::unix_secs;
+use crate::retry::RetryPolicy;
 
 /// How to reach and authenticate as the app.
 #[derive(Debug, Clone)]
@@ -134,7 +135,7 @@ impl GithubApp {
 
     /// A fresh app JWT (for `/app/...` routes).
     pub fn jwt(&self) -> Result<SecretString, GithubError> {
-        self.inner.key.sign(self.inner.app_id, unix_now())
+        self.inner.key.sign(self.inner.app_id, unix_secs())
     }
 
     /// The client for one repository of one installation.
@@ -192,7 +193,7 @@ impl GithubApp {
         let slot = self.inner.tokens.slot(installation, repo);
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref() {
-            if token.is_fresh(unix_now()) {
+            if token.is_fresh(unix_secs()) {
                 return Ok(token.token.clone());
             }
         }

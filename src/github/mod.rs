@@ -27,6 +27,7 @@ mod retry;
 mod tokens;
 mod transport;
 
+pub use crate::retry::{RetryDecision, RetryPolicy};
 pub use app::{GithubApp, GithubAppConfig, RUN_PERMISSIONS};
 pub use error::GithubError;
 pub use jwt::{AppKey, JwtClaims, JWT_BACKDATE_SECS, JWT_LIFETIME_SECS};
@@ -43,7 +44,6 @@ pub use progress_comment::{
     progress_marker, run_id_from_marker, with_marker, ProgressComment, ProgressConfig,
 };
 pub use repo::{NewPullRequest, RepoClient, RepositoryInfo};
-pub use retry::{backoff_delay, RetryDecision, RetryPolicy};
 pub use tokens::{format_github_time, parse_github_time, InstallationToken, TOKEN_REFRESH_MARGIN};
 
 /// The Basic credentials git sends for an installation token (user `x-access-token`), as the

@@ -169,7 +169,7 @@ impl RepoClient {
             .attempt(&Method::PATCH, &url, Some(&token), Some(&body))
             .await;
         match &attempt {
-            Attempt::Failed(e) | Attempt::Retryable { error: e, .. } => self.note_failure(e),
+            Attempt::Failed(e) | Attempt::Retry { error: e, .. } => self.note_failure(e),
             Attempt::Done(_) => {}
         }
         attempt

@@ -11,6 +11,7 @@ use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
 use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, SandboxError, Sandboxes};
 
+use super::failure::{Cause, Failure, ADVICE_SANDBOX, ADVICE_SETUP};
 use super::pr_body::TestResult;
 
 /// What the sandbox phase needs.
@@ -45,6 +46,15 @@ pub enum WorkError {
     },
     #[error("could not make a directory for the sandbox's working tree: {0}")]
     TempDir(std::io::Error),
+}
+
+impl From<WorkError> for Failure {
+    fn from(e: WorkError) -> Failure {
+        match e {
+            WorkError::Setup { .. } => Failure::new(Cause::Setup, e.to_string(), ADVICE_SETUP),
+            other => Failure::new(Cause::Sandbox, other.to_string(), ADVICE_SANDBOX),
+        }
+    }
 }
 
 /// How much of a command's output the events and the PR keep.
@@ -108,6 +118,9 @@ pub async fn work(
         .create_with(w.run_id, w.checkout, CreateOptions { network })
         .await?;
     let sandbox_start = asked.elapsed();
+    if let Some(m) = crate::metrics::global() {
+        m.sandbox_started(sandbox_start);
+    }
     emit(
         w.events,
         RunEvent::progress(

@@ -4,7 +4,6 @@
 //! reaper goes by. Also its removal, which every path ends in.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum};
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
@@ -33,13 +32,6 @@ pub const SANDBOX_ENV: &[&str] = &[
 /// exits on TERM.
 pub const IDLE_COMMAND: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done";
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A container name from a run id: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub fn container_name(run_id: &str) -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -66,7 +58,10 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
     let labels = HashMap::from([
         (LABEL_RUN.to_string(), run_id.to_string()),
         (LABEL_INSTANCE.to_string(), settings.instance_id.clone()),
-        (LABEL_CREATED.to_string(), now_unix().to_string()),
+        (
+            LABEL_CREATED.to_string(),
+            crate::clock::unix_secs().to_string(),
+        ),
     ]);
     // `exec` overrides Docker's default `noexec`: builds and test runners run binaries
     // from /tmp. /tmp is also HOME, so the only writable places are /workspace and /tmp

@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::archive::{self, ChannelWriter};
 use super::container;
@@ -230,11 +231,12 @@ impl Sandboxes {
         let (warm, stale) = self.shared.pool.take();
         if !stale.is_empty() {
             let docker = self.shared.docker.clone();
-            tokio::spawn(async move {
+            let remove = async move {
                 for id in stale {
                     let _ = container::remove(&docker, &id).await;
                 }
-            });
+            };
+            tokio::spawn(remove.instrument(tracing::info_span!("remove_stale_warm")));
         }
         warm
     }
@@ -268,11 +270,12 @@ impl Sandboxes {
             return;
         }
         let sandboxes = self.clone();
-        tokio::spawn(async move {
+        let refill = async move {
             if let Err(e) = sandboxes.warm_up().await {
                 tracing::warn!(error = %e, "could not refill the warm sandbox pool");
             }
-        });
+        };
+        tokio::spawn(refill.instrument(tracing::info_span!("warm_pool_refill")));
     }
 
     /// Removes the warm containers nobody took and stops refilling (at shutdown). Returns
@@ -335,7 +338,7 @@ impl Sandboxes {
     /// Reaps now and then every `every`, until the handle is aborted.
     pub fn spawn_reaper(&self, every: Duration) -> JoinHandle<()> {
         let sandboxes = self.clone();
-        tokio::spawn(async move {
+        let reap = async move {
             loop {
                 match sandboxes.reap().await {
                     Ok(0) => {}
@@ -344,7 +347,8 @@ impl Sandboxes {
                 }
                 tokio::time::sleep(every).await;
             }
-        })
+        };
+        tokio::spawn(reap.instrument(tracing::info_span!("sandbox_reaper")))
     }
 
     /// Ids of the containers (running or not) of `run_id`: labelled with it, or taken from

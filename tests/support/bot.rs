@@ -13,6 +13,7 @@ use backspace::github::{GithubApp, GithubAppConfig, IssueNumber, RepoName};
 use backspace::job::JobState;
 use backspace::runner::{RunnerSettings, Services, Workers};
 use backspace::sandbox::Sandboxes;
+use backspace::server::DoorsConfig;
 use backspace::store::{Job, Store};
 use backspace::trigger::TriggerContext;
 use backspace::webhook::signature::sign;
@@ -43,6 +44,8 @@ pub struct Options {
     pub store: Option<super::db::TestStore>,
     pub start_workers: bool,
     pub lease: Duration,
+    /// The API, run page and setup settings (`github_url` is set to the fake's).
+    pub doors: Option<DoorsConfig>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             store: None,
             start_workers: true,
             lease: Duration::from_secs(30),
+            doors: None,
         }
     }
 }
@@ -88,7 +92,9 @@ impl Bot {
             None => super::db::sqlite().await,
         };
         let store = db.store.clone();
-        let ingress = Ingress::with_secrets(store.clone(), &[fake_github::WEBHOOK_SECRET]);
+        let mut doors = opts.doors.unwrap_or_else(super::webhooks::test_doors);
+        doors.github_url = gh.api_url();
+        let ingress = Ingress::with_doors(store.clone(), &[fake_github::WEBHOOK_SECRET], doors);
         ingress.state.set_bot_login(gh.bot_login());
         let mut bot = Bot {
             gh,
