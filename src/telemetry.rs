@@ -39,6 +39,8 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Telemetry {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            // Every enclosing span, so a line shows the run it belongs to however deep it is.
+            .with_span_list(true)
             .boxed(),
         LogFormat::Pretty => fmt.boxed(),
     };

@@ -3,7 +3,9 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backspace::job::JobState;
@@ -35,13 +37,35 @@ struct Server {
 
 impl Server {
     fn start(env: &[(&str, String)]) -> Server {
+        Self::start_with_stdout(env, Stdio::null())
+    }
+
+    /// A server whose log lines (stdout) are collected into the returned list as they come.
+    fn start_logging(env: &[(&str, String)]) -> (Server, Arc<Mutex<Vec<String>>>) {
+        let mut server = Self::start_with_stdout(env, Stdio::piped());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = server.child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        (server, lines)
+    }
+
+    fn start_with_stdout(env: &[(&str, String)], stdout: Stdio) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_backspace"));
         cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::inherit());
         if let Ok(h) = std::env::var("DOCKER_HOST") {
             cmd.env("DOCKER_HOST", h);
@@ -511,7 +535,8 @@ async fn bench_delivery_to_reaction_and_pull_request() {
         let store = world.store().await;
         for _ in 0..600 {
             let c = store.job_counts().await.unwrap();
-            if c.running == 2 && c.queued == 50 && world.model.requests().len() >= 2 * RUNS * 3 + 2 {
+            let calls = world.model.requests().len();
+            if c.running == 2 && c.queued == 50 && calls >= 2 * RUNS * 3 + 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -576,6 +601,95 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
             "no delivery span in {bodies}"
         );
         assert!(bodies.contains("backspace"), "the service name: {bodies}");
+    })
+    .await;
+}
+
+/// The run ids a JSON log line is logged under (its span and every enclosing one).
+fn run_ids_of(line: &serde_json::Value) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let spans = line["spans"].as_array().cloned().unwrap_or_default();
+    for span in spans.iter().chain(std::iter::once(&line["span"])) {
+        if let Some(id) = span["run_id"].as_str() {
+            ids.insert(id.to_owned());
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn two_runs_at_once_log_every_line_under_their_own_run_id_only() {
+    within(240, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        // Each run runs a command in its sandbox, then answers: both are alive at once.
+        let script: Vec<Step> = vec![
+            Reply::bash("sleep 1; echo one").into(),
+            Reply::bash("sleep 1; echo two").into(),
+            Reply::text("TITLE: A\n\nSUMMARY:\nAnswer.").into(),
+            Reply::text("TITLE: B\n\nSUMMARY:\nAnswer.").into(),
+        ];
+        let world = World::new(script).await;
+        let env = world.env(&[("LOG_FORMAT", "json")]);
+        let (mut server, lines) = Server::start_logging(&env);
+        server.ready().await;
+        let mut runs = Vec::new();
+        for title in ["first", "second"] {
+            let issue = world.gh.open_issue(&world.repo, MAINTAINER, title, "?");
+            let (payload, _) =
+                comment_payload(&world.gh, &world.repo, issue, MAINTAINER, "/backspace look");
+            let answer = server.deliver("issue_comment", &payload).await;
+            runs.push(answer["job_id"].as_str().expect("job id").to_owned());
+        }
+        let store = world.store().await;
+        for run in &runs {
+            wait_state(&store, run, JobState::Succeeded, Duration::from_secs(120)).await;
+        }
+        server.signal("-TERM");
+        assert!(server.wait_exit(Duration::from_secs(30)).await.success());
+
+        let lines = lines.lock().unwrap().clone();
+        let (mut started, mut finished, mut outside) = (Vec::new(), Vec::new(), 0);
+        for raw in &lines {
+            let line: serde_json::Value = serde_json::from_str(raw)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {raw}"));
+            let ids = run_ids_of(&line);
+            assert!(ids.len() <= 1, "a line under two runs: {raw}");
+            // A line that names a run anywhere (a container, a job id) is logged under that run.
+            for run in &runs {
+                let other = runs.iter().find(|r| *r != run).expect("two runs");
+                let mut fields = line.clone();
+                fields.as_object_mut().map(|o| o.remove("spans"));
+                fields.as_object_mut().map(|o| o.remove("span"));
+                if fields.to_string().contains(run.as_str()) {
+                    assert!(!ids.contains(other), "{raw}");
+                }
+            }
+            // What the webhook handler logs (a delivery's span) belongs to no run.
+            let in_delivery = line["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == "delivery"));
+            if in_delivery || line["message"] == "listening" {
+                assert!(ids.is_empty(), "a line outside the runs under one: {raw}");
+                outside += 1;
+            }
+            match line["message"].as_str() {
+                Some("job started") => started.extend(ids),
+                Some("job finished") => finished.extend(ids),
+                _ => {}
+            }
+        }
+        started.sort();
+        finished.sort();
+        let mut expected = runs.clone();
+        expected.sort();
+        assert_eq!(started, expected, "each run logs its start under its id");
+        assert_eq!(finished, expected, "each run logs its end under its id");
+        assert!(
+            outside >= 2,
+            "lines of the deliveries, under no run: {outside}"
+        );
     })
     .await;
 }

@@ -131,7 +131,10 @@ fn check_image(svc: &Services, settings: &RepoSettings) -> Result<(), Failure> {
     let configured = &svc.sandboxes.settings().image;
     match &settings.image {
         Some(image) if image != configured => Err(Failure::settings(
-            format!("this server runs sandboxes from {configured} only; the repository asks for {image}"),
+            format!(
+                "this server runs sandboxes from {configured} only; \
+                 the repository asks for {image}"
+            ),
             ADVICE_IMAGE,
         )),
         _ => Ok(()),
@@ -194,7 +197,8 @@ async fn plan_iteration(job: &Job, client: &RepoClient, repo: &RepoName) -> Resu
             None => "a deleted repository".into(),
         };
         let what = format!(
-            "this pull request's branch lives in {head}, a fork; Backspace only pushes to branches of {repo}"
+            "this pull request's branch lives in {head}, a fork; \
+             Backspace only pushes to branches of {repo}"
         );
         return Err(Failure::new(Cause::Request, what, ADVICE_FORK));
     }

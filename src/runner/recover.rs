@@ -18,13 +18,15 @@ pub(crate) async fn recover(svc: &Services) {
         }
     };
     for job in &requeued {
-        tracing::warn!(run_id = %job.id, attempts = job.attempts, "an interrupted job goes back to the queue");
+        let (run_id, attempts) = (&job.id, job.attempts);
+        tracing::warn!(%run_id, attempts, "an interrupted job goes back to the queue");
     }
     if !requeued.is_empty() {
         svc.wake.notify_one();
     }
     for job in exhausted {
-        tracing::warn!(run_id = %job.id, attempts = job.attempts, "an interrupted job is given up");
+        let (run_id, attempts) = (&job.id, job.attempts);
+        tracing::warn!(%run_id, attempts, "an interrupted job is given up");
         let owner = job.lease_owner.clone().unwrap_or_default();
         let reason = given_up_reason(job.attempts);
         let result = JobResult::failed(reason.clone());
@@ -41,7 +43,10 @@ pub(crate) async fn recover(svc: &Services) {
 }
 
 fn given_up_reason(attempts: u32) -> String {
-    format!("the run was interrupted {attempts} times (the server restarted or crashed) and was given up")
+    format!(
+        "the run was interrupted {attempts} times (the server restarted or crashed) \
+         and was given up"
+    )
 }
 
 /// The comment that tells the issue a run was given up, and how to ask again.

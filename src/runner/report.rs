@@ -98,7 +98,8 @@ fn pushed(cx: &EndingContext<'_>, p: Pushed) -> Ending {
 
 fn stopped_early_note(o: &AgentOutcome, command_word: &str) -> String {
     format!(
-        "The agent stopped early ({}); the pull request is a draft. Comment `/{command_word} <what next>` to continue.\n",
+        "The agent stopped early ({}); the pull request is a draft. \
+         Comment `/{command_word} <what next>` to continue.\n",
         o.stop.message()
     )
 }

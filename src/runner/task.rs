@@ -75,7 +75,8 @@ async fn issue_context(
 /// Pure: what an iteration tells the agent about the pull request it is on.
 fn follow_up(pr: &PullRequest) -> String {
     format!(
-        "\n\nThis is a follow-up on pull request #{} (branch `{}`), which is checked out. Its description:\n{}",
+        "\n\nThis is a follow-up on pull request #{} (branch `{}`), which is checked out. \
+         Its description:\n{}",
         pr.number,
         pr.head.branch,
         pr.body.as_deref().unwrap_or("(none)")

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::agent::{Agent, AgentOutcome, AgentTask};
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
-use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, SandboxError, Sandboxes};
+use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, Sandbox, SandboxError, Sandboxes};
 
 use super::failure::{Cause, Failure, ADVICE_SANDBOX, ADVICE_SETUP};
 use super::pr_body::TestResult;
@@ -101,6 +101,41 @@ fn tool_event(command: &str, out: &ExecOutput) -> RunEvent {
     }
 }
 
+/// The repository's `setup` commands, in order; the first that fails ends the run.
+async fn run_setup(sandbox: &Sandbox, w: &Work<'_>) -> Result<(), WorkError> {
+    for command in &w.settings.setup {
+        let what = format!("setup: `{command}`");
+        emit(w.events, RunEvent::progress("sandbox", what));
+        let out = sandbox.exec(sandbox.command(command.as_str())).await?;
+        emit(w.events, tool_event(command, &out));
+        if !out.success() {
+            return Err(WorkError::Setup {
+                command: command.clone(),
+                status: status_of(&out),
+                output: tail(&out),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The repository's `test` command, after the agent, when it has one.
+async fn run_test(sandbox: &Sandbox, w: &Work<'_>) -> Result<Option<TestResult>, WorkError> {
+    let Some(command) = &w.settings.test else {
+        return Ok(None);
+    };
+    let what = format!("running `{command}`");
+    emit(w.events, RunEvent::progress("checks", what));
+    let out = sandbox.exec(sandbox.command(command.as_str())).await?;
+    emit(w.events, tool_event(command, &out));
+    Ok(Some(TestResult {
+        command: command.clone(),
+        passed: out.success(),
+        summary: status_of(&out),
+        output: tail(&out),
+    }))
+}
+
 /// Runs the sandbox phase. The agent's own failures are in the outcome; an error here means the
 /// sandbox or a setup command failed, and no agent ran (or its work could not be copied out).
 pub async fn work(
@@ -131,21 +166,7 @@ pub async fn work(
     // From here the sandbox is removed on every path: `destroy` below, or its drop guard when
     // this future is dropped (cancellation).
     let result = async {
-        for command in &w.settings.setup {
-            emit(
-                w.events,
-                RunEvent::progress("sandbox", format!("setup: `{command}`")),
-            );
-            let out = sandbox.exec(sandbox.command(command.as_str())).await?;
-            emit(w.events, tool_event(command, &out));
-            if !out.success() {
-                return Err(WorkError::Setup {
-                    command: command.clone(),
-                    status: status_of(&out),
-                    output: tail(&out),
-                });
-            }
-        }
+        run_setup(&sandbox, &w).await?;
         if network {
             sandbox.cut_network().await?;
             emit(
@@ -154,23 +175,7 @@ pub async fn work(
             );
         }
         let outcome = agent.run(w.task, &sandbox, w.events).await;
-        let test = match &w.settings.test {
-            Some(command) => {
-                emit(
-                    w.events,
-                    RunEvent::progress("checks", format!("running `{command}`")),
-                );
-                let out = sandbox.exec(sandbox.command(command.as_str())).await?;
-                emit(w.events, tool_event(command, &out));
-                Some(TestResult {
-                    command: command.clone(),
-                    passed: out.success(),
-                    summary: status_of(&out),
-                    output: tail(&out),
-                })
-            }
-            None => None,
-        };
+        let test = run_test(&sandbox, &w).await?;
         let tree = tempfile::tempdir().map_err(WorkError::TempDir)?;
         sandbox.copy_out(tree.path()).await?;
         Ok(WorkResult {

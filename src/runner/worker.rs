@@ -164,7 +164,12 @@ async fn drain(svc: &Services, tasks: &mut JoinSet<()>, interrupts: &Interrupts)
     if tasks.is_empty() {
         return;
     }
-    tracing::info!(running = tasks.len(), grace = ?settings.grace, "shutting down: letting running jobs finish");
+    let (running, grace) = (tasks.len(), settings.grace);
+    tracing::info!(
+        running,
+        ?grace,
+        "shutting down: letting running jobs finish"
+    );
     let grace = tokio::time::sleep(settings.grace);
     tokio::pin!(grace);
     loop {

@@ -11,4 +11,5 @@ pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_openai;
 pub mod fixtures;
+pub mod tester;
 pub mod webhooks;
