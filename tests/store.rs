@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use backspace::clock::Clock;
 use backspace::job::{AgentSpec, JobRequest, JobResult, JobSource, JobSpec, JobState, RunReport};
 use backspace::run_event::RunEvent;
 use backspace::store::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery, Store};
@@ -184,6 +185,29 @@ async fn expired_leases_are_retried_once_then_given_up() {
         let (requeued, exhausted) = s.recover_expired(2).await.unwrap();
         assert_eq!((requeued.len(), exhausted.len()), (0, 1), "{name}");
         assert_eq!(exhausted[0].id, id);
+    }
+}
+
+#[tokio::test]
+async fn a_lease_runs_out_by_the_store_clock_not_before() {
+    for (name, t) in db::all().await {
+        let clock = Clock::manual_now();
+        let s = t.store.clone().with_clock(clock.clone());
+        let id = queue(&s, "d1", &run_on(1, "x")).await;
+        s.claim_next("crashed", LEASE).await.unwrap().unwrap();
+        clock.advance(LEASE - Duration::from_secs(1));
+        assert_eq!(
+            s.recover_expired(2).await.unwrap(),
+            (vec![], vec![]),
+            "{name}: the lease still holds"
+        );
+        clock.advance(Duration::from_secs(2));
+        let (requeued, exhausted) = s.recover_expired(2).await.unwrap();
+        assert_eq!(
+            (requeued.len(), exhausted.len(), requeued[0].id.as_str()),
+            (1, 0, id.as_str()),
+            "{name}"
+        );
     }
 }
 
