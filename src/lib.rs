@@ -13,6 +13,7 @@ pub mod local_run;
 pub mod metrics;
 pub mod progress;
 pub mod redact;
+pub mod redelivery;
 pub mod repo_settings;
 pub mod retry;
 pub mod run_event;

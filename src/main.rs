@@ -223,6 +223,13 @@ async fn start_workers(
         Err(e) => tracing::warn!(error = %e, "could not look for left-behind sandboxes"),
     }
     sandboxes.spawn_reaper(Duration::from_secs(300));
+    // GitHub does not redeliver by itself: what it could not deliver is asked for again.
+    backspace::redelivery::spawn(
+        github.clone(),
+        state.store().clone(),
+        instance_id.clone(),
+        backspace::redelivery::SweepSettings::default(),
+    );
     if args.warm_sandboxes > 0 {
         let warm = sandboxes.clone();
         let fill = async move {

@@ -47,10 +47,8 @@ fn config(gh: &FakeGithub, key: SecretString) -> GithubAppConfig {
     let mut c = GithubAppConfig::new(gh.app_id(), key, gh.api_url());
     c.retry = fast_retries();
     c.pacing = PacingLimits {
-        per_minute: 10_000,
-        per_hour: 100_000,
-        min_interval: Duration::ZERO,
-        burst: 1,
+        windows: vec![(Duration::from_secs(60), 10_000)],
+        ..PacingLimits::default()
     };
     c.gate.timeout = Duration::from_secs(2);
     c
@@ -994,9 +992,10 @@ async fn writes_are_paced_per_installation_and_reads_are_not() {
         let gh = FakeGithub::start().await;
         let repo = gh.repo_with_files("octo/hello", &[("a", "b")]);
         let issue = gh.open_issue(&repo, "alice", "t", "b");
+        // Two writes a window of 150 ms (a shrunk copy of GitHub's 80 a minute).
         let mut c = config(&gh, app_private_key());
-        c.pacing.min_interval = Duration::from_millis(150);
-        c.pacing.burst = 1;
+        c.pacing.windows = vec![(Duration::from_millis(150), 2)];
+        c.pacing.normal_share = 1.0;
         let app = GithubApp::new(c).expect("client");
         let client = app.repo(gh.installation_of(&repo), repo.clone());
         client.git_token().await.expect("token");
@@ -1008,18 +1007,19 @@ async fn writes_are_paced_per_installation_and_reads_are_not() {
         assert!(started.elapsed() < Duration::from_millis(300));
 
         let started = Instant::now();
-        for i in 0..3 {
+        for i in 0..5 {
             client
                 .create_comment(issue, &format!("c{i}"))
                 .await
                 .expect("write");
         }
+        // Writes 1-2 at once, 3-4 after one window, 5 after two.
         assert!(
             started.elapsed() >= Duration::from_millis(300),
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(gh.comments(&repo, issue).len(), 3);
+        assert_eq!(gh.comments(&repo, issue).len(), 5);
         gh.assert_requests_fit_openapi();
     })
     .await

@@ -1,24 +1,26 @@
-//! The GitHub App as a client: built once per process from the app id and key, it signs app
-//! JWTs, mints and caches installation tokens, knows the bot's own login, and hands out
-//! [`RepoClient`]s for (installation, repository). Clones of it share the token cache, the
-//! per-installation write pacers and the HTTP connection pool.
+//! The GitHub App as a client: built once per process from the app id and key, it holds the one
+//! octocrab client (over the stack of `stack`), signs app JWTs, mints and caches installation
+//! tokens, knows the bot's own login, and hands out [`RepoClient`]s for (installation,
+//! repository). Clones of it share the token cache, the per-installation write pacers and the
+//! connection pool.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use octocrab::Octocrab;
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use super::stack::{self, from_octocrab, Pacers};
 use super::jwt::AppKey;
 use super::models::{InstallationId, IssueNumber, RepoName};
 use super::pacing::{PacingLimits, WritePacer};
 use super::permission::PermissionGate;
 use super::repo::RepoClient;
 use super::tokens::{parse_github_time, InstallationToken, TokenCache};
-use super::transport::Transport;
 use super::GithubError;
 use crate::clock::unix_secs;
 use crate::retry::RetryPolicy;
@@ -59,21 +61,14 @@ pub const RUN_PERMISSIONS: [(&str, &str); 4] = [
     ("metadata", "read"),
 ];
 
-fn run_permissions() -> serde_json::Value {
-    RUN_PERMISSIONS
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
 pub(crate) struct Inner {
     pub app_id: u64,
     key: AppKey,
-    pub transport: Transport,
+    /// The one octocrab client, without a credential: calls add theirs.
+    crab: Octocrab,
+    pub retry: RetryPolicy,
     tokens: TokenCache,
-    pacers: Mutex<HashMap<InstallationId, Arc<WritePacer>>>,
-    pacing: PacingLimits,
+    pacers: Arc<Pacers>,
     pub gate: PermissionGate,
     bot_login: tokio::sync::OnceCell<String>,
     /// Issues with a denied-user reply being decided, so two denials at once post one reply.
@@ -94,34 +89,32 @@ impl std::fmt::Debug for GithubApp {
     }
 }
 
-#[derive(Deserialize)]
-struct AppInfo {
-    slug: String,
-}
-
+/// The token answer, with the token a secret from the moment it is parsed (octocrab's own
+/// `InstallationToken` model holds it as a plain `String`).
 #[derive(Deserialize)]
 struct TokenAnswer {
     token: SecretString,
     expires_at: String,
 }
 
-#[derive(Deserialize)]
-struct InstallationAnswer {
-    id: u64,
-}
-
 impl GithubApp {
     pub fn new(config: GithubAppConfig) -> Result<Self, GithubError> {
         let key = AppKey::from_pem(&config.private_key)?;
-        let transport = Transport::new(config.api_url, config.retry, &config.user_agent)?;
+        let pacers = Arc::new(Pacers::new(config.pacing));
+        let crab = stack::client(
+            &config.api_url,
+            config.retry.clone(),
+            pacers.clone(),
+            &config.user_agent,
+        )?;
         Ok(GithubApp {
             inner: Arc::new(Inner {
                 app_id: config.app_id,
                 key,
-                transport,
+                crab,
+                retry: config.retry,
                 tokens: TokenCache::default(),
-                pacers: Mutex::new(HashMap::new()),
-                pacing: config.pacing,
+                pacers,
                 gate: config.gate,
                 bot_login: tokio::sync::OnceCell::new(),
                 denial_locks: tokio::sync::Mutex::new(HashSet::new()),
@@ -138,6 +131,19 @@ impl GithubApp {
         self.inner.key.sign(self.inner.app_id, unix_secs())
     }
 
+    /// The octocrab client with `credential` (an installation token or the app JWT).
+    pub(crate) fn crab(&self, credential: &SecretString) -> Result<Octocrab, GithubError> {
+        self.inner
+            .crab
+            .user_access_token(credential.clone())
+            .map_err(|e| GithubError::Invalid(format!("GitHub client: {e}")))
+    }
+
+    /// The octocrab client signed as the app.
+    pub(crate) fn as_app(&self) -> Result<Octocrab, GithubError> {
+        self.crab(&self.jwt()?)
+    }
+
     /// The client for one repository of one installation.
     pub fn repo(&self, installation: InstallationId, repo: RepoName) -> RepoClient {
         RepoClient::new(self.clone(), installation, repo)
@@ -148,15 +154,18 @@ impl GithubApp {
         self.inner
             .bot_login
             .get_or_try_init(|| async {
-                let url = self.inner.transport.url(&["app"])?;
-                let jwt = self.jwt()?;
-                let app: AppInfo = self
-                    .inner
-                    .transport
-                    .send(Method::GET, &url, Some(&jwt), None)
-                    .await?
-                    .json()?;
-                Ok(format!("{}[bot]", app.slug))
+                let app = self
+                    .as_app()?
+                    .apps()
+                    .get()
+                    .await
+                    .map_err(|e| from_octocrab(e, &Method::GET, "/app"))?;
+                let slug = app.slug.ok_or_else(|| GithubError::Decode {
+                    method: "GET".into(),
+                    path: "/app".into(),
+                    reason: "the app has no slug".into(),
+                })?;
+                Ok(format!("{slug}[bot]"))
             })
             .await
             .cloned()
@@ -168,18 +177,14 @@ impl GithubApp {
         &self,
         repo: &RepoName,
     ) -> Result<InstallationId, GithubError> {
-        let url = self
-            .inner
-            .transport
-            .url(&["repos", &repo.owner, &repo.name, "installation"])?;
-        let jwt = self.jwt()?;
-        let answer: InstallationAnswer = self
-            .inner
-            .transport
-            .send(Method::GET, &url, Some(&jwt), None)
-            .await?
-            .json()?;
-        Ok(InstallationId(answer.id))
+        let path = format!("/repos/{repo}/installation");
+        let installation = self
+            .as_app()?
+            .apps()
+            .get_repository_installation(&repo.owner, &repo.name)
+            .await
+            .map_err(|e| from_octocrab(e, &Method::GET, &path))?;
+        Ok(InstallationId(installation.id.0))
     }
 
     /// A token for `repo` only, with the permissions a run needs; cached, and replaced at least
@@ -209,23 +214,17 @@ impl GithubApp {
         installation: InstallationId,
         repo: &RepoName,
     ) -> Result<InstallationToken, GithubError> {
-        let url = self.inner.transport.url(&[
-            "app",
-            "installations",
-            &installation.0.to_string(),
-            "access_tokens",
-        ])?;
-        let body = serde_json::json!({
-            "repositories": [repo.name],
-            "permissions": run_permissions(),
-        });
-        let jwt = self.jwt()?;
-        let answer = match self
-            .inner
-            .transport
-            .send(Method::POST, &url, Some(&jwt), Some(&body))
-            .await
-        {
+        let path = format!("/app/installations/{installation}/access_tokens");
+        let mut body = octocrab::models::apps::CreateInstallationAccessToken::default();
+        body.repositories = Some(vec![repo.name.clone()]);
+        body.permissions = Some(
+            RUN_PERMISSIONS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let answer: Result<TokenAnswer, _> = self.as_app()?.post(&path, Some(&body)).await;
+        let answer = match answer.map_err(|e| from_octocrab(e, &Method::POST, &path)) {
             Ok(a) => a,
             Err(e) => {
                 if matches!(e.status(), Some(401 | 404)) {
@@ -236,7 +235,6 @@ impl GithubApp {
                 return Err(e);
             }
         };
-        let answer: TokenAnswer = answer.json()?;
         let expires_at_unix = parse_github_time(&answer.expires_at).unwrap_or(0);
         tracing::debug!(installation = installation.0, repo = %repo, expires_at = %answer.expires_at, "minted installation token");
         Ok(InstallationToken {
@@ -252,11 +250,7 @@ impl GithubApp {
 
     /// The write pacer of an installation.
     pub fn pacer(&self, installation: InstallationId) -> Arc<WritePacer> {
-        let mut pacers = self.inner.pacers.lock().unwrap_or_else(|p| p.into_inner());
-        pacers
-            .entry(installation)
-            .or_insert_with(|| Arc::new(WritePacer::new(self.inner.pacing.clone())))
-            .clone()
+        self.inner.pacers.of(installation)
     }
 
     pub(crate) fn gate_timeout(&self) -> Duration {

@@ -1,6 +1,8 @@
-//! Domain types for the GitHub calls: newtypes for names and numbers, and small serde structs
-//! holding only the fields Backspace reads from GitHub's answers (unknown fields are ignored, so
-//! GitHub adding fields never breaks us).
+//! Domain types for the GitHub calls: newtypes for names and numbers, and small structs holding
+//! only the fields Backspace reads. Answers are read with octocrab's models where they fit
+//! (converted here with `From`), and with these serde structs where GitHub's payloads outrun
+//! octocrab's (the permission's `role_name`, a branch's `protected`, the contents API, webhook
+//! deliveries' cursors); unknown fields are ignored, so GitHub adding fields never breaks us.
 
 use std::fmt;
 use std::str::FromStr;
@@ -176,6 +178,10 @@ pub struct PullRequest {
 }
 
 impl PullRequest {
+    pub fn is_open(&self) -> bool {
+        self.state == "open"
+    }
+
     /// True when the head branch lives in `repo` itself, so Backspace may push to it; a fork's
     /// branch (or a deleted head repository) is never pushed to.
     pub fn head_is_in(&self, repo: &RepoName) -> bool {
@@ -209,6 +215,129 @@ impl ReactionContent {
             ReactionContent::Confused => "confused",
             ReactionContent::PlusOne => "+1",
             ReactionContent::Heart => "heart",
+        }
+    }
+}
+
+/// A branch, as far as pushing to it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Branch {
+    pub name: String,
+    /// Branch protection is on (GitHub's `protected`).
+    pub protected: bool,
+}
+
+/// A reaction, as listed on a comment or an issue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Reaction {
+    pub id: u64,
+    pub content: String,
+    #[serde(default)]
+    pub user: Option<User>,
+}
+
+/// One attempt GitHub made at delivering a webhook (`GET /app/hook/deliveries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookDelivery {
+    /// The attempt's id (what `POST /app/hook/deliveries/{id}/attempts` redelivers).
+    pub id: u64,
+    /// The event's id, the `X-GitHub-Delivery` header; shared by every attempt.
+    pub guid: String,
+    pub delivered_at_unix: u64,
+    pub redelivery: bool,
+    pub status: String,
+    /// The HTTP status the receiver answered (0 when it could not be reached).
+    pub status_code: u16,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+}
+
+impl HookDelivery {
+    /// The receiver took it (a 2xx).
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
+fn state_name<T: Serialize>(state: &T) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "open".into())
+}
+
+impl From<&octocrab::models::Author> for User {
+    fn from(a: &octocrab::models::Author) -> Self {
+        User {
+            login: a.login.clone(),
+            id: a.id.0,
+            kind: a.r#type.clone(),
+        }
+    }
+}
+
+impl From<octocrab::models::issues::Comment> for Comment {
+    fn from(c: octocrab::models::issues::Comment) -> Self {
+        Comment {
+            id: c.id.0,
+            body: c.body,
+            user: Some(User::from(&c.user)),
+            html_url: c.html_url.to_string(),
+            created_at: Some(c.created_at.to_rfc3339()),
+            updated_at: c.updated_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+impl From<octocrab::models::issues::Issue> for Issue {
+    fn from(i: octocrab::models::issues::Issue) -> Self {
+        Issue {
+            number: i.number,
+            title: i.title,
+            body: i.body,
+            user: Some(User::from(&i.user)),
+            state: state_name(&i.state),
+            html_url: i.html_url.to_string(),
+            pull_request: i
+                .pull_request
+                .map(|p| serde_json::json!({ "html_url": p.html_url.to_string() })),
+        }
+    }
+}
+
+impl From<&octocrab::models::Repository> for RepoRef {
+    fn from(r: &octocrab::models::Repository) -> Self {
+        RepoRef {
+            full_name: r.full_name.clone().unwrap_or_else(|| r.name.clone()),
+            fork: r.fork.unwrap_or(false),
+            clone_url: r.clone_url.as_ref().map(|u| u.to_string()),
+        }
+    }
+}
+
+impl From<octocrab::models::pulls::PullRequest> for PullRequest {
+    fn from(p: octocrab::models::pulls::PullRequest) -> Self {
+        let side = |branch: String, sha: String, repo: Option<&octocrab::models::Repository>| {
+            PullRequestRef {
+                branch,
+                sha,
+                repo: repo.map(RepoRef::from),
+            }
+        };
+        PullRequest {
+            number: p.number,
+            html_url: p.html_url.map(|u| u.to_string()).unwrap_or_default(),
+            state: p
+                .state
+                .as_ref()
+                .map(state_name)
+                .unwrap_or_else(|| "open".into()),
+            title: p.title.unwrap_or_default(),
+            body: p.body,
+            head: side(p.head.ref_field, p.head.sha, p.head.repo.as_ref()),
+            base: side(p.base.ref_field, p.base.sha, p.base.repo.as_ref()),
+            user: p.user.as_deref().map(User::from),
         }
     }
 }

@@ -1,9 +1,14 @@
-//! One progress comment per run, created once and then edited as the run goes. Edits are
+//! One progress comment per run, created once (in the pacer's acknowledgement class: it is what
+//! tells the requester the command was heard) and then edited as the run goes. Edits are
 //! coalesced: `update` only replaces the newest wanted body, and one task per comment writes it,
-//! so a burst of events costs one or two edits, never a queue of stale ones. The task writes in
-//! order and always re-reads the newest body before each attempt (a retried write sends the
-//! newest body, not the one that failed), so the newest state lands last and an older one never
-//! overwrites it. A hidden marker in the body finds the comment again after a restart.
+//! so a burst of events costs one or two edits, never a queue of stale ones. Edits yield: the
+//! task waits for its turn in the installation's pacer as an edit (behind every other queued
+//! write) and only then reads the newest body, so time spent waiting makes an edit newer, not
+//! staler; the final state goes as an ordinary write. The task writes in order and re-reads the
+//! newest body before each attempt (a retried write sends the newest body, not the one that
+//! failed), so the newest state lands last and an older one never overwrites it. A 401 mints a
+//! new token for the next attempt. A hidden marker in the body finds the comment again after a
+//! restart.
 
 use std::time::Duration;
 
@@ -12,6 +17,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::models::{Comment, IssueNumber};
+use super::pacing::WriteClass;
 use super::repo::RepoClient;
 use super::GithubError;
 use crate::retry::{with_retries, Attempt};
@@ -67,6 +73,8 @@ impl Default for ProgressConfig {
 struct Wanted {
     version: u64,
     body: String,
+    /// The final state: written as an ordinary write, not as a yielding edit.
+    last: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,16 +102,46 @@ impl ProgressComment {
         body: &str,
         config: ProgressConfig,
     ) -> Result<Self, GithubError> {
+        let comment = post_first(&client, issue, run_id, body).await?;
+        Ok(Self::with_comment(client, comment, run_id, body, config))
+    }
+
+    /// Like [`Self::start`], for a comment someone else (the acknowledgement lane) is posting
+    /// right now: looks for it for up to `wait` before posting one.
+    pub async fn start_after(
+        client: RepoClient,
+        issue: IssueNumber,
+        run_id: &str,
+        body: &str,
+        config: ProgressConfig,
+        wait: Duration,
+    ) -> Result<Self, GithubError> {
         let marker = progress_marker(run_id);
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(c) = client.find_bot_comment_with_marker(issue, &marker).await? {
+                return Ok(Self::with_comment(client, c, run_id, body, config));
+            }
+            if Instant::now() >= deadline {
+                return Self::start(client, issue, run_id, body, config).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn with_comment(
+        client: RepoClient,
+        comment: Comment,
+        run_id: &str,
+        body: &str,
+        config: ProgressConfig,
+    ) -> Self {
         let body = with_marker(body, run_id);
-        let comment = match client.find_bot_comment_with_marker(issue, &marker).await? {
-            Some(existing) => existing,
-            None => client.create_comment(issue, &body).await?,
-        };
         let already = comment.body() == body;
         let (wanted_tx, wanted_rx) = watch::channel(Wanted {
             version: if already { 0 } else { 1 },
             body,
+            last: false,
         });
         let (landed_tx, landed_rx) = watch::channel(Landed {
             version: 0,
@@ -119,12 +157,12 @@ impl ProgressComment {
         );
         // The run's own span: the writer's lines belong to the run whose comment it edits.
         let task = tokio::spawn(writer.in_current_span());
-        Ok(ProgressComment {
+        ProgressComment {
             comment,
             wanted: wanted_tx,
             landed: landed_rx,
             task,
-        })
+        }
     }
 
     pub fn comment_id(&self) -> u64 {
@@ -137,11 +175,15 @@ impl ProgressComment {
 
     /// Asks for `body` to be shown; returns at once. Replaces any body not yet written.
     pub fn update(&self, body: impl Into<String>) -> u64 {
-        let body = body.into();
+        self.want(body.into(), false)
+    }
+
+    fn want(&self, body: String, last: bool) -> u64 {
         let mut version = 0;
         self.wanted.send_modify(|w| {
             w.version += 1;
             w.body = body;
+            w.last = last;
             version = w.version;
         });
         version
@@ -164,18 +206,20 @@ impl ProgressComment {
                 method: "PATCH".into(),
                 path: format!("progress comment {}", self.comment.id),
                 reason,
+                maybe_sent: true,
             }),
             Err(_) => Err(GithubError::Transport {
                 method: "PATCH".into(),
                 path: format!("progress comment {}", self.comment.id),
                 reason: "the progress writer stopped".into(),
+                maybe_sent: true,
             }),
         }
     }
 
     /// Writes the final body and waits for it to land.
     pub async fn finish(self, body: impl Into<String>) -> Result<(), GithubError> {
-        self.update(body);
+        self.want(body.into(), true);
         let result = self.flush().await;
         self.task.abort();
         result
@@ -206,15 +250,22 @@ async fn write_loop(
         // intermediate states never uses up the final state's retries; a retry always sends the
         // newest body, and a newer version ends this write's retries (`Superseded`).
         let version = wanted.borrow_and_update().version;
+        let pacer = client.pacer();
         let tries = with_retries(client.retry_policy(), "progress edit", |_| {
-            let newest = wanted.borrow_and_update().clone();
-            last_write = Some(Instant::now());
-            let client = &client;
-            let body = with_marker(&newest.body, &run_id);
+            let (client, pacer, wanted, run_id) = (&client, &pacer, &wanted, &run_id);
             async move {
+                let class = if wanted.borrow().last {
+                    WriteClass::Normal
+                } else {
+                    WriteClass::Edit
+                };
+                pacer.acquire(class).await;
+                // Read after the wait: the newest body is what goes.
+                let newest = wanted.borrow().clone();
                 if newest.version != version {
                     return Attempt::Done(Written::Superseded);
                 }
+                let body = with_marker(&newest.body, run_id);
                 match client.attempt_update_comment(comment_id, &body).await {
                     Attempt::Done(_) => Attempt::Done(Written::Landed),
                     Attempt::Failed(e) => Attempt::Failed(e),
@@ -223,6 +274,7 @@ async fn write_loop(
             }
         })
         .await;
+        last_write = Some(Instant::now());
         let error = match tries.result {
             Ok(Written::Superseded) => continue,
             Ok(Written::Landed) => None,
@@ -234,6 +286,25 @@ async fn write_loop(
         };
         tried = version;
         landed.send_replace(Landed { version, error });
+    }
+}
+
+/// The run's comment on the issue: found by its marker (a restart, or the acknowledgement lane
+/// posted it), or posted now with `body`, in the acknowledgement's class.
+pub async fn post_first(
+    client: &RepoClient,
+    issue: IssueNumber,
+    run_id: &str,
+    body: &str,
+) -> Result<Comment, GithubError> {
+    let marker = progress_marker(run_id);
+    match client.find_bot_comment_with_marker(issue, &marker).await? {
+        Some(existing) => Ok(existing),
+        None => {
+            client
+                .create_comment_as(issue, &with_marker(body, run_id), WriteClass::Ack)
+                .await
+        }
     }
 }
 

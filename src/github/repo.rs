@@ -1,27 +1,41 @@
 //! The REST calls of one run, for one repository of one installation: the permission gate,
-//! issues and comments, reactions, files on the default branch, pull requests, review replies.
-//! Each call takes the cached installation token scoped to this repository; a 401 drops the
-//! installation's cache so the next call mints a new one. Writes wait for the installation's
-//! pacer.
+//! issues and comments, reactions, files on the default branch, branches, pull requests, review
+//! replies. Every call goes through the app's one octocrab client with the installation token
+//! scoped to this repository; a 401 (the token expired or was revoked: GitHub did nothing)
+//! mints a new token once and sends the call again.
+//!
+//! Reads use octocrab's typed calls and models where they fit, and octocrab's generic `get`
+//! with local types where GitHub's payloads outrun octocrab's models. Writes are built here
+//! ([`stack::send`]) because octocrab's typed writes cannot carry what the stack needs to know
+//! (the write's class for the pacer, whether it may be sent blindly again); creates go through
+//! [`RepoClient::create_once`]: a create that may have gone through is looked up (the comment
+//! by its hidden marker, the pull request by its head branch, the reaction by listing) before
+//! it is sent again.
+
+use std::future::Future;
 
 use base64::Engine as _;
 use http::Method;
+use octocrab::Octocrab;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::app::GithubApp;
+use super::stack::{self, from_octocrab, route, Raw, RequestMeta};
 use super::models::{
-    Comment, InstallationId, Issue, IssueNumber, PullRequest, ReactionContent, RepoName,
+    Branch, Comment, InstallationId, Issue, IssueNumber, PullRequest, Reaction, ReactionContent,
+    RepoName,
 };
+use super::pacing::WriteClass;
 use super::permission::{GateDecision, Permission, DENIED_REPLY_MARKER};
-use super::transport::{Answer, Attempt};
 use super::GithubError;
+use crate::retry::{with_retries, Attempt, RetryPolicy};
 
 /// Comments per page when listing (GitHub's maximum).
-const PER_PAGE: usize = 100;
+const PER_PAGE: u8 = 100;
 /// Pages read at most when listing, so a huge thread cannot stall a run.
-const MAX_PAGES: usize = 30;
+const MAX_PAGES: u32 = 30;
 
 /// What `POST /repos/{owner}/{repo}/pulls` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +60,7 @@ pub struct RepositoryInfo {
     pub fork: bool,
 }
 
+/// `role_name` is not in octocrab's model of this answer.
 #[derive(Deserialize)]
 struct PermissionAnswer {
     permission: String,
@@ -53,6 +68,8 @@ struct PermissionAnswer {
     role_name: Option<String>,
 }
 
+/// The contents API's answer for a file (octocrab's `Content` requires fields a file answer
+/// for a large file lacks).
 #[derive(Deserialize)]
 struct ContentAnswer {
     #[serde(rename = "type")]
@@ -61,6 +78,25 @@ struct ContentAnswer {
     encoding: Option<String>,
     #[serde(default)]
     content: Option<String>,
+}
+
+/// The start of the hidden marker every comment Backspace writes carries.
+const MARKER_START: &str = "<!-- backspace:";
+
+/// The hidden marker in `body` (the last one), if it has one.
+pub fn marker_in(body: &str) -> Option<&str> {
+    let start = body.rfind(MARKER_START)?;
+    let end = body[start..].find("-->")? + start + "-->".len();
+    Some(&body[start..end])
+}
+
+/// `body` with a marker of its own when it has none: a comment is found again by it.
+fn with_write_marker(body: &str) -> String {
+    if marker_in(body).is_some() {
+        return body.to_string();
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}\n\n{MARKER_START}write:{id} -->", body.trim_end())
 }
 
 /// The client of one repository through one installation. Cheap to clone.
@@ -100,91 +136,168 @@ impl RepoClient {
             .await
     }
 
-    fn url(&self, tail: &[&str]) -> Result<url::Url, GithubError> {
+    /// A newly minted token, after GitHub refused the cached one (401): for REST calls here and
+    /// for git, which sees the refusal as an authentication failure.
+    pub async fn fresh_token(&self) -> Result<SecretString, GithubError> {
+        self.app.forget_installation(self.installation);
+        self.git_token().await
+    }
+
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
+        &self.app.inner.retry
+    }
+
+    /// The write pacer of this client's installation.
+    pub(crate) fn pacer(&self) -> std::sync::Arc<super::pacing::WritePacer> {
+        self.app.pacer(self.installation)
+    }
+
+    fn path(&self, tail: &[&str]) -> String {
+        self.path_with_query(tail, &[])
+    }
+
+    fn path_with_query(&self, tail: &[&str], query: &[(&str, &str)]) -> String {
         let mut segments = vec!["repos", self.repo.owner.as_str(), self.repo.name.as_str()];
         segments.extend_from_slice(tail);
-        self.app.inner.transport.url(&segments)
+        route(&segments, query)
     }
 
-    fn note_failure(&self, e: &GithubError) {
-        if e.status() == Some(401) {
-            self.app.forget_installation(self.installation);
+    /// Runs `call` with the installation token; on a 401, once more with a fresh token.
+    async fn authed<T, F, Fut>(&self, call: F) -> Result<T, GithubError>
+    where
+        F: Fn(Octocrab) -> Fut,
+        Fut: Future<Output = Result<T, GithubError>>,
+    {
+        let token = self.git_token().await?;
+        match call(self.app.crab(&token)?).await {
+            Err(e) if e.status() == Some(401) => {
+                tracing::info!(repo = %self.repo, "GitHub refused the installation token; minting a new one");
+                let token = self.fresh_token().await?;
+                call(self.app.crab(&token)?).await
+            }
+            other => other,
         }
     }
 
-    async fn call(
+    /// `GET route` read into a local type, through octocrab.
+    async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, GithubError> {
+        self.authed(|crab| async move {
+            crab.get(route, None::<&()>)
+                .await
+                .map_err(|e| from_octocrab(e, &Method::GET, route))
+        })
+        .await
+    }
+
+    /// A write: paced in `class`, sent blindly again on a 5xx only when `blind_retry`.
+    async fn write(
         &self,
         method: Method,
-        url: url::Url,
-        body: Option<serde_json::Value>,
-    ) -> Result<Answer, GithubError> {
-        if method != Method::GET {
-            self.app.pacer(self.installation).acquire().await;
-        }
-        let mut refreshed = false;
-        loop {
-            let token = self.git_token().await?;
-            let result = self
-                .app
-                .inner
-                .transport
-                .send(method.clone(), &url, Some(&token), body.as_ref())
-                .await;
-            match result {
-                // A revoked token: GitHub did nothing with the request, so one more try with a
-                // freshly minted token is safe.
-                Err(e) if e.status() == Some(401) && !refreshed => {
-                    self.note_failure(&e);
-                    refreshed = true;
-                }
-                Err(e) => {
-                    self.note_failure(&e);
-                    return Err(e);
-                }
-                Ok(answer) => return Ok(answer),
+        route: &str,
+        body: &serde_json::Value,
+        class: WriteClass,
+        blind_retry: bool,
+    ) -> Result<Raw, GithubError> {
+        let meta = RequestMeta::write(self.installation, class, blind_retry);
+        self.authed(|crab| {
+            let method = method.clone();
+            async move {
+                stack::send(&crab, method, route, Some(body), meta)
+                    .await?
+                    .ok()
             }
-        }
+        })
+        .await
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: url::Url) -> Result<T, GithubError> {
-        self.call(Method::GET, url, None).await?.json()
+    /// A create that must happen once: sent; on an answer that may hide a success (a 5xx, a
+    /// lost connection), `find` looks for what the first attempt made before it is sent again.
+    async fn create_once<T, P, PF, L, LF>(&self, what: &str, post: P, find: L) -> Result<T, GithubError>
+    where
+        P: Fn() -> PF,
+        PF: Future<Output = Result<T, GithubError>>,
+        L: Fn() -> LF,
+        LF: Future<Output = Result<Option<T>, GithubError>>,
+    {
+        let tried = with_retries(self.retry_policy(), what, |n| {
+            let (post, find) = (&post, &find);
+            async move {
+                if n > 1 {
+                    match find().await {
+                        Ok(Some(made)) => {
+                            tracing::info!(call = what, "the earlier attempt had gone through");
+                            return Attempt::Done(made);
+                        }
+                        Ok(None) => {}
+                        Err(error) => return Attempt::Retry { error, hint: None },
+                    }
+                }
+                match post().await {
+                    Ok(made) => Attempt::Done(made),
+                    Err(error) if error.may_have_gone_through() => {
+                        Attempt::Retry { error, hint: None }
+                    }
+                    Err(error) => Attempt::Failed(error),
+                }
+            }
+        })
+        .await;
+        tried.result.map_err(|gave_up| gave_up.into_error())
     }
 
-    /// One attempt at editing a comment, for the progress writer's own retry loop.
-    pub(crate) async fn attempt_update_comment(&self, comment_id: u64, body: &str) -> Attempt {
-        let url = match self.url(&["issues", "comments", &comment_id.to_string()]) {
-            Ok(u) => u,
-            Err(e) => return Attempt::Failed(e),
-        };
+    /// One attempt at editing a comment, not paced (its caller, the progress writer, took its
+    /// turn already) and not retried (it retries with the newest text itself). A refused token
+    /// is replaced before the attempt counts as retryable.
+    pub(crate) async fn attempt_update_comment(
+        &self,
+        comment_id: u64,
+        body: &str,
+    ) -> Attempt<(), GithubError> {
+        let route = self.path(&["issues", "comments", &comment_id.to_string()]);
         let token = match self.git_token().await {
             Ok(t) => t,
             Err(e) => return Attempt::Failed(e),
         };
-        self.app.pacer(self.installation).acquire().await;
+        let crab = match self.app.crab(&token) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Failed(e),
+        };
+        let meta = RequestMeta {
+            single_attempt: true,
+            ..RequestMeta::PLAIN
+        };
         let body = serde_json::json!({ "body": body });
-        let attempt = self
-            .app
-            .inner
-            .transport
-            .attempt(&Method::PATCH, &url, Some(&token), Some(&body))
-            .await;
-        match &attempt {
-            Attempt::Failed(e) | Attempt::Retry { error: e, .. } => self.note_failure(e),
-            Attempt::Done(_) => {}
+        let raw = match stack::send(&crab, Method::PATCH, &route, Some(&body), meta).await {
+            Ok(raw) => raw,
+            Err(error) => return Attempt::Retry { error, hint: None },
+        };
+        if raw.is_success() {
+            return Attempt::Done(());
         }
-        attempt
-    }
-
-    pub(crate) fn retry_policy(&self) -> &super::RetryPolicy {
-        &self.app.inner.transport.policy
+        let outcome = super::retry::classify(raw.status, &raw.headers, crate::clock::unix_secs());
+        let status = raw.status;
+        let error = match raw.ok() {
+            Err(e) => e,
+            Ok(_) => return Attempt::Done(()),
+        };
+        if status == 401 {
+            // The next attempt mints a new token.
+            self.app.forget_installation(self.installation);
+            return Attempt::Retry { error, hint: None };
+        }
+        match outcome {
+            super::retry::Outcome::Final => Attempt::Failed(error),
+            super::retry::Outcome::Retryable { hint } => Attempt::Retry { error, hint },
+        }
     }
 
     // --- the permission gate ---
 
     /// The user's role on this repository.
     pub async fn permission(&self, user: &str) -> Result<Permission, GithubError> {
-        let url = self.url(&["collaborators", user, "permission"])?;
-        let answer: PermissionAnswer = self.get(url).await?;
+        let answer: PermissionAnswer = self
+            .get(&self.path(&["collaborators", user, "permission"]))
+            .await?;
         Ok(Permission::from_api(
             &answer.permission,
             answer.role_name.as_deref(),
@@ -211,12 +324,10 @@ impl RepoClient {
     /// Has the bot already answered a denied user on this issue (a bot comment carrying the
     /// denied marker)?
     pub async fn denied_reply_exists(&self, issue: IssueNumber) -> Result<bool, GithubError> {
-        let bot = self.app.bot_login().await?;
         Ok(self
-            .list_issue_comments(issue)
+            .find_bot_comment_with_marker(issue, DENIED_REPLY_MARKER)
             .await?
-            .iter()
-            .any(|c| c.author() == Some(bot.as_str()) && c.body().contains(DENIED_REPLY_MARKER)))
+            .is_some())
     }
 
     /// Posts `text` (with the hidden denied marker) unless the issue already has such a reply:
@@ -253,7 +364,19 @@ impl RepoClient {
     // --- issues and comments ---
 
     pub async fn get_issue(&self, issue: IssueNumber) -> Result<Issue, GithubError> {
-        self.get(self.url(&["issues", &issue.0.to_string()])?).await
+        let (owner, name) = (&self.repo.owner, &self.repo.name);
+        let path = self.path(&["issues", &issue.0.to_string()]);
+        self.authed(|crab| {
+            let path = &path;
+            async move {
+                crab.issues(owner, name)
+                    .get(issue.0)
+                    .await
+                    .map(Issue::from)
+                    .map_err(|e| from_octocrab(e, &Method::GET, path))
+            }
+        })
+        .await
     }
 
     /// Every comment of an issue (or pull request conversation), oldest first.
@@ -261,15 +384,26 @@ impl RepoClient {
         &self,
         issue: IssueNumber,
     ) -> Result<Vec<Comment>, GithubError> {
+        let (owner, name) = (&self.repo.owner, &self.repo.name);
+        let path = self.path(&["issues", &issue.0.to_string(), "comments"]);
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
-            let mut url = self.url(&["issues", &issue.0.to_string(), "comments"])?;
-            url.query_pairs_mut()
-                .append_pair("per_page", &PER_PAGE.to_string())
-                .append_pair("page", &page.to_string());
-            let batch: Vec<Comment> = self.get(url).await?;
-            let done = batch.len() < PER_PAGE;
-            all.extend(batch);
+            let batch = self
+                .authed(|crab| {
+                    let path = &path;
+                    async move {
+                        crab.issues(owner, name)
+                            .list_comments(issue.0)
+                            .per_page(PER_PAGE)
+                            .page(page)
+                            .send()
+                            .await
+                            .map_err(|e| from_octocrab(e, &Method::GET, path))
+                    }
+                })
+                .await?;
+            let done = batch.items.len() < usize::from(PER_PAGE);
+            all.extend(batch.items.into_iter().map(Comment::from));
             if done {
                 break;
             }
@@ -278,19 +412,53 @@ impl RepoClient {
     }
 
     pub async fn get_comment(&self, comment_id: u64) -> Result<Comment, GithubError> {
-        self.get(self.url(&["issues", "comments", &comment_id.to_string()])?)
-            .await
+        let (owner, name) = (&self.repo.owner, &self.repo.name);
+        let path = self.path(&["issues", "comments", &comment_id.to_string()]);
+        self.authed(|crab| {
+            let path = &path;
+            async move {
+                crab.issues(owner, name)
+                    .get_comment(octocrab::models::CommentId(comment_id))
+                    .await
+                    .map(Comment::from)
+                    .map_err(|e| from_octocrab(e, &Method::GET, path))
+            }
+        })
+        .await
     }
 
+    /// Posts a comment once. A body without a hidden marker gets one of its own, by which a
+    /// retry finds the comment when the first attempt's answer was lost.
     pub async fn create_comment(
         &self,
         issue: IssueNumber,
         body: &str,
     ) -> Result<Comment, GithubError> {
-        let url = self.url(&["issues", &issue.0.to_string(), "comments"])?;
-        self.call(Method::POST, url, Some(serde_json::json!({ "body": body })))
-            .await?
-            .json()
+        self.create_comment_as(issue, body, WriteClass::Normal)
+            .await
+    }
+
+    /// Posts a comment once, in the pacer's class `class`.
+    pub(crate) async fn create_comment_as(
+        &self,
+        issue: IssueNumber,
+        body: &str,
+        class: WriteClass,
+    ) -> Result<Comment, GithubError> {
+        let body = with_write_marker(body);
+        let marker = marker_in(&body).unwrap_or_default().to_string();
+        let route = self.path(&["issues", &issue.0.to_string(), "comments"]);
+        let payload = serde_json::json!({ "body": body });
+        self.create_once(
+            "GitHub POST comment",
+            || async {
+                self.write(Method::POST, &route, &payload, class, false)
+                    .await?
+                    .json()
+            },
+            || self.find_bot_comment_with_marker(issue, &marker),
+        )
+        .await
     }
 
     pub async fn update_comment(
@@ -298,14 +466,11 @@ impl RepoClient {
         comment_id: u64,
         body: &str,
     ) -> Result<Comment, GithubError> {
-        let url = self.url(&["issues", "comments", &comment_id.to_string()])?;
-        self.call(
-            Method::PATCH,
-            url,
-            Some(serde_json::json!({ "body": body })),
-        )
-        .await?
-        .json()
+        let route = self.path(&["issues", "comments", &comment_id.to_string()]);
+        let payload = serde_json::json!({ "body": body });
+        self.write(Method::PATCH, &route, &payload, WriteClass::Normal, true)
+            .await?
+            .json()
     }
 
     /// The bot's newest comment on the issue whose body holds `marker` (a run's progress
@@ -326,15 +491,34 @@ impl RepoClient {
 
     // --- reactions ---
 
+    /// Reacts once: 👀 in the acknowledgement's class, the others as ordinary writes. A
+    /// reaction whose answer was lost is looked for among the bot's reactions before it is
+    /// asked for again.
     async fn react(&self, tail: &[&str], content: ReactionContent) -> Result<(), GithubError> {
-        let url = self.url(tail)?;
-        self.call(
-            Method::POST,
-            url,
-            Some(serde_json::json!({ "content": content.as_str() })),
+        let route = self.path(tail);
+        let listed = self.path_with_query(tail, &[("content", content.as_str())]);
+        let class = match content {
+            ReactionContent::Eyes => WriteClass::Ack,
+            _ => WriteClass::Normal,
+        };
+        let payload = serde_json::json!({ "content": content.as_str() });
+        self.create_once(
+            "GitHub POST reaction",
+            || async {
+                self.write(Method::POST, &route, &payload, class, false)
+                    .await
+                    .map(drop)
+            },
+            || async {
+                let list: Vec<Reaction> = self.get(&listed).await?;
+                let bot = self.app.bot_login().await?;
+                Ok(list
+                    .iter()
+                    .any(|r| r.content == content.as_str() && r.user.as_ref().is_some_and(|u| u.login == bot))
+                    .then_some(()))
+            },
         )
         .await
-        .map(|_| ())
     }
 
     /// A reaction on an issue comment (200 if it was already there, 201 if new: both fine).
@@ -369,10 +553,53 @@ impl RepoClient {
             .await
     }
 
-    // --- repository and files ---
+    // --- repository, branches and files ---
 
     pub async fn repository(&self) -> Result<RepositoryInfo, GithubError> {
-        self.get(self.url(&[])?).await
+        let (owner, name) = (&self.repo.owner, &self.repo.name);
+        let path = self.path(&[]);
+        let decode = |reason: &str| GithubError::Decode {
+            method: "GET".into(),
+            path: path.clone(),
+            reason: reason.into(),
+        };
+        let repo = self
+            .authed(|crab| {
+                let path = &path;
+                async move {
+                    crab.repos(owner, name)
+                        .get()
+                        .await
+                        .map_err(|e| from_octocrab(e, &Method::GET, path))
+                }
+            })
+            .await?;
+        Ok(RepositoryInfo {
+            full_name: repo.full_name.clone().unwrap_or_else(|| self.repo.full_name()),
+            default_branch: repo
+                .default_branch
+                .clone()
+                .ok_or_else(|| decode("no default_branch"))?,
+            private: repo.private.unwrap_or(true),
+            clone_url: repo
+                .clone_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .ok_or_else(|| decode("no clone_url"))?,
+            fork: repo.fork.unwrap_or(false),
+        })
+    }
+
+    /// A branch and whether it is protected; `None` when there is no such branch.
+    pub async fn branch(&self, name: &str) -> Result<Option<Branch>, GithubError> {
+        let mut tail = vec!["branches"];
+        // GitHub takes the branch name's slashes as they are (`branches/backspace/12-x`).
+        tail.extend(name.split('/'));
+        match self.get::<Branch>(&self.path(&tail)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A file's bytes at `git_ref` (the default branch when `None`); `None` when there is no
@@ -384,12 +611,9 @@ impl RepoClient {
     ) -> Result<Option<Vec<u8>>, GithubError> {
         let mut tail = vec!["contents"];
         tail.extend(path.split('/').filter(|s| !s.is_empty()));
-        let mut url = self.url(&tail)?;
-        if let Some(r) = git_ref {
-            url.query_pairs_mut().append_pair("ref", r);
-        }
-        let answer = match self.call(Method::GET, url, None).await {
-            Ok(a) => a,
+        let query: Vec<(&str, &str)> = git_ref.map(|r| ("ref", r)).into_iter().collect();
+        let value: serde_json::Value = match self.get(&self.path_with_query(&tail, &query)).await {
+            Ok(v) => v,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -398,7 +622,6 @@ impl RepoClient {
             path: format!("contents/{path}"),
             reason: reason.into(),
         };
-        let value: serde_json::Value = answer.json()?;
         if value.is_array() {
             return Err(decode_err("is a directory"));
         }
@@ -425,12 +648,16 @@ impl RepoClient {
 
     // --- pull requests ---
 
+    /// Opens a pull request once: a retry whose first attempt went through, or a run resumed
+    /// after a restart, finds the open pull request of the head branch instead of a second
+    /// one. GitHub says so in its `errors` (`PullRequest`, code `custom`), which is checked by
+    /// looking the pull request up, never by reading the message.
     pub async fn create_pull_request(
         &self,
         pr: &NewPullRequest,
     ) -> Result<PullRequest, GithubError> {
-        let url = self.url(&["pulls"])?;
-        let body = serde_json::json!({
+        let route = self.path(&["pulls"]);
+        let payload = serde_json::json!({
             "title": pr.title,
             "head": pr.head,
             "base": pr.base,
@@ -438,17 +665,28 @@ impl RepoClient {
             "draft": pr.draft,
             "maintainer_can_modify": true,
         });
-        match self.call(Method::POST, url, Some(body)).await {
-            Ok(answer) => answer.json(),
-            // The pull request exists already: a retried POST whose first attempt went through,
-            // or a run resumed after a restart. Never two pull requests for one branch.
-            Err(e) if e.status() == Some(422) && e.to_string().contains("already exists") => {
+        let created = self
+            .create_once(
+                "GitHub POST pull request",
+                || async {
+                    self.write(Method::POST, &route, &payload, WriteClass::Normal, false)
+                        .await?
+                        .json::<octocrab::models::pulls::PullRequest>()
+                        .map(PullRequest::from)
+                },
+                || self.find_open_pull_request(&pr.head),
+            )
+            .await;
+        match created {
+            Err(e) if e.status() == Some(422)
+                && e.details().iter().any(|d| d.is("PullRequest", "custom")) =>
+            {
                 match self.find_open_pull_request(&pr.head).await? {
                     Some(existing) => Ok(existing),
                     None => Err(e),
                 }
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -459,7 +697,7 @@ impl RepoClient {
         title: Option<&str>,
         body: Option<&str>,
     ) -> Result<PullRequest, GithubError> {
-        let url = self.url(&["pulls", &number.0.to_string()])?;
+        let route = self.path(&["pulls", &number.0.to_string()]);
         let mut fields = serde_json::Map::new();
         if let Some(t) = title {
             fields.insert("title".into(), t.into());
@@ -467,9 +705,16 @@ impl RepoClient {
         if let Some(b) = body {
             fields.insert("body".into(), b.into());
         }
-        self.call(Method::PATCH, url, Some(fields.into()))
-            .await?
-            .json()
+        self.write(
+            Method::PATCH,
+            &route,
+            &fields.into(),
+            WriteClass::Normal,
+            true,
+        )
+        .await?
+        .json::<octocrab::models::pulls::PullRequest>()
+        .map(PullRequest::from)
     }
 
     /// The open pull request whose head is `branch` of this repository, if any.
@@ -477,34 +722,84 @@ impl RepoClient {
         &self,
         branch: &str,
     ) -> Result<Option<PullRequest>, GithubError> {
-        let mut url = self.url(&["pulls"])?;
-        url.query_pairs_mut()
-            .append_pair("head", &format!("{}:{}", self.repo.owner, branch))
-            .append_pair("state", "open");
-        let prs: Vec<PullRequest> = self.get(url).await?;
-        Ok(prs.into_iter().next())
+        let (owner, name) = (&self.repo.owner, &self.repo.name);
+        let path = self.path(&["pulls"]);
+        let head = format!("{owner}:{branch}");
+        let page = self
+            .authed(|crab| {
+                let (path, head) = (&path, &head);
+                async move {
+                    crab.pulls(owner, name)
+                        .list()
+                        .state(octocrab::params::State::Open)
+                        .head(head.as_str())
+                        .send()
+                        .await
+                        .map_err(|e| from_octocrab(e, &Method::GET, path))
+                }
+            })
+            .await?;
+        Ok(page.items.into_iter().next().map(PullRequest::from))
     }
 
     pub async fn get_pull_request(&self, number: IssueNumber) -> Result<PullRequest, GithubError> {
-        self.get(self.url(&["pulls", &number.0.to_string()])?).await
+        let (owner, name) = (&self.repo.owner, &self.repo.name);
+        let path = self.path(&["pulls", &number.0.to_string()]);
+        self.authed(|crab| {
+            let path = &path;
+            async move {
+                crab.pulls(owner, name)
+                    .get(number.0)
+                    .await
+                    .map(PullRequest::from)
+                    .map_err(|e| from_octocrab(e, &Method::GET, path))
+            }
+        })
+        .await
     }
 
-    /// Answers in the thread of a review comment.
+    /// Answers in the thread of a review comment, once (found again by its marker).
     pub async fn reply_to_review_comment(
         &self,
         pull: IssueNumber,
         comment_id: u64,
         body: &str,
     ) -> Result<Comment, GithubError> {
-        let url = self.url(&[
-            "pulls",
-            &pull.0.to_string(),
-            "comments",
-            &comment_id.to_string(),
-            "replies",
-        ])?;
-        self.call(Method::POST, url, Some(serde_json::json!({ "body": body })))
-            .await?
-            .json()
+        let n = pull.0.to_string();
+        let route = self.path(&["pulls", &n, "comments", &comment_id.to_string(), "replies"]);
+        let body = with_write_marker(body);
+        let marker = marker_in(&body).unwrap_or_default().to_string();
+        let payload = serde_json::json!({ "body": body });
+        let listed = self.path(&["pulls", &n, "comments"]);
+        self.create_once(
+            "GitHub POST review reply",
+            || async {
+                self.write(Method::POST, &route, &payload, WriteClass::Normal, false)
+                    .await?
+                    .json()
+            },
+            || async {
+                let all: Vec<Comment> = self.get(&listed).await?;
+                Ok(all.into_iter().find(|c| c.body().contains(&marker)))
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_keeps_its_marker_or_gets_one() {
+        let progress = "Working\n\n<!-- backspace:run:abc -->";
+        assert_eq!(with_write_marker(progress), progress);
+        assert_eq!(marker_in(progress), Some("<!-- backspace:run:abc -->"));
+        let plain = with_write_marker("Usage: …");
+        let marker = marker_in(&plain).expect("a marker");
+        assert!(marker.starts_with("<!-- backspace:write:"), "{marker}");
+        assert_ne!(with_write_marker("Usage: …"), plain, "each write its own");
+        assert_eq!(marker_in("no marker"), None);
     }
 }

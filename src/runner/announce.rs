@@ -1,6 +1,8 @@
 //! The second phase of an agent run: tell the requester it started. 👀 on what asked, the
 //! progress comment (found again after a restart, by its marker), and the run's event sink,
-//! which from here on stores every event and keeps the comment in step.
+//! which from here on stores every event and keeps the comment in step. A job the
+//! acknowledgement lane (`acknowledge`) answered while it waited has its 👀 and comment already:
+//! the store says who made them, so they are made once.
 
 use crate::github::{IssueNumber, ProgressComment, ReactionContent, RepoClient};
 use crate::job::JobSource;
@@ -8,6 +10,7 @@ use crate::progress::Progress;
 use crate::run_event::RunEvent;
 use crate::store::Job;
 
+use super::acknowledge::COMMENT_WAIT;
 use super::reporter::Reporter;
 use super::Services;
 
@@ -28,9 +31,13 @@ pub(crate) async fn react(client: &RepoClient, job: &Job, content: ReactionConte
 
 /// 👀, the progress comment and the event sink; the run's first events.
 pub(crate) async fn announce(svc: &Services, job: &Job, client: &RepoClient) -> Reporter {
-    react(client, job, ReactionContent::Eyes).await;
+    // A store that cannot say is taken as "not made yet": a second 👀 is harmless.
+    let first = svc.store.acknowledge(&job.id).await.unwrap_or(true);
+    if first {
+        react(client, job, ReactionContent::Eyes).await;
+    }
     let comment = match job.number {
-        Some(n) => progress_comment(svc, job, client, IssueNumber(n)).await,
+        Some(n) => progress_comment(svc, job, client, IssueNumber(n), first).await,
         None => None,
     };
     let log_url = svc.run_link.as_ref().and_then(|f| f(&job.id));
@@ -50,10 +57,17 @@ async fn progress_comment(
     job: &Job,
     client: &RepoClient,
     issue: IssueNumber,
+    first: bool,
 ) -> Option<ProgressComment> {
-    let first = Progress::new(&job.id).render(&Default::default());
+    let body = Progress::new(&job.id).render(&Default::default());
     let config = svc.settings.progress.clone();
-    match ProgressComment::start(client.clone(), issue, &job.id, &first, config).await {
+    let (client, id) = (client.clone(), &job.id);
+    let started = if first {
+        ProgressComment::start(client, issue, id, &body, config).await
+    } else {
+        ProgressComment::start_after(client, issue, id, &body, config, COMMENT_WAIT).await
+    };
+    match started {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "could not post the progress comment; the run goes on");

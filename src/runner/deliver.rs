@@ -16,7 +16,7 @@ use super::apply::{self, Policy, Refusal};
 use super::failure::{Cause, Failure, ADVICE_MODEL};
 use super::git::{self, Identity, Repo};
 use super::pr_body::{self, PrFacts, TestResult};
-use super::prepare::{git_token, Prepared};
+use super::prepare::{with_git_token, Prepared};
 use super::reporter::Reporter;
 use super::work::WorkResult;
 use super::Services;
@@ -130,13 +130,11 @@ pub(crate) async fn deliver(
     let bot = bot_identity(svc).await?;
     let co_author = requester_identity(job);
     commit(&prepared.clone, &worked.outcome, &bot, Some(&co_author)).await?;
-    let token = git_token(client).await?;
-    let branch = &prepared.plan.branch;
-    prepared
-        .clone
-        .push(branch, Some(&token))
-        .await
-        .map_err(|e| Failure::git("pushing the branch", e))?;
+    let (branch, clone) = (&prepared.plan.branch, &prepared.clone);
+    with_git_token(client, "pushing the branch", |token| async move {
+        clone.push(branch, Some(&token)).await
+    })
+    .await?;
     reporter.emit(RunEvent::progress("push", format!("pushed {branch}")));
     let pr_url = pull_request(job, client, &prepared, &worked, &applied).await?;
     reporter.emit(RunEvent::PrCreated {

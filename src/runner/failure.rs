@@ -34,6 +34,10 @@ pub const ADVICE_MODEL: &str = "Try again later; if it keeps failing, the operat
 /// What to do about a pull request whose branch lives in a fork.
 pub const ADVICE_FORK: &str =
     "Ask for the change on an issue instead: Backspace will open its own pull request.";
+/// What to do about a pull request whose branch Backspace may not push to (the default
+/// branch, a protected branch, a closed pull request, a deleted branch).
+pub const ADVICE_BRANCH: &str = "Ask for the change on an issue instead: Backspace will open its \
+    own pull request. Or open a pull request from a new, unprotected branch and ask there.";
 /// What to do about an iteration that names no pull request.
 pub const ADVICE_NO_PULL_REQUEST: &str = "Comment on the pull request itself.";
 

@@ -20,6 +20,22 @@ pub enum GitError {
     Failed { command: String, stderr: String },
 }
 
+impl GitError {
+    /// Whether the remote refused the credential (an installation token that expired or was
+    /// revoked): git says "Authentication failed", or, with prompts off, that it could not
+    /// read a username; an HTTP 401 is named as such.
+    pub fn is_auth_failure(&self) -> bool {
+        match self {
+            GitError::Failed { stderr, .. } => {
+                stderr.contains("Authentication failed")
+                    || stderr.contains("could not read Username")
+                    || stderr.contains("The requested URL returned error: 401")
+            }
+            GitError::Spawn(_) => false,
+        }
+    }
+}
+
 /// Who commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -284,6 +300,18 @@ mod tests {
         let text = format!("fatal: ghs_supersecret and {basic}");
         let r = redact(&text, Some(&t));
         assert!(!r.contains("ghs_supersecret") && !r.contains(&basic), "{r}");
+    }
+
+    #[test]
+    fn a_refused_token_is_told_apart_from_other_failures() {
+        let failed = |stderr: &str| GitError::Failed {
+            command: "push".into(),
+            stderr: stderr.into(),
+        };
+        assert!(failed("remote: Invalid username or token.\nfatal: Authentication failed for 'https://github.com/o/r.git/'").is_auth_failure());
+        assert!(failed("fatal: could not read Username for 'http://127.0.0.1:1': terminal prompts disabled").is_auth_failure());
+        assert!(!failed("! [rejected] HEAD -> main (fetch first)").is_auth_failure());
+        assert!(!failed("fatal: unable to access: The requested URL returned error: 403").is_auth_failure());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! gate → announce → prepare → work → deliver → report
 //!
-//! `gate` checks the requester's permission; `announce` reacts and posts the progress comment;
+//! `gate` checks the requester's permission; `announce` reacts and posts the progress comment
+//! (or finds what `acknowledge`, the lane that answers jobs waiting for a worker, made);
 //! `prepare` reads the repository's settings, plans the branch, clones it on the host and
 //! writes the agent's task (`task`); `work` runs the sandbox (shared with `backspace run`);
 //! `deliver` applies the sandbox's tree (`apply`), commits and pushes (`git`) and opens the pull
@@ -13,6 +14,7 @@
 //! included, into the closing events, comment, reaction and job result. Every step is a run
 //! event, stored and shown by the `reporter`.
 
+mod acknowledge;
 mod announce;
 pub mod apply;
 pub mod deliver;

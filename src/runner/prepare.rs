@@ -2,22 +2,27 @@
 //! (`.github/backspace.yml` from the default branch), the branch the commits will go to (a new
 //! `backspace/<issue>-<slug>`, or the pull request's own), a clone of it in a temporary
 //! directory, and the agent's task. `backspace run` shares [`parse_settings`] and [`workdir`].
+//!
+//! An iteration pushes only to the head branch of an open pull request whose head lives in this
+//! repository, and never to the default branch or a protected branch (GitHub's `protected`):
+//! anything else is refused here, before the sandbox starts, with a reply that says how to ask
+//! instead ([`branch_refusal`], pure).
 
 use std::path::PathBuf;
 
 use secrecy::SecretString;
 
 use crate::agent::AgentTask;
-use crate::github::{IssueNumber, PullRequest, RepoClient, RepoName};
+use crate::github::{Branch, IssueNumber, PullRequest, RepoClient, RepoName};
 use crate::job::JobKind;
 use crate::repo_settings::{self, RepoSettings};
 use crate::store::Job;
 
 use super::failure::{
-    Cause, Failure, ADVICE_FORK, ADVICE_IMAGE, ADVICE_NO_PULL_REQUEST, ADVICE_SETTINGS,
-    ADVICE_SETTINGS_UTF8,
+    Cause, Failure, ADVICE_BRANCH, ADVICE_FORK, ADVICE_IMAGE, ADVICE_NO_PULL_REQUEST,
+    ADVICE_SETTINGS, ADVICE_SETTINGS_UTF8,
 };
-use super::git::{self, Repo};
+use super::git::{self, GitError, Repo};
 use super::{task, Services};
 
 /// What the branch and base of a run are.
@@ -86,13 +91,18 @@ pub(crate) async fn prepare(
         .await
         .map_err(|e| Failure::github("reading the repository", e))?;
     let clone_url = job.clone_url.clone().unwrap_or(info.clone_url.clone());
-    let token = git_token(client).await?;
-    let plan = plan(job, client, &repo, &info.default_branch, &token, &clone_url).await?;
+    let plan = plan(job, client, &repo, &info.default_branch, &clone_url).await?;
     let workdir = workdir()?;
     let clone_ref = Some(plan.clone_ref.as_str());
-    let clone = Repo::clone(&clone_url, &workdir.checkout, Some(&token), clone_ref)
-        .await
-        .map_err(|e| Failure::git("cloning the repository", e))?;
+    let (url, checkout) = (clone_url.as_str(), &workdir.checkout);
+    let clone = with_git_token(client, "cloning the repository", |token| async move {
+        if checkout.exists() {
+            // What a refused first attempt left behind.
+            let _ = tokio::fs::remove_dir_all(checkout).await;
+        }
+        Repo::clone(url, checkout, Some(&token), clone_ref).await
+    })
+    .await?;
     if plan.create_branch {
         clone
             .create_branch(&plan.branch)
@@ -115,6 +125,30 @@ pub(crate) async fn git_token(client: &RepoClient) -> Result<SecretString, Failu
         .git_token()
         .await
         .map_err(|e| Failure::github("getting an installation token", e))
+}
+
+/// Runs a git operation with the installation token; when GitHub refuses the token (expired or
+/// revoked), once more with a newly minted one.
+pub(crate) async fn with_git_token<T, F, Fut>(
+    client: &RepoClient,
+    action: &str,
+    op: F,
+) -> Result<T, Failure>
+where
+    F: Fn(SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, GitError>>,
+{
+    match op(git_token(client).await?).await {
+        Err(e) if e.is_auth_failure() => {
+            tracing::info!(action, "git was refused the installation token; minting a new one");
+            let token = client
+                .fresh_token()
+                .await
+                .map_err(|e| Failure::github("getting an installation token", e))?;
+            op(token).await.map_err(|e| Failure::git(action, e))
+        }
+        other => other.map_err(|e| Failure::git(action, e)),
+    }
 }
 
 /// The repository's settings, from its default branch.
@@ -146,11 +180,10 @@ async fn plan(
     client: &RepoClient,
     repo: &RepoName,
     default_branch: &str,
-    token: &SecretString,
     clone_url: &str,
 ) -> Result<Plan, Failure> {
     if job.kind() == JobKind::Iterate {
-        return plan_iteration(job, client, repo).await;
+        return plan_iteration(job, client, repo, default_branch).await;
     }
     let mut branch = git::branch_name(job.number, &job.prompt);
     if job.number.is_none() {
@@ -164,9 +197,11 @@ async fn plan(
         );
     }
     // A retry (or the same request again) continues on the branch Backspace created for it.
-    let exists = git::remote_has_branch(clone_url, &branch, Some(token))
-        .await
-        .map_err(|e| Failure::git("looking for the branch", e))?;
+    let name = branch.as_str();
+    let exists = with_git_token(client, "looking for the branch", |token| async move {
+        git::remote_has_branch(clone_url, name, Some(&token)).await
+    })
+    .await?;
     let clone_ref = if exists {
         branch.clone()
     } else {
@@ -181,8 +216,13 @@ async fn plan(
     })
 }
 
-/// An iteration works on the pull request's own branch, which must live in this repository.
-async fn plan_iteration(job: &Job, client: &RepoClient, repo: &RepoName) -> Result<Plan, Failure> {
+/// An iteration works on the pull request's own branch, when Backspace may push there.
+async fn plan_iteration(
+    job: &Job,
+    client: &RepoClient,
+    repo: &RepoName,
+    default_branch: &str,
+) -> Result<Plan, Failure> {
     let n = job.number.ok_or_else(|| {
         let what = "an iteration without a pull request number";
         Failure::new(Cause::Request, what, ADVICE_NO_PULL_REQUEST)
@@ -191,16 +231,17 @@ async fn plan_iteration(job: &Job, client: &RepoClient, repo: &RepoName) -> Resu
         .get_pull_request(IssueNumber(n))
         .await
         .map_err(|e| Failure::github("reading the pull request", e))?;
-    if !pr.head_is_in(repo) {
-        let head = match &pr.head.repo {
-            Some(r) => r.full_name.clone(),
-            None => "a deleted repository".into(),
-        };
-        let what = format!(
-            "this pull request's branch lives in {head}, a fork; \
-             Backspace only pushes to branches of {repo}"
-        );
-        return Err(Failure::new(Cause::Request, what, ADVICE_FORK));
+    // The branch is read only for a head in this repository: a fork's is none of ours.
+    let branch = if pr.head_is_in(repo) && pr.is_open() {
+        client
+            .branch(&pr.head.branch)
+            .await
+            .map_err(|e| Failure::github("reading the pull request's branch", e))?
+    } else {
+        None
+    };
+    if let Some(refused) = branch_refusal(&pr, repo, default_branch, branch.as_ref()) {
+        return Err(refused);
     }
     Ok(Plan {
         branch: pr.head.branch.clone(),
@@ -211,9 +252,106 @@ async fn plan_iteration(job: &Job, client: &RepoClient, repo: &RepoName) -> Resu
     })
 }
 
+/// Pure: why an iteration may not push to the pull request's head branch, if it may not. The
+/// head must live in this repository, the pull request be open, the branch exist, and be
+/// neither the default branch nor protected.
+pub(crate) fn branch_refusal(
+    pr: &PullRequest,
+    repo: &RepoName,
+    default_branch: &str,
+    branch: Option<&Branch>,
+) -> Option<Failure> {
+    let head = &pr.head.branch;
+    let refuse = |what: String, advice| Some(Failure::new(Cause::Request, what, advice));
+    if !pr.head_is_in(repo) {
+        let from = match &pr.head.repo {
+            Some(r) => r.full_name.clone(),
+            None => "a deleted repository".into(),
+        };
+        return refuse(
+            format!(
+                "this pull request's branch lives in {from}, a fork; \
+                 Backspace only pushes to branches of {repo}"
+            ),
+            ADVICE_FORK,
+        );
+    }
+    if !pr.is_open() {
+        return refuse(
+            format!("this pull request is {}; Backspace only pushes to open pull requests", pr.state),
+            ADVICE_BRANCH,
+        );
+    }
+    if head.eq_ignore_ascii_case(default_branch) {
+        return refuse(
+            format!(
+                "this pull request's branch is `{head}`, the repository's default branch; \
+                 Backspace never pushes to it"
+            ),
+            ADVICE_BRANCH,
+        );
+    }
+    match branch {
+        None => refuse(
+            format!("this pull request's branch `{head}` no longer exists"),
+            ADVICE_BRANCH,
+        ),
+        Some(b) if b.protected => refuse(
+            format!("this pull request's branch `{head}` is protected; Backspace never pushes to a protected branch"),
+            ADVICE_BRANCH,
+        ),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pull(head_repo: &str, head: &str, state: &str) -> PullRequest {
+        serde_json::from_value(serde_json::json!({
+            "number": 7, "html_url": "h", "state": state, "title": "t",
+            "head": {"ref": head, "sha": "a", "repo": {"full_name": head_repo}},
+            "base": {"ref": "release", "sha": "b", "repo": {"full_name": "octo/app"}}
+        }))
+        .expect("a pull request")
+    }
+
+    fn branch(name: &str, protected: bool) -> Branch {
+        Branch {
+            name: name.into(),
+            protected,
+        }
+    }
+
+    #[test]
+    fn only_an_open_same_repository_unprotected_feature_branch_is_pushed_to() {
+        let repo = RepoName::new("octo", "app");
+        let ok = pull("octo/app", "feature", "open");
+        assert_eq!(
+            branch_refusal(&ok, &repo, "main", Some(&branch("feature", false))),
+            None
+        );
+        let why = |pr: &PullRequest, b: Option<&Branch>| {
+            branch_refusal(pr, &repo, "main", b).map(|f| (f.what, f.advice))
+        };
+        let (what, advice) = why(&pull("someone/app", "feature", "open"), None).expect("fork");
+        assert!(what.contains("a fork"), "{what}");
+        assert_eq!(advice, ADVICE_FORK);
+        let (what, advice) =
+            why(&pull("octo/app", "main", "open"), Some(&branch("main", false))).expect("main");
+        assert!(what.contains("the repository's default branch"), "{what}");
+        assert_eq!(advice, ADVICE_BRANCH);
+        let (what, _) =
+            why(&pull("octo/app", "feature", "closed"), Some(&branch("feature", false)))
+                .expect("closed");
+        assert!(what.contains("is closed"), "{what}");
+        let (what, _) =
+            why(&ok, Some(&branch("feature", true))).expect("protected");
+        assert!(what.contains("protected"), "{what}");
+        let (what, _) = why(&ok, None).expect("deleted");
+        assert!(what.contains("no longer exists"), "{what}");
+    }
 
     #[test]
     fn no_settings_file_is_the_defaults() {

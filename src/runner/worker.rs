@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use crate::job::{JobResult, JobState};
 use crate::store::Job;
 
-use super::{pipeline, quick, recover, Services};
+use super::{acknowledge, pipeline, quick, recover, Services};
 
 /// Why a running job must stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,8 @@ async fn supervise(svc: Services, stop: CancellationToken) {
     let interrupts: Interrupts = Arc::default();
     let mut tasks = JoinSet::new();
     let mut last_recovery: Option<Instant> = None;
+    let lane = acknowledge::lane(svc.clone(), stop.clone());
+    let lane = tokio::spawn(lane.instrument(tracing::info_span!("acknowledge_lane")));
     loop {
         while let Some(done) = tasks.try_join_next() {
             if let Err(e) = done {
@@ -147,6 +149,7 @@ async fn supervise(svc: Services, stop: CancellationToken) {
         }
     }
 
+    lane.abort();
     drain(&svc, &mut tasks, &interrupts).await;
     // Whatever this instance still has on the engine (the warm pool, a sandbox whose removal
     // was cut short by the shutdown) goes now, not at the next start.

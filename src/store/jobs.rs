@@ -53,7 +53,7 @@ pub struct JobCounts {
     pub cancelled: i64,
 }
 
-const COLUMNS: &str = "id, kind, source, state, installation_id, repository, clone_url, default_branch, number, \
+pub(super) const COLUMNS: &str = "id, kind, source, state, installation_id, repository, clone_url, default_branch, number, \
     is_pull_request, comment_id, requester, prompt, context, attempts, lease_owner, lease_expires_at, \
     cancel_requested, result, created_at, started_at, finished_at";
 
@@ -67,7 +67,7 @@ fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
     }
 }
 
-fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
+pub(super) fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
     let kind: String = row.try_get("kind")?;
     let source: String = row.try_get("source")?;
     let state: String = row.try_get("state")?;

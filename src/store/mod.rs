@@ -2,6 +2,7 @@
 //! `Any` driver so that one set of queries and one set of migrations serves both.
 
 mod batch;
+mod chores;
 mod deliveries;
 mod events;
 mod jobs;

@@ -165,20 +165,22 @@ impl Bot {
         let n = self
             .deliveries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guid = format!("e2e-{}-{n}", uuid::Uuid::new_v4().simple());
         let req = Request::post("/api/github/webhooks")
             .header("content-type", "application/json")
             .header("x-github-event", event)
-            .header(
-                "x-github-delivery",
-                format!("e2e-{}-{n}", uuid::Uuid::new_v4().simple()),
-            )
+            .header("x-github-delivery", &guid)
             .header(
                 "x-hub-signature-256",
                 sign(fake_github::WEBHOOK_SECRET, &body),
             )
-            .body(Body::from(body))
+            .body(Body::from(body.clone()))
             .expect("request");
-        self.ingress.send(req).await
+        let (status, answer) = self.ingress.send(req).await;
+        // GitHub's delivery log has every attempt, with the answer it got.
+        self.gh
+            .record_delivery(&guid, event, &body, status.as_u16());
+        (status, answer)
     }
 
     fn base_payload(&self, fixture_path: &str, sender: &str) -> Value {

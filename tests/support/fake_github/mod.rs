@@ -6,7 +6,12 @@
 //! route needs) on repository routes, answering like GitHub otherwise; answers are built from the
 //! examples of GitHub's OpenAPI description, and every request is recorded with the problems the
 //! OpenAPI subset finds in it. Faults (a status, `retry-after` or other headers, N times) and
-//! delays can be injected per operation. Helpers read like a script:
+//! delays can be injected per operation, also after the work was done (the 502 a proxy gives
+//! when GitHub created the pull request but the answer was lost). Errors carry GitHub's bodies
+//! (`422 Validation Failed` with its `errors`). It keeps the app's webhook delivery log
+//! (`GET /app/hook/deliveries`, paged by cursor) and redelivers on
+//! `POST /app/hook/deliveries/{id}/attempts` to the hook URL a test sets, signed, same GUID.
+//! Branches can be protected. Helpers read like a script:
 //! `gh.add_collaborator(&repo, "alice", "write")`, `gh.comments(&repo, issue)`.
 
 pub mod git;
@@ -113,6 +118,25 @@ struct Fault {
     status: u16,
     headers: Vec<(String, String)>,
     times: usize,
+    /// The work is done first and only the answer is lost.
+    after: bool,
+}
+
+/// One attempt at delivering a webhook, as GitHub's delivery log keeps it.
+#[derive(Debug, Clone)]
+pub struct HookRec {
+    pub id: u64,
+    pub guid: String,
+    pub delivered_at: u64,
+    pub redelivery: bool,
+    pub status: String,
+    pub status_code: u16,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+    pub repository_id: Option<u64>,
+    /// The exact body sent (redeliveries send it again).
+    pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +234,10 @@ struct FakeState {
     requests: Vec<RecordedRequest>,
     response_problems: Vec<String>,
     manifest_codes: Vec<String>,
+    /// Protected branches, `owner/name:branch` in lower case.
+    protected: std::collections::HashSet<String>,
+    hook_url: Option<String>,
+    hook_deliveries: Vec<HookRec>,
     next_id: u64,
 }
 
@@ -290,6 +318,9 @@ impl FakeGithub {
             requests: Vec::new(),
             response_problems: Vec::new(),
             manifest_codes: Vec::new(),
+            protected: Default::default(),
+            hook_url: None,
+            hook_deliveries: Vec::new(),
             next_id: 1000,
         }));
         let repos_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -621,7 +652,78 @@ impl FakeGithub {
             status,
             headers,
             times,
+            after: false,
         });
+    }
+
+    /// The next `times` requests of `operation` are carried out, then answered `status` (a
+    /// proxy's 502 after GitHub made the pull request or the comment).
+    pub fn fail_after_work(&self, operation: &str, status: u16, times: usize) {
+        self.state().faults.push(Fault {
+            operation: operation.into(),
+            status,
+            headers: Vec::new(),
+            times,
+            after: true,
+        });
+    }
+
+    /// Turns branch protection on for `branch` of `repo`.
+    pub fn protect_branch(&self, repo: &RepoName, branch: &str) {
+        self.state()
+            .protected
+            .insert(format!("{}:{branch}", repo.full_name().to_ascii_lowercase()));
+    }
+
+    /// Closes issue or pull request `n`.
+    pub fn close(&self, repo: &RepoName, n: IssueNumber) {
+        if let Some(i) = self
+            .state()
+            .repo_mut(&repo.full_name())
+            .and_then(|r| r.issues.get_mut(&n.0))
+        {
+            i.state = "closed".into();
+        }
+    }
+
+    // --- the app's webhook and its delivery log ---
+
+    /// Where the app's webhook points (redeliveries are POSTed there).
+    pub fn set_hook_url(&self, url: &str) {
+        self.state().hook_url = Some(url.to_string());
+    }
+
+    /// Records an attempt GitHub made at delivering `body` (answered `status_code`, 0 when the
+    /// receiver could not be reached), as its delivery log shows it; returns the attempt's id.
+    pub fn record_delivery(
+        &self,
+        guid: &str,
+        event: &str,
+        body: &[u8],
+        status_code: u16,
+    ) -> u64 {
+        let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let mut s = self.state();
+        let id = s.id();
+        s.hook_deliveries.push(HookRec {
+            id,
+            guid: guid.to_string(),
+            delivered_at: now(),
+            redelivery: false,
+            status: hook_status(status_code),
+            status_code,
+            event: event.to_string(),
+            action: payload["action"].as_str().map(str::to_string),
+            installation_id: payload["installation"]["id"].as_u64(),
+            repository_id: payload["repository"]["id"].as_u64(),
+            body: body.to_vec(),
+        });
+        id
+    }
+
+    /// Every attempt in the delivery log, oldest first.
+    pub fn hook_deliveries(&self) -> Vec<HookRec> {
+        self.state().hook_deliveries.clone()
     }
 
     /// The next `times` requests of `operation` are answered after `delay`.
@@ -839,6 +941,15 @@ impl FakeGithub {
             &["show", &format!("refs/heads/{branch}:{path}")],
         )?;
         Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// What GitHub's delivery log says about an answer.
+fn hook_status(status_code: u16) -> String {
+    match status_code {
+        0 => "failed to connect".into(),
+        200..=299 => "OK".into(),
+        other => format!("Invalid HTTP Response: {other}"),
     }
 }
 

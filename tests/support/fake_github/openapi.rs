@@ -1,7 +1,8 @@
 //! GitHub's own OpenAPI description of the calls Backspace makes
-//! (`../shared/fixtures/github-openapi-subset.deref.json`): the fake answers with its examples as
-//! templates, and tests check every request and answer against its schemas (method, path,
-//! required parameters and body fields, types, enums).
+//! (`../shared/fixtures/github-openapi-subset.deref.json`, with the few operations it lacks from
+//! `tests/fixtures/github-openapi-supplement.json`, transcribed from the same description): the
+//! fake answers with its examples as templates, and tests check every request and answer against
+//! its schemas (method, path, required parameters and body fields, types, enums).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -18,13 +19,32 @@ pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let path = fixtures_dir().join("github-openapi-subset.deref.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+        let mut spec = read_json(&path);
+        let extra = read_json(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/github-openapi-supplement.json"),
+        );
+        let paths = spec["paths"].as_object_mut().expect("paths");
+        for (template, ops) in extra["paths"].as_object().expect("supplement paths") {
+            let item = paths
+                .entry(template.clone())
+                .or_insert_with(|| Value::Object(Default::default()));
+            for (method, op) in ops.as_object().expect("operations") {
+                item[method] = op.clone();
+            }
+        }
+        spec
     })
 }
 
-/// Matches a concrete path against a template; `{path}` as the last segment takes the rest.
+fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// Matches a concrete path against a template; `{path}` or `{branch}` as the last segment takes
+/// the rest (GitHub takes a branch's slashes as they are).
 pub fn match_template(template: &str, path: &str) -> Option<Vec<(String, String)>> {
     let t: Vec<&str> = template.trim_start_matches('/').split('/').collect();
     let p: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -33,7 +53,7 @@ pub fn match_template(template: &str, path: &str) -> Option<Vec<(String, String)
         let last = i + 1 == t.len();
         if seg.starts_with('{') && seg.ends_with('}') {
             let name = seg[1..seg.len() - 1].to_string();
-            if last && name == "path" {
+            if last && (name == "path" || name == "branch") {
                 if p.len() <= i {
                     return None;
                 }

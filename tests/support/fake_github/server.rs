@@ -16,9 +16,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/app-manifests/{code}/conversions"),
     ("GET", "/app"),
     ("GET", "/app/installations/{installation_id}"),
+    ("GET", "/app/hook/deliveries"),
+    ("POST", "/app/hook/deliveries/{delivery_id}/attempts"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("GET", "/repos/{owner}/{repo}"),
+    ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     (
         "GET",
         "/repos/{owner}/{repo}/collaborators/{username}/permission",
@@ -31,6 +34,18 @@ const ROUTES: &[(&str, &str)] = &[
     (
         "POST",
         "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/issues/{issue_number}/reactions",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
     ),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}"),
     (
@@ -96,6 +111,21 @@ fn error(status: u16, message: &str) -> Answer {
     )
 }
 
+/// GitHub's `422 Validation Failed`, with one entry in `errors`.
+fn validation_failed(resource: &str, code: &str, field: Option<&str>, message: Option<&str>) -> Answer {
+    let mut detail = json!({"resource": resource, "code": code});
+    if let Some(f) = field {
+        detail["field"] = json!(f);
+    }
+    if let Some(m) = message {
+        detail["message"] = json!(m);
+    }
+    json_answer(
+        422,
+        &json!({"message": "Validation Failed", "errors": [detail], "documentation_url": DOCS, "status": "422"}),
+    )
+}
+
 pub(super) async fn handle(State(shared): State<Shared>, req: Request) -> Response {
     let method = req.method().clone();
     let path = percent_decode(req.uri().path());
@@ -149,7 +179,7 @@ pub(super) async fn handle(State(shared): State<Shared>, req: Request) -> Respon
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    let answer = if let Some(f) = fault {
+    let fault_answer = |f: Fault| {
         let message = match f.status {
             429 | 403 => "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
             _ => "Server Error",
@@ -157,6 +187,13 @@ pub(super) async fn handle(State(shared): State<Shared>, req: Request) -> Respon
         let mut a = error(f.status, message);
         a.headers.extend(f.headers);
         a
+    };
+    let (fault, after) = match fault {
+        Some(f) if f.after => (None, Some(f)),
+        other => (other, None),
+    };
+    let answer = if let Some(f) = fault {
+        fault_answer(f)
     } else if is_git {
         serve_git(&shared, &method, &path, &query, &headers, &body).await
     } else if headers.get("user-agent").is_none() {
@@ -184,6 +221,11 @@ pub(super) async fn handle(State(shared): State<Shared>, req: Request) -> Respon
                 a
             }
         }
+    };
+    // The work is done; only the answer is lost on its way back.
+    let answer = match after {
+        Some(f) => fault_answer(f),
+        None => answer,
     };
 
     lock(&shared.state).requests.push(RecordedRequest {
@@ -286,7 +328,7 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
 fn needed_permission(method: &str, template: &str) -> (&'static str, &'static str) {
     let write = method != "GET";
     let level = if write { "write" } else { "read" };
-    if template.contains("/contents/") {
+    if template.contains("/contents/") || template.contains("/branches/") {
         ("contents", level)
     } else if template.contains("/pulls") {
         ("pull_requests", level)
@@ -450,6 +492,17 @@ fn rest(
                 }),
             )
         }
+        ("GET", "/app/hook/deliveries") => hook_deliveries(&s, &base, query),
+        ("POST", "/app/hook/deliveries/{delivery_id}/attempts") => {
+            let Some(original) = num("delivery_id")
+                .and_then(|id| s.hook_deliveries.iter().find(|d| d.id == id))
+                .cloned()
+            else {
+                return error(404, "Not Found");
+            };
+            redeliver(shared.state.clone(), original, s.hook_url.clone());
+            json_answer(202, &json!({}))
+        }
         ("GET", "/repos/{owner}/{repo}/installation") => {
             match s
                 .repo(&format!("{}/{}", p("owner"), p("repo")))
@@ -493,6 +546,54 @@ fn repo_route(
     let body_text = || body.and_then(|b| b["body"].as_str()).map(str::to_string);
     match (method, template) {
         ("GET", "/repos/{owner}/{repo}") => json_answer(200, &shapes::repository(base, repo)),
+        ("GET", "/repos/{owner}/{repo}/branches/{branch}") => {
+            let name = p("branch");
+            let sha = repo.bare.as_ref().and_then(|d| {
+                git::git_maybe(d, &["rev-parse", "--verify", &format!("refs/heads/{name}")])
+            });
+            match sha {
+                Some(sha) => {
+                    let sha = String::from_utf8_lossy(&sha).trim().to_string();
+                    let key = format!("{}:{name}", full.to_ascii_lowercase());
+                    let protected = s.protected.contains(&key);
+                    json_answer(200, &shapes::branch(base, &full, &name, &sha, protected))
+                }
+                None => error(404, "Branch not found"),
+            }
+        }
+        ("GET", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions")
+        | ("GET", "/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions")
+        | ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/reactions") => {
+            let target = if template.contains("/issues/comments/") {
+                num("comment_id").map(ReactionTarget::Comment)
+            } else if template.contains("/pulls/comments/") {
+                num("comment_id").map(ReactionTarget::ReviewComment)
+            } else {
+                num("issue_number").map(|n| ReactionTarget::Issue(full.to_ascii_lowercase(), n))
+            };
+            let Some(target) = target else {
+                return error(404, "Not Found");
+            };
+            let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            let wanted = q.get("content").cloned();
+            let list: Vec<ReactionRec> = s
+                .reactions
+                .iter()
+                .filter(|r| r.target == target)
+                .filter(|r| wanted.as_ref().is_none_or(|c| *c == r.content))
+                .cloned()
+                .collect();
+            let items: Vec<Value> = list
+                .iter()
+                .map(|r| {
+                    let uid = s.user_id(&r.user);
+                    shapes::reaction(base, r.id, &r.user, uid, &r.content)
+                })
+                .collect();
+            json_answer(200, &Value::Array(items))
+        }
         ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission") => {
             let user = p("username");
             let uid = s.user_id(&user);
@@ -559,14 +660,11 @@ fn repo_route(
                 num("issue_number").filter(|n| repo.issues.contains_key(n)),
                 body_text(),
             ) else {
-                return error(
-                    if body_text().is_none() { 422 } else { 404 },
-                    if body_text().is_none() {
-                        "Validation Failed"
-                    } else {
-                        "Not Found"
-                    },
-                );
+                return if body_text().is_none() {
+                    validation_failed("IssueComment", "missing_field", Some("body"), None)
+                } else {
+                    error(404, "Not Found")
+                };
             };
             let bot = format!("{APP_SLUG}[bot]");
             let id = insert_comment(s, &full, n, &bot, &text, None);
@@ -589,7 +687,7 @@ fn repo_route(
         }
         ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}") => {
             let Some(text) = body_text() else {
-                return error(422, "Validation Failed");
+                return validation_failed("IssueComment", "missing_field", Some("body"), None);
             };
             let bot = format!("{APP_SLUG}[bot]");
             let Some(c) = num("comment_id")
@@ -642,7 +740,7 @@ fn repo_route(
                 "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
             ];
             if !CONTENTS.contains(&content.as_str()) {
-                return error(422, "Validation Failed");
+                return validation_failed("Reaction", "invalid", Some("content"), None);
             }
             let bot = format!("{APP_SLUG}[bot]");
             let uid = s.user_id(&bot);
@@ -754,7 +852,8 @@ fn repo_route(
                 body.and_then(|b| b["head"].as_str()),
                 body.and_then(|b| b["base"].as_str()),
             ) else {
-                return error(422, "Validation Failed");
+                let field = if body.and_then(|b| b["head"].as_str()).is_none() { "head" } else { "base" };
+                return validation_failed("PullRequest", "missing_field", Some(field), None);
             };
             let (head_owner, head_branch) =
                 head.split_once(':').unwrap_or((repo.owner.as_str(), head));
@@ -767,11 +866,11 @@ fn repo_route(
                     })
                     .is_some()
             };
-            if !head_owner.eq_ignore_ascii_case(&repo.owner)
-                || !exists(head_branch)
-                || !exists(base_branch)
-            {
-                return error(422, "Validation Failed");
+            if !head_owner.eq_ignore_ascii_case(&repo.owner) || !exists(head_branch) {
+                return validation_failed("PullRequest", "invalid", Some("head"), None);
+            }
+            if !exists(base_branch) {
+                return validation_failed("PullRequest", "invalid", Some("base"), None);
             }
             let already = repo.issues.values().any(|i| {
                 i.state == "open"
@@ -780,7 +879,8 @@ fn repo_route(
                     })
             });
             if already {
-                return error(422, &format!("Validation Failed: A pull request already exists for {head_owner}:{head_branch}."));
+                let message = format!("A pull request already exists for {head_owner}:{head_branch}.");
+                return validation_failed("PullRequest", "custom", None, Some(&message));
             }
             let bot = format!("{APP_SLUG}[bot]");
             s.user_id(&bot);
@@ -858,7 +958,7 @@ fn repo_route(
         }
         ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies") => {
             let Some(text) = body_text() else {
-                return error(422, "Validation Failed");
+                return validation_failed("PullRequestReviewComment", "missing_field", Some("body"), None);
             };
             let (Some(n), Some(parent)) = (num("pull_number"), num("comment_id")) else {
                 return error(404, "Not Found");
@@ -878,6 +978,75 @@ fn repo_route(
         }
         _ => error(404, "Not Found"),
     }
+}
+
+/// `GET /app/hook/deliveries`: newest first, `per_page` at a time, the next page's `cursor` in
+/// the `Link` header as GitHub does.
+fn hook_deliveries(s: &FakeState, base: &str, query: &str) -> Answer {
+    let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let per_page = q
+        .get("per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let before = q
+        .get("cursor")
+        .and_then(|c| c.strip_prefix("v1_"))
+        .and_then(|id| id.parse::<u64>().ok());
+    let redelivery = q.get("redelivery").map(|v| v == "true");
+    let mut all: Vec<&HookRec> = s
+        .hook_deliveries
+        .iter()
+        .filter(|d| before.is_none_or(|b| d.id < b))
+        .filter(|d| redelivery.is_none_or(|r| d.redelivery == r))
+        .collect();
+    all.sort_by(|a, b| b.id.cmp(&a.id));
+    let page: Vec<Value> = all.iter().take(per_page).map(|d| shapes::hook_delivery(d)).collect();
+    let mut answer = json_answer(200, &Value::Array(page));
+    if all.len() > per_page {
+        let last = all[per_page - 1].id;
+        answer.headers.push((
+            "link".into(),
+            format!("<{base}/app/hook/deliveries?per_page={per_page}&cursor=v1_{last}>; rel=\"next\""),
+        ));
+    }
+    answer
+}
+
+/// Sends a delivery again to the hook URL, as GitHub does after a redelivery request: the same
+/// body and GUID, signed with the webhook secret; the attempt goes into the log.
+fn redeliver(state: Arc<Mutex<FakeState>>, original: HookRec, url: Option<String>) {
+    tokio::spawn(async move {
+        let status_code = match url {
+            None => 0,
+            Some(url) => {
+                let signature = backspace::webhook::signature::sign(WEBHOOK_SECRET, &original.body);
+                let sent = reqwest::Client::new()
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("user-agent", "GitHub-Hookshot/fake")
+                    .header("x-github-event", &original.event)
+                    .header("x-github-delivery", &original.guid)
+                    .header("x-hub-signature-256", signature)
+                    .body(original.body.clone())
+                    .send()
+                    .await;
+                sent.map(|r| r.status().as_u16()).unwrap_or(0)
+            }
+        };
+        let mut s = lock(&state);
+        let id = s.id();
+        s.hook_deliveries.push(HookRec {
+            id,
+            delivered_at: now(),
+            redelivery: true,
+            status: hook_status(status_code),
+            status_code,
+            ..original
+        });
+    });
 }
 
 fn pull_json(s: &mut FakeState, base: &str, repo: &RepoRec, i: &IssueRec) -> Value {

@@ -352,3 +352,37 @@ pub fn dir_entry(
         },
     })
 }
+
+/// A branch as `GET /repos/{owner}/{repo}/branches/{branch}` renders it (GitHub's
+/// branch-with-protection, with the fields its schema requires).
+pub fn branch(base: &str, full: &str, name: &str, sha: &str, protected: bool) -> Value {
+    json!({
+        "name": name,
+        "commit": {"sha": sha, "url": format!("{base}/repos/{full}/commits/{sha}")},
+        "_links": {
+            "html": format!("{base}/{full}/tree/{name}"),
+            "self": format!("{base}/repos/{full}/branches/{name}"),
+        },
+        "protected": protected,
+        "protection": {"enabled": protected, "required_status_checks": {"enforcement_level": if protected { "everyone" } else { "off" }, "contexts": []}},
+        "protection_url": format!("{base}/repos/{full}/branches/{name}/protection"),
+    })
+}
+
+/// One delivery attempt as `GET /app/hook/deliveries` lists it.
+pub fn hook_delivery(d: &super::HookRec) -> Value {
+    json!({
+        "id": d.id,
+        "guid": d.guid,
+        "delivered_at": format_github_time(d.delivered_at),
+        "redelivery": d.redelivery,
+        "duration": 0.05,
+        "status": d.status,
+        "status_code": d.status_code,
+        "event": d.event,
+        "action": d.action,
+        "installation_id": d.installation_id,
+        "repository_id": d.repository_id,
+        "throttled_at": null,
+    })
+}
