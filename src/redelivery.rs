@@ -132,10 +132,7 @@ pub async fn sweep(
         let page = app
             .hook_deliveries(cursor.as_deref(), settings.per_page)
             .await?;
-        let past_window = page
-            .deliveries
-            .iter()
-            .any(|d| d.delivered_at_unix < oldest);
+        let past_window = page.deliveries.iter().any(|d| d.delivered_at_unix < oldest);
         attempts.extend(page.deliveries);
         match page.next_cursor {
             Some(next) if !past_window => cursor = Some(next),

@@ -14,12 +14,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::stack::{self, from_octocrab, Pacers};
 use super::jwt::AppKey;
 use super::models::{InstallationId, IssueNumber, RepoName};
 use super::pacing::{PacingLimits, WritePacer};
 use super::permission::PermissionGate;
 use super::repo::RepoClient;
+use super::stack::{self, from_octocrab, Pacers};
 use super::tokens::{parse_github_time, InstallationToken, TokenCache};
 use super::GithubError;
 use crate::clock::unix_secs;

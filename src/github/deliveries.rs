@@ -11,8 +11,8 @@
 use http::Method;
 
 use super::app::GithubApp;
-use super::stack::{self, from_octocrab, route, RequestMeta};
 use super::models::HookDelivery;
+use super::stack::{self, from_octocrab, route, RequestMeta};
 use super::GithubError;
 
 /// One page of deliveries and the cursor of the next, if there is one.

@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::stack::{self, from_octocrab, route, Pacers};
 use super::pacing::PacingLimits;
+use super::stack::{self, from_octocrab, route, Pacers};
 use super::GithubError;
 use crate::retry::RetryPolicy;
 

@@ -33,7 +33,6 @@
 mod app;
 mod deliveries;
 mod error;
-mod stack;
 mod jwt;
 mod manifest;
 mod models;
@@ -42,6 +41,7 @@ mod permission;
 mod progress_comment;
 mod repo;
 mod retry;
+mod stack;
 mod tokens;
 
 pub use crate::retry::{RetryDecision, RetryPolicy};
@@ -51,16 +51,15 @@ pub use error::{ErrorBody, ErrorDetail, GithubError};
 pub use jwt::{AppKey, JwtClaims, JWT_BACKDATE_SECS, JWT_LIFETIME_SECS};
 pub use manifest::{convert_manifest, ManifestConversion};
 pub use models::{
-    Branch, Comment, HookDelivery, InstallationId, Issue, IssueNumber, PullRequest,
-    PullRequestRef, Reaction, ReactionContent, RepoName, RepoNameError, RepoRef, User,
+    Branch, Comment, HookDelivery, InstallationId, Issue, IssueNumber, PullRequest, PullRequestRef,
+    Reaction, ReactionContent, RepoName, RepoNameError, RepoRef, User,
 };
 pub use pacing::{next_slot, PacingLimits, WriteClass, WritePacer};
 pub use permission::{
     denied_reply_marker, GateDecision, Permission, PermissionGate, DENIED_REPLY_MARKER,
 };
 pub use progress_comment::{
-    post_first, progress_marker, run_id_from_marker, with_marker, ProgressComment,
-    ProgressConfig,
+    post_first, progress_marker, run_id_from_marker, with_marker, ProgressComment, ProgressConfig,
 };
 pub use repo::{marker_in, NewPullRequest, RepoClient, RepositoryInfo};
 pub use tokens::{format_github_time, parse_github_time, InstallationToken, TOKEN_REFRESH_MARGIN};

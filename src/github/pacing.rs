@@ -228,7 +228,10 @@ mod tests {
         let limits = PacingLimits::default();
         let h: VecDeque<Instant> = (0..59).map(|_| now).collect();
         assert_eq!(next_slot(&h, now, &limits, WriteClass::Edit), now);
-        assert_eq!(next_slot(&VecDeque::new(), now, &limits, WriteClass::Ack), now);
+        assert_eq!(
+            next_slot(&VecDeque::new(), now, &limits, WriteClass::Ack),
+            now
+        );
     }
 
     #[test]

@@ -22,13 +22,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::app::GithubApp;
-use super::stack::{self, from_octocrab, route, Raw, RequestMeta};
 use super::models::{
     Branch, Comment, InstallationId, Issue, IssueNumber, PullRequest, Reaction, ReactionContent,
     RepoName,
 };
 use super::pacing::WriteClass;
 use super::permission::{GateDecision, Permission, DENIED_REPLY_MARKER};
+use super::stack::{self, from_octocrab, route, Raw, RequestMeta};
 use super::GithubError;
 use crate::retry::{with_retries, Attempt, RetryPolicy};
 
@@ -212,7 +212,12 @@ impl RepoClient {
 
     /// A create that must happen once: sent; on an answer that may hide a success (a 5xx, a
     /// lost connection), `find` looks for what the first attempt made before it is sent again.
-    async fn create_once<T, P, PF, L, LF>(&self, what: &str, post: P, find: L) -> Result<T, GithubError>
+    async fn create_once<T, P, PF, L, LF>(
+        &self,
+        what: &str,
+        post: P,
+        find: L,
+    ) -> Result<T, GithubError>
     where
         P: Fn() -> PF,
         PF: Future<Output = Result<T, GithubError>>,
@@ -514,7 +519,10 @@ impl RepoClient {
                 let bot = self.app.bot_login().await?;
                 Ok(list
                     .iter()
-                    .any(|r| r.content == content.as_str() && r.user.as_ref().is_some_and(|u| u.login == bot))
+                    .any(|r| {
+                        r.content == content.as_str()
+                            && r.user.as_ref().is_some_and(|u| u.login == bot)
+                    })
                     .then_some(()))
             },
         )
@@ -575,7 +583,10 @@ impl RepoClient {
             })
             .await?;
         Ok(RepositoryInfo {
-            full_name: repo.full_name.clone().unwrap_or_else(|| self.repo.full_name()),
+            full_name: repo
+                .full_name
+                .clone()
+                .unwrap_or_else(|| self.repo.full_name()),
             default_branch: repo
                 .default_branch
                 .clone()
@@ -678,8 +689,9 @@ impl RepoClient {
             )
             .await;
         match created {
-            Err(e) if e.status() == Some(422)
-                && e.details().iter().any(|d| d.is("PullRequest", "custom")) =>
+            Err(e)
+                if e.status() == Some(422)
+                    && e.details().iter().any(|d| d.is("PullRequest", "custom")) =>
             {
                 match self.find_open_pull_request(&pr.head).await? {
                     Some(existing) => Ok(existing),

@@ -137,12 +137,13 @@ impl Service<Request<OctoBody>> for Leaf {
                     maybe_sent: false,
                 })?
                 .to_bytes();
-            let req = reqwest::Request::try_from(Request::from_parts(parts, body)).map_err(
-                |e| HttpFailure::Transport {
-                    reason: e.without_url().to_string(),
-                    maybe_sent: false,
-                },
-            )?;
+            let req =
+                reqwest::Request::try_from(Request::from_parts(parts, body)).map_err(|e| {
+                    HttpFailure::Transport {
+                        reason: e.without_url().to_string(),
+                        maybe_sent: false,
+                    }
+                })?;
             let resp = http.execute(req).await.map_err(transport)?;
             let status = resp.status();
             let headers = resp.headers().clone();
@@ -194,7 +195,10 @@ impl std::fmt::Display for Failed {
 }
 
 fn copy_of(parts: &http::request::Parts, body: &Option<Bytes>) -> Request<OctoBody> {
-    let body = body.clone().map(OctoBody::from).unwrap_or_else(OctoBody::empty);
+    let body = body
+        .clone()
+        .map(OctoBody::from)
+        .unwrap_or_else(OctoBody::empty);
     Request::from_parts(parts.clone(), body)
 }
 
@@ -262,7 +266,11 @@ where
 /// One attempt, classified: success and final answers are done (the caller reads the error
 /// body); what GitHub surely did not act on is retried; a 5xx or a lost answer is retried only
 /// when the request may be sent blindly again.
-async fn attempt<S>(svc: S, request: Request<OctoBody>, meta: RequestMeta) -> Attempt<Answer, Failed>
+async fn attempt<S>(
+    svc: S,
+    request: Request<OctoBody>,
+    meta: RequestMeta,
+) -> Attempt<Answer, Failed>
 where
     S: Service<Request<OctoBody>, Response = Answer, Error = HttpFailure>,
 {
@@ -400,10 +408,7 @@ pub(crate) fn client(
         .as_str()
         .parse()
         .map_err(|_| GithubError::Invalid("GITHUB_API_URL is not a URI".into()))?;
-    let accept = (
-        http::header::ACCEPT,
-        http::HeaderValue::from_static(ACCEPT),
-    );
+    let accept = (http::header::ACCEPT, http::HeaderValue::from_static(ACCEPT));
     let leaf = Leaf::new(user_agent, &policy)?;
     let crab = octocrab::OctocrabBuilder::new_empty()
         .with_service(leaf)
@@ -415,9 +420,9 @@ pub(crate) fn client(
             base,
         ))
         .with_layer(
-            &octocrab::service::middleware::extra_headers::ExtraHeadersLayer::new(Arc::new(
-                vec![accept],
-            )),
+            &octocrab::service::middleware::extra_headers::ExtraHeadersLayer::new(Arc::new(vec![
+                accept,
+            ])),
         )
         .with_auth(octocrab::AuthState::None)
         .build()
@@ -573,7 +578,10 @@ mod tests {
     #[test]
     fn routes_encode_each_segment_and_keep_the_query() {
         assert_eq!(
-            route(&["repos", "o", "r", "contents", ".github", "back space.yml"], &[]),
+            route(
+                &["repos", "o", "r", "contents", ".github", "back space.yml"],
+                &[]
+            ),
             "/repos/o/r/contents/.github/back%20space.yml"
         );
         assert_eq!(

@@ -115,14 +115,15 @@ async fn acknowledge(svc: &Services, job: &Job) -> Option<Acked> {
     }
     react(&client, job, ReactionContent::Eyes).await;
     let comment_id = match job.number {
-        Some(n) => match post_first(&client, IssueNumber(n), &job.id, &queued_body(&job.id)).await
-        {
-            Ok(c) => Some(c.id),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not post the queued comment");
-                None
+        Some(n) => {
+            match post_first(&client, IssueNumber(n), &job.id, &queued_body(&job.id)).await {
+                Ok(c) => Some(c.id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not post the queued comment");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     tracing::info!("acknowledged while it waits for a worker");

@@ -309,9 +309,15 @@ mod tests {
             stderr: stderr.into(),
         };
         assert!(failed("remote: Invalid username or token.\nfatal: Authentication failed for 'https://github.com/o/r.git/'").is_auth_failure());
-        assert!(failed("fatal: could not read Username for 'http://127.0.0.1:1': terminal prompts disabled").is_auth_failure());
+        assert!(failed(
+            "fatal: could not read Username for 'http://127.0.0.1:1': terminal prompts disabled"
+        )
+        .is_auth_failure());
         assert!(!failed("! [rejected] HEAD -> main (fetch first)").is_auth_failure());
-        assert!(!failed("fatal: unable to access: The requested URL returned error: 403").is_auth_failure());
+        assert!(
+            !failed("fatal: unable to access: The requested URL returned error: 403")
+                .is_auth_failure()
+        );
     }
 
     #[test]

@@ -140,7 +140,10 @@ where
 {
     match op(git_token(client).await?).await {
         Err(e) if e.is_auth_failure() => {
-            tracing::info!(action, "git was refused the installation token; minting a new one");
+            tracing::info!(
+                action,
+                "git was refused the installation token; minting a new one"
+            );
             let token = client
                 .fresh_token()
                 .await
@@ -278,7 +281,10 @@ pub(crate) fn branch_refusal(
     }
     if !pr.is_open() {
         return refuse(
-            format!("this pull request is {}; Backspace only pushes to open pull requests", pr.state),
+            format!(
+                "this pull request is {}; Backspace only pushes to open pull requests",
+                pr.state
+            ),
             ADVICE_BRANCH,
         );
     }
@@ -338,16 +344,20 @@ mod tests {
         let (what, advice) = why(&pull("someone/app", "feature", "open"), None).expect("fork");
         assert!(what.contains("a fork"), "{what}");
         assert_eq!(advice, ADVICE_FORK);
-        let (what, advice) =
-            why(&pull("octo/app", "main", "open"), Some(&branch("main", false))).expect("main");
+        let (what, advice) = why(
+            &pull("octo/app", "main", "open"),
+            Some(&branch("main", false)),
+        )
+        .expect("main");
         assert!(what.contains("the repository's default branch"), "{what}");
         assert_eq!(advice, ADVICE_BRANCH);
-        let (what, _) =
-            why(&pull("octo/app", "feature", "closed"), Some(&branch("feature", false)))
-                .expect("closed");
+        let (what, _) = why(
+            &pull("octo/app", "feature", "closed"),
+            Some(&branch("feature", false)),
+        )
+        .expect("closed");
         assert!(what.contains("is closed"), "{what}");
-        let (what, _) =
-            why(&ok, Some(&branch("feature", true))).expect("protected");
+        let (what, _) = why(&ok, Some(&branch("feature", true))).expect("protected");
         assert!(what.contains("protected"), "{what}");
         let (what, _) = why(&ok, None).expect("deleted");
         assert!(what.contains("no longer exists"), "{what}");

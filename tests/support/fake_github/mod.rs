@@ -670,9 +670,10 @@ impl FakeGithub {
 
     /// Turns branch protection on for `branch` of `repo`.
     pub fn protect_branch(&self, repo: &RepoName, branch: &str) {
-        self.state()
-            .protected
-            .insert(format!("{}:{branch}", repo.full_name().to_ascii_lowercase()));
+        self.state().protected.insert(format!(
+            "{}:{branch}",
+            repo.full_name().to_ascii_lowercase()
+        ));
     }
 
     /// Closes issue or pull request `n`.
@@ -695,13 +696,7 @@ impl FakeGithub {
 
     /// Records an attempt GitHub made at delivering `body` (answered `status_code`, 0 when the
     /// receiver could not be reached), as its delivery log shows it; returns the attempt's id.
-    pub fn record_delivery(
-        &self,
-        guid: &str,
-        event: &str,
-        body: &[u8],
-        status_code: u16,
-    ) -> u64 {
+    pub fn record_delivery(&self, guid: &str, event: &str, body: &[u8], status_code: u16) -> u64 {
         let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let mut s = self.state();
         let id = s.id();

@@ -112,7 +112,12 @@ fn error(status: u16, message: &str) -> Answer {
 }
 
 /// GitHub's `422 Validation Failed`, with one entry in `errors`.
-fn validation_failed(resource: &str, code: &str, field: Option<&str>, message: Option<&str>) -> Answer {
+fn validation_failed(
+    resource: &str,
+    code: &str,
+    field: Option<&str>,
+    message: Option<&str>,
+) -> Answer {
     let mut detail = json!({"resource": resource, "code": code});
     if let Some(f) = field {
         detail["field"] = json!(f);
@@ -852,7 +857,11 @@ fn repo_route(
                 body.and_then(|b| b["head"].as_str()),
                 body.and_then(|b| b["base"].as_str()),
             ) else {
-                let field = if body.and_then(|b| b["head"].as_str()).is_none() { "head" } else { "base" };
+                let field = if body.and_then(|b| b["head"].as_str()).is_none() {
+                    "head"
+                } else {
+                    "base"
+                };
                 return validation_failed("PullRequest", "missing_field", Some(field), None);
             };
             let (head_owner, head_branch) =
@@ -879,7 +888,8 @@ fn repo_route(
                     })
             });
             if already {
-                let message = format!("A pull request already exists for {head_owner}:{head_branch}.");
+                let message =
+                    format!("A pull request already exists for {head_owner}:{head_branch}.");
                 return validation_failed("PullRequest", "custom", None, Some(&message));
             }
             let bot = format!("{APP_SLUG}[bot]");
@@ -958,7 +968,12 @@ fn repo_route(
         }
         ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies") => {
             let Some(text) = body_text() else {
-                return validation_failed("PullRequestReviewComment", "missing_field", Some("body"), None);
+                return validation_failed(
+                    "PullRequestReviewComment",
+                    "missing_field",
+                    Some("body"),
+                    None,
+                );
             };
             let (Some(n), Some(parent)) = (num("pull_number"), num("comment_id")) else {
                 return error(404, "Not Found");
@@ -1003,13 +1018,19 @@ fn hook_deliveries(s: &FakeState, base: &str, query: &str) -> Answer {
         .filter(|d| redelivery.is_none_or(|r| d.redelivery == r))
         .collect();
     all.sort_by(|a, b| b.id.cmp(&a.id));
-    let page: Vec<Value> = all.iter().take(per_page).map(|d| shapes::hook_delivery(d)).collect();
+    let page: Vec<Value> = all
+        .iter()
+        .take(per_page)
+        .map(|d| shapes::hook_delivery(d))
+        .collect();
     let mut answer = json_answer(200, &Value::Array(page));
     if all.len() > per_page {
         let last = all[per_page - 1].id;
         answer.headers.push((
             "link".into(),
-            format!("<{base}/app/hook/deliveries?per_page={per_page}&cursor=v1_{last}>; rel=\"next\""),
+            format!(
+                "<{base}/app/hook/deliveries?per_page={per_page}&cursor=v1_{last}>; rel=\"next\""
+            ),
         ));
     }
     answer
