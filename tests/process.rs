@@ -693,3 +693,143 @@ async fn two_runs_at_once_log_every_line_under_their_own_run_id_only() {
     })
     .await;
 }
+
+/// Writes to GitHub's REST API (not git, not the app's own token requests) made so far, by kind.
+fn writes(gh: &FakeGithub) -> std::collections::BTreeMap<String, usize> {
+    let mut by_kind = std::collections::BTreeMap::new();
+    for r in gh.requests() {
+        let Some(op) = r.operation.as_deref() else {
+            continue;
+        };
+        if op.starts_with("git ") || op.starts_with("GET ") || op.contains("/access_tokens") {
+            continue;
+        }
+        *by_kind.entry(op.to_owned()).or_insert(0) += 1;
+    }
+    by_kind
+}
+
+fn per_run(before: &std::collections::BTreeMap<String, usize>, after: &std::collections::BTreeMap<String, usize>, runs: usize) -> (f64, String) {
+    let mut total = 0;
+    let mut parts = Vec::new();
+    for (op, n) in after {
+        let d = n - before.get(op).copied().unwrap_or(0);
+        if d == 0 {
+            continue;
+        }
+        total += d;
+        let short = op
+            .rsplit_once(' ')
+            .map(|(m, p)| format!("{m} …{}", p.trim_start_matches("/repos/{owner}/{repo}")))
+            .unwrap_or_else(|| op.clone());
+        parts.push(format!("{short}: {:.1}", d as f64 / runs as f64));
+    }
+    (total as f64 / runs as f64, parts.join(", "))
+}
+
+/// BENCHMARKS.md (issue 13): delivery → 👀 and → pull request for 10 commands back to back on
+/// one installation (each sent when the previous one's pull request is open) and for 5 sent at
+/// once, with the default two workers, and the writes each run makes. A model that answers at
+/// once (view, edit, final answer), a one-file repository, the real binary.
+/// `cargo test --release --test process -- --ignored bench_acknowledgement --nocapture`
+#[tokio::test]
+#[ignore = "a benchmark: run it by name"]
+async fn bench_acknowledgement_back_to_back_and_at_once() {
+    within(900, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        const BACK_TO_BACK: usize = 10;
+        const AT_ONCE: usize = 5;
+        let mut script = Vec::new();
+        for i in 0..BACK_TO_BACK + AT_ONCE {
+            script.extend(edit_script("src/app.js", "'hi '", &format!("'Hello {i}, '"), "Greet properly"));
+            script.remove(script.len() - 2); // no `cat`: view, edit, answer
+        }
+        let world = World::new(script).await;
+        let mut server = Server::start(&world.env(&[]));
+        server.ready().await;
+        let mut n = 0;
+
+        let before = writes(&world.gh);
+        let (mut to_eyes, mut to_pr) = (Vec::new(), Vec::new());
+        for _ in 0..BACK_TO_BACK {
+            n += 1;
+            let issue = world.gh.open_issue(&world.repo, MAINTAINER, &format!("greet {n}"), "be polite");
+            let (payload, comment) = comment_payload(&world.gh, &world.repo, issue, MAINTAINER, &format!("/backspace greet run {n}"));
+            let sent = std::time::Instant::now();
+            server.deliver("issue_comment", &payload).await;
+            let mut eyes = None;
+            loop {
+                if eyes.is_none() && !world.gh.reactions_on_comment(comment).is_empty() {
+                    eyes = Some(sent.elapsed());
+                }
+                if world.gh.pulls(&world.repo).iter().any(|p| p.body.contains(&format!("Closes #{}", issue.0))) {
+                    break;
+                }
+                assert!(sent.elapsed() < Duration::from_secs(60), "run {n} took too long");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            to_pr.push(sent.elapsed());
+            to_eyes.push(eyes.unwrap_or_else(|| sent.elapsed()));
+        }
+        // The last run's closing writes (final edit, 🚀) land just after its pull request.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (w, detail) = per_run(&before, &writes(&world.gh), BACK_TO_BACK);
+        println!(
+            "{BACK_TO_BACK} back to back: delivery → eyes p50 {:?}, p95 {:?}, max {:?}; delivery → pull request p50 {:?}, p95 {:?}; writes per run {w:.1} ({detail})",
+            percentile(&mut to_eyes, 0.50),
+            percentile(&mut to_eyes, 0.95),
+            percentile(&mut to_eyes, 1.0),
+            percentile(&mut to_pr, 0.50),
+            percentile(&mut to_pr, 0.95),
+        );
+
+        let before = writes(&world.gh);
+        let mut pending = Vec::new();
+        for _ in 0..AT_ONCE {
+            n += 1;
+            let issue = world.gh.open_issue(&world.repo, MAINTAINER, &format!("greet {n}"), "be polite");
+            let (payload, comment) = comment_payload(&world.gh, &world.repo, issue, MAINTAINER, &format!("/backspace greet run {n}"));
+            pending.push((issue, comment, payload));
+        }
+        let sends = pending.iter().map(|(_, _, payload)| {
+            let server = &server;
+            async move {
+                let sent = std::time::Instant::now();
+                server.deliver("issue_comment", payload).await;
+                sent
+            }
+        });
+        let sent: Vec<std::time::Instant> = futures::future::join_all(sends).await;
+        let mut eyes: Vec<Option<Duration>> = vec![None; AT_ONCE];
+        let mut prs: Vec<Option<Duration>> = vec![None; AT_ONCE];
+        let started = std::time::Instant::now();
+        while prs.iter().any(Option::is_none) {
+            for (i, (issue, comment, _)) in pending.iter().enumerate() {
+                if eyes[i].is_none() && !world.gh.reactions_on_comment(*comment).is_empty() {
+                    eyes[i] = Some(sent[i].elapsed());
+                }
+                if prs[i].is_none() && world.gh.pulls(&world.repo).iter().any(|p| p.body.contains(&format!("Closes #{}", issue.0))) {
+                    prs[i] = Some(sent[i].elapsed());
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "the runs took too long");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut to_eyes: Vec<Duration> = eyes.into_iter().flatten().collect();
+        let mut to_pr: Vec<Duration> = prs.into_iter().flatten().collect();
+        let (w, detail) = per_run(&before, &writes(&world.gh), AT_ONCE);
+        println!(
+            "{AT_ONCE} at once: delivery → eyes p50 {:?}, p95 {:?}, max {:?}; delivery → pull request p50 {:?}, p95 {:?}; writes per run {w:.1} ({detail})",
+            percentile(&mut to_eyes, 0.50),
+            percentile(&mut to_eyes, 0.95),
+            percentile(&mut to_eyes, 1.0),
+            percentile(&mut to_pr, 0.50),
+            percentile(&mut to_pr, 0.95),
+        );
+        world.gh.assert_requests_fit_openapi();
+    })
+    .await;
+}
