@@ -6,6 +6,7 @@ CREATE TABLE leases (
     expires_at BIGINT NOT NULL
 );
 
--- When a queued job was acknowledged on GitHub (👀 and its progress comment) while it waited
--- for a worker; NULL until then.
+-- When a job was acknowledged on GitHub (👀 and its progress comment), by the worker or, while
+-- it waited for one, by the acknowledgement lane; NULL until then, -1 when the lane left it to
+-- its worker.
 ALTER TABLE jobs ADD COLUMN acknowledged_at BIGINT;

@@ -484,7 +484,10 @@ async fn cancel_stops_the_running_job_within_seconds_and_says_so() {
         // may go a moment after the job's end is written.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while bot.containers_of(&id).await > 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the sandbox was left behind");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sandbox was left behind"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(bot.gh.pulls(&bot.repo).is_empty());

@@ -872,3 +872,107 @@ fn errors_never_decide_on_a_substring_of_the_message() {
     assert!(!e.details().iter().any(|d| d.is("PullRequest", "custom")));
     assert!(!e.may_have_gone_through());
 }
+
+// --- what the chores ask of the store ---
+
+fn waiting_run(number: u64) -> backspace::job::JobRequest {
+    backspace::job::JobRequest {
+        spec: backspace::job::JobSpec::Run(Default::default()),
+        source: backspace::job::JobSource::Comment,
+        installation_id: Some(7),
+        repository: "octo/app".into(),
+        clone_url: None,
+        default_branch: Some("main".into()),
+        number: Some(number),
+        is_pull_request: false,
+        comment_id: Some(99),
+        requester: "alice".into(),
+        prompt: "do it".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_lease_has_one_owner_until_it_runs_out_and_a_job_is_acknowledged_once() {
+    within(60, async {
+        for (backend, db) in support::db::all().await {
+            let clock = backspace::clock::Clock::manual_now();
+            let store = db.store.clone().with_clock(clock.clone());
+            let ttl = Duration::from_secs(60);
+            assert!(
+                store.try_lease("sweep", "a", ttl).await.expect("lease"),
+                "{backend}"
+            );
+            assert!(
+                !store.try_lease("sweep", "b", ttl).await.expect("lease"),
+                "{backend}"
+            );
+            assert!(
+                store.try_lease("sweep", "a", ttl).await.expect("lease"),
+                "{backend}: kept"
+            );
+            clock.advance(Duration::from_secs(61));
+            assert!(
+                store.try_lease("sweep", "b", ttl).await.expect("lease"),
+                "{backend}: expired"
+            );
+            assert!(
+                !store.try_lease("sweep", "a", ttl).await.expect("lease"),
+                "{backend}"
+            );
+
+            let id = store.insert_job(&waiting_run(5)).await.expect("job");
+            assert!(
+                store
+                    .unacknowledged_jobs(Duration::from_secs(1), 10)
+                    .await
+                    .expect("jobs")
+                    .is_empty(),
+                "{backend}: too new"
+            );
+            clock.advance(Duration::from_secs(2));
+            let waiting = store
+                .unacknowledged_jobs(Duration::from_secs(1), 10)
+                .await
+                .expect("jobs");
+            assert_eq!(
+                waiting.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+                vec![id.clone()],
+                "{backend}"
+            );
+            let (a, b) = tokio::join!(store.acknowledge(&id), store.acknowledge(&id));
+            assert!(
+                a.expect("ack") != b.expect("ack"),
+                "{backend}: exactly one acknowledges"
+            );
+            assert!(
+                store
+                    .unacknowledged_jobs(Duration::ZERO, 10)
+                    .await
+                    .expect("jobs")
+                    .is_empty(),
+                "{backend}"
+            );
+            // A job the lane left to its worker is not listed again, and its worker still
+            // acknowledges it.
+            let left = store.insert_job(&waiting_run(6)).await.expect("job");
+            store.pass_acknowledgement(&left).await.expect("pass");
+            assert!(
+                store
+                    .unacknowledged_jobs(Duration::ZERO, 10)
+                    .await
+                    .expect("jobs")
+                    .is_empty(),
+                "{backend}"
+            );
+            assert!(store.acknowledge(&left).await.expect("ack"), "{backend}");
+            assert!(!store.acknowledge(&left).await.expect("ack"), "{backend}");
+
+            let known = store
+                .stored_deliveries(&["nope".to_string()])
+                .await
+                .expect("lookup");
+            assert!(known.is_empty(), "{backend}");
+        }
+    })
+    .await
+}

@@ -248,7 +248,8 @@ async fn write_loop(
         }
         // Each version is a write with its own retry budget, so a burst of faults during
         // intermediate states never uses up the final state's retries; a retry always sends the
-        // newest body, and a newer version ends this write's retries (`Superseded`).
+        // newest body, and a newer version ends this write's retries (`Superseded`) once the
+        // slot the write waited for is used.
         let version = wanted.borrow_and_update().version;
         let pacer = client.pacer();
         let tries = with_retries(client.retry_policy(), "progress edit", |_| {
@@ -262,12 +263,10 @@ async fn write_loop(
                 pacer.acquire(class).await;
                 // Read after the wait: the newest body is what goes.
                 let newest = wanted.borrow().clone();
-                if newest.version != version {
-                    return Attempt::Done(Written::Superseded);
-                }
                 let body = with_marker(&newest.body, run_id);
                 match client.attempt_update_comment(comment_id, &body).await {
-                    Attempt::Done(_) => Attempt::Done(Written::Landed),
+                    Attempt::Done(_) => Attempt::Done(Written::Landed(newest.version)),
+                    _ if newest.version != version => Attempt::Done(Written::Superseded),
                     Attempt::Failed(e) => Attempt::Failed(e),
                     Attempt::Retry { error, hint } => Attempt::Retry { error, hint },
                 }
@@ -275,13 +274,13 @@ async fn write_loop(
         })
         .await;
         last_write = Some(Instant::now());
-        let error = match tries.result {
+        let (version, error) = match tries.result {
             Ok(Written::Superseded) => continue,
-            Ok(Written::Landed) => None,
+            Ok(Written::Landed(v)) => (v, None),
             Err(gave_up) => {
                 let error = gave_up.into_error().to_string();
                 tracing::warn!(comment_id, attempts = tries.attempts, error = %error, "progress edit failed");
-                Some(error)
+                (version, Some(error))
             }
         };
         tried = version;
@@ -310,7 +309,8 @@ pub async fn post_first(
 
 /// How one version's write ended.
 enum Written {
-    Landed,
+    /// This version, or a newer one asked for while the write waited for its turn, landed.
+    Landed(u64),
     /// A newer version was asked for before this one landed: that one is written instead.
     Superseded,
 }

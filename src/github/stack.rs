@@ -393,7 +393,8 @@ where
 
 // --- the client ---
 
-/// GitHub's REST API version this client speaks (octocrab sets it on every request).
+/// The media type GitHub documents for its REST API (octocrab adds `X-GitHub-Api-Version` to
+/// every request itself).
 pub(crate) const ACCEPT: &str = "application/vnd.github+json";
 
 /// The octocrab client over this stack, without a credential (each call adds its own with

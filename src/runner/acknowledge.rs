@@ -7,7 +7,8 @@
 //! and posts, the others find the comment by its marker.
 //!
 //! A job acknowledged here that ends without ever starting (cancelled while it waited) gets its
-//! comment's last words from the lane too, so that no comment is left saying "queued".
+//! comment's last words from the lane too, so that no comment is left saying "queued". A job the
+//! lane leaves alone (its requester may not start runs) is marked so, and looked at once.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -99,11 +100,14 @@ pub(crate) async fn lane(svc: Services, stop: CancellationToken) {
 /// 👀 and the progress comment of a waiting job, unless someone else made them already or the
 /// requester may not start runs.
 async fn acknowledge(svc: &Services, job: &Job) -> Option<Acked> {
-    let client = svc.client_for(job).await.ok()?;
+    let client = match svc.client_for(job).await {
+        Ok(c) => c,
+        Err(_) => return pass(svc, job).await,
+    };
     if trigger::needs_permission(job.kind(), job.source)
         && !client.may_start_run(&job.requester).await.is_allowed()
     {
-        return None;
+        return pass(svc, job).await;
     }
     match svc.store.acknowledge(&job.id).await {
         Ok(true) => {}
@@ -132,6 +136,15 @@ async fn acknowledge(svc: &Services, job: &Job) -> Option<Acked> {
         comment_id,
         since: Instant::now(),
     })
+}
+
+/// Leaves a job to its worker's gate and announce (a requester who may not start runs, or a
+/// client that could not be made): not looked at again while it waits.
+async fn pass(svc: &Services, job: &Job) -> Option<Acked> {
+    if let Err(e) = svc.store.pass_acknowledgement(&job.id).await {
+        tracing::warn!(error = %e, "could not mark a job left to its worker");
+    }
+    None
 }
 
 /// Lets go of jobs a worker took, and closes the comment of those that ended without starting.

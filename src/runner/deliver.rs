@@ -1,8 +1,8 @@
 //! The fifth phase: what the sandbox handed back becomes a result. The host applies the
 //! sandbox's working tree onto its own clean clone under the apply policy, lists what changed,
 //! and decides: no change is an answer; a change is committed (as the bot, with the requester as
-//! co-author), pushed without force, and its pull request opened, or found again when a retry
-//! already opened it. [`apply`], [`verdict`] and [`commit`] are shared with `backspace run`,
+//! co-author), pushed without force (a token GitHub refuses is minted again once), and its pull
+//! request opened, or found again when a retry or a lost answer already opened it. [`apply`], [`verdict`] and [`commit`] are shared with `backspace run`,
 //! which fetches the commit into the user's checkout instead of pushing it.
 
 use std::path::Path;

@@ -61,7 +61,8 @@ impl Store {
         Ok(known)
     }
 
-    /// Queued agent jobs, oldest first, waiting longer than `waited` and not yet acknowledged.
+    /// Queued agent jobs on an issue or pull request, oldest first, waiting longer than
+    /// `waited` and not yet acknowledged.
     pub async fn unacknowledged_jobs(
         &self,
         waited: Duration,
@@ -71,7 +72,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs
              WHERE state = 'queued' AND acknowledged_at IS NULL AND kind IN ('run', 'iterate')
-                 AND created_at <= $1
+                 AND number IS NOT NULL AND created_at <= $1
              ORDER BY created_at, id LIMIT $2"
         ))
         .bind(before)
@@ -82,10 +83,12 @@ impl Store {
     }
 
     /// Marks job `id` acknowledged; `true` for the one caller that did, `false` for every
-    /// later one (whoever made the acknowledgement, the others must not make it again).
+    /// later one (whoever made the acknowledgement, the others must not make it again). A job
+    /// left to its worker ([`Store::pass_acknowledgement`]) is still acknowledged once.
     pub async fn acknowledge(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET acknowledged_at = $1 WHERE id = $2 AND acknowledged_at IS NULL",
+            "UPDATE jobs SET acknowledged_at = $1
+             WHERE id = $2 AND (acknowledged_at IS NULL OR acknowledged_at < 0)",
         )
         .bind(self.now_ms())
         .bind(id)
@@ -93,5 +96,18 @@ impl Store {
         .await?
         .rows_affected();
         Ok(done == 1)
+    }
+
+    /// Marks job `id` as looked at and left to its worker (`acknowledged_at` -1): the
+    /// acknowledgement lane does not ask about it again; the worker's announce still
+    /// acknowledges it.
+    pub async fn pass_acknowledgement(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET acknowledged_at = -1 WHERE id = $1 AND acknowledged_at IS NULL",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

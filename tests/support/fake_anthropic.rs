@@ -91,6 +91,10 @@ pub enum Step {
     },
     /// No answer for this long (a hung connection), then a 500.
     Stall(std::time::Duration),
+    /// The reply for the request's turn: the first when the conversation has no assistant
+    /// message yet, the second after one, and so on (the last one after that). Runs at once
+    /// each get their own sequence, whatever order their requests come in.
+    ByTurn(Vec<Reply>),
 }
 
 impl From<Reply> for Step {
@@ -294,6 +298,19 @@ fn answer(
             message: "fake Anthropic: the script is used up".into(),
             retry_after: None,
         });
+    let step = match step {
+        Step::ByTurn(replies) => {
+            let turns = body_value["messages"]
+                .as_array()
+                .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
+                .unwrap_or(0);
+            match replies.get(turns.min(replies.len().saturating_sub(1))) {
+                Some(r) => Step::Reply(r.clone()),
+                None => Step::server_error(),
+            }
+        }
+        other => other,
+    };
     let stream = body_value.get("stream").and_then(Value::as_bool) == Some(true);
     let status = match &step {
         Step::Error { status, .. } => *status,
@@ -307,6 +324,13 @@ fn answer(
     });
     match step {
         Step::Stall(d) => Err(d),
+        // Resolved into its turn's reply above.
+        Step::ByTurn(_) => Ok(error_response(
+            500,
+            "api_error",
+            "no reply for this turn",
+            None,
+        )),
         Step::Error {
             status,
             error_type,

@@ -579,9 +579,7 @@ fn repo_route(
             let Some(target) = target else {
                 return error(404, "Not Found");
             };
-            let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
+            let q = query_params(query);
             let wanted = q.get("content").cloned();
             let list: Vec<ReactionRec> = s
                 .reactions
@@ -630,14 +628,8 @@ fn repo_route(
             let Some(n) = num("issue_number").filter(|n| repo.issues.contains_key(n)) else {
                 return error(404, "Not Found");
             };
-            let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
-            let per_page = q
-                .get("per_page")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(30)
-                .clamp(1, 100);
+            let q = query_params(query);
+            let per_page = per_page(&q);
             let page = q
                 .get("page")
                 .and_then(|v| v.parse::<usize>().ok())
@@ -767,9 +759,7 @@ fn repo_route(
             json_answer(201, &shapes::reaction(base, id, &bot, uid, &content))
         }
         ("GET", "/repos/{owner}/{repo}/contents/{path}") => {
-            let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
+            let q = query_params(query);
             let git_ref = q
                 .get("ref")
                 .cloned()
@@ -827,9 +817,7 @@ fn repo_route(
             }
         }
         ("GET", "/repos/{owner}/{repo}/pulls") => {
-            let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
+            let q = query_params(query);
             let state = q.get("state").cloned().unwrap_or_else(|| "open".into());
             let head = q.get("head").cloned();
             let list: Vec<IssueRec> = repo
@@ -998,14 +986,8 @@ fn repo_route(
 /// `GET /app/hook/deliveries`: newest first, `per_page` at a time, the next page's `cursor` in
 /// the `Link` header as GitHub does.
 fn hook_deliveries(s: &FakeState, base: &str, query: &str) -> Answer {
-    let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let per_page = q
-        .get("per_page")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
+    let q = query_params(query);
+    let per_page = per_page(&q);
     let before = q
         .get("cursor")
         .and_then(|c| c.strip_prefix("v1_"))
@@ -1068,6 +1050,20 @@ fn redeliver(state: Arc<Mutex<FakeState>>, original: HookRec, url: Option<String
             ..original
         });
     });
+}
+
+fn query_params(query: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// GitHub's `per_page`: 30 unless asked, at most 100.
+fn per_page(q: &HashMap<String, String>) -> usize {
+    q.get("per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100)
 }
 
 fn pull_json(s: &mut FakeState, base: &str, repo: &RepoRec, i: &IssueRec) -> Value {
