@@ -329,10 +329,13 @@ async fn the_acknowledgement_goes_ahead_of_queued_progress_edits() {
 
 // --- the delivery log ---
 
+/// What the stand-in receiver got: (`X-GitHub-Delivery`, `X-Hub-Signature-256`, body).
+type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
 /// A stand-in webhook receiver: answers 202 and keeps what it got.
-async fn receiver() -> (String, Arc<Mutex<Vec<(String, String, Vec<u8>)>>>) {
+async fn receiver() -> (String, Received) {
     use axum::routing::post;
-    let got: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Default::default();
+    let got: Received = Default::default();
     let sink = got.clone();
     let app = axum::Router::new().route(
         "/hook",

@@ -215,14 +215,16 @@ impl GithubApp {
         repo: &RepoName,
     ) -> Result<InstallationToken, GithubError> {
         let path = format!("/app/installations/{installation}/access_tokens");
-        let mut body = octocrab::models::apps::CreateInstallationAccessToken::default();
-        body.repositories = Some(vec![repo.name.clone()]);
-        body.permissions = Some(
-            RUN_PERMISSIONS
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let body = octocrab::models::apps::CreateInstallationAccessToken {
+            repositories: Some(vec![repo.name.clone()]),
+            permissions: Some(
+                RUN_PERMISSIONS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
         let answer: Result<TokenAnswer, _> = self.as_app()?.post(&path, Some(&body)).await;
         let answer = match answer.map_err(|e| from_octocrab(e, &Method::POST, &path)) {
             Ok(a) => a,

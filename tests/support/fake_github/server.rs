@@ -999,7 +999,7 @@ fn hook_deliveries(s: &FakeState, base: &str, query: &str) -> Answer {
         .filter(|d| before.is_none_or(|b| d.id < b))
         .filter(|d| redelivery.is_none_or(|r| d.redelivery == r))
         .collect();
-    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.sort_by_key(|d| std::cmp::Reverse(d.id));
     let page: Vec<Value> = all
         .iter()
         .take(per_page)
