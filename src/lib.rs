@@ -17,6 +17,7 @@ pub mod repo_settings;
 pub mod retry;
 pub mod run_event;
 pub mod runner;
+pub mod safe_text;
 pub mod sandbox;
 pub mod server;
 pub mod setup_store;

@@ -4,11 +4,11 @@
 
 use crate::github::{IssueNumber, ProgressComment, ReactionContent, RepoClient};
 use crate::job::JobSource;
-use crate::progress::Progress;
+use crate::progress::{Live, Progress};
 use crate::run_event::RunEvent;
 use crate::store::Job;
 
-use super::reporter::Reporter;
+use super::reporter::{Reporter, ReporterConfig};
 use super::Services;
 
 /// Reacts to what asked for the job: its comment, review comment, or (for the label) issue.
@@ -34,7 +34,12 @@ pub(crate) async fn announce(svc: &Services, job: &Job, client: &RepoClient) -> 
         None => None,
     };
     let log_url = svc.run_link.as_ref().and_then(|f| f(&job.id));
-    let reporter = Reporter::start(svc.store.clone(), &job.id, comment, log_url);
+    let config = ReporterConfig {
+        comment,
+        log_url,
+        command_word: svc.settings.command_word.clone(),
+    };
+    let reporter = Reporter::start(svc.store.clone(), &job.id, config);
     reporter.emit(RunEvent::Start {
         run_id: job.id.clone(),
         repo: Some(job.repository.clone()),
@@ -51,7 +56,12 @@ async fn progress_comment(
     client: &RepoClient,
     issue: IssueNumber,
 ) -> Option<ProgressComment> {
-    let first = Progress::new(&job.id).render(&Default::default());
+    let live = Live {
+        log_url: svc.run_link.as_ref().and_then(|f| f(&job.id)),
+        command_word: svc.settings.command_word.clone(),
+        ..Live::default()
+    };
+    let first = Progress::new(&job.id).render(&live);
     let config = svc.settings.progress.clone();
     match ProgressComment::start(client.clone(), issue, &job.id, &first, config).await {
         Ok(c) => Some(c),

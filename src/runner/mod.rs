@@ -15,10 +15,13 @@
 
 mod announce;
 pub mod apply;
+mod check_run;
 pub mod deliver;
 pub mod failure;
 mod gate;
 pub mod git;
+pub mod instructions;
+mod label;
 mod pipeline;
 pub mod pr_body;
 pub mod prepare;
