@@ -436,7 +436,8 @@ mod tests {
                 title: Some("Signup".into()),
                 issue_url: Some("https://github.com/o/r/issues/1".into()),
                 requester_id: Some(7),
-                review_comment: None,
+                label: Some("backspace".into()),
+                ..Default::default()
             }),
             JobSpec::Iterate(AgentSpec {
                 review_comment: Some(ReviewCommentRef {
@@ -444,6 +445,13 @@ mod tests {
                     path: Some("a.rs".into()),
                     line: Some(4),
                     ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            JobSpec::Iterate(AgentSpec {
+                review: Some(ReviewRef {
+                    id: 8,
+                    commit_id: Some("abc".into()),
                 }),
                 ..Default::default()
             }),

@@ -322,6 +322,7 @@ mod tests {
         assert_eq!(m["public"], false);
         assert!(m["name"].is_string() && m["url"].is_string());
         for (k, v) in [
+            ("checks", "write"),
             ("contents", "write"),
             ("issues", "write"),
             ("pull_requests", "write"),
@@ -339,6 +340,7 @@ mod tests {
             "issue_comment",
             "issues",
             "pull_request",
+            "pull_request_review",
             "pull_request_review_comment",
             "installation_repositories",
         ] {
