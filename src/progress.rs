@@ -180,10 +180,11 @@ impl Progress {
         }
     }
 
+    /// The run ended with its phase under way done: a pull request, or an answer.
     fn succeeded(&self) -> bool {
         self.finished
             .as_ref()
-            .is_some_and(|f| f.status == RunStatus::Succeeded)
+            .is_some_and(|f| matches!(f.status, RunStatus::Succeeded | RunStatus::Answered))
     }
 
     /// The comment while the run goes: what it is doing, and how to stop it.
@@ -193,7 +194,7 @@ impl Progress {
             out.push_str(&format!(" · [live log]({url})"));
         }
         out.push_str("\n\n");
-        self.push_log(&mut out);
+        self.push_log(&mut out, "");
         if self.finished.is_none() {
             if let Some(m) = &self.last_message {
                 out.push_str(&format!("_{}_\n\n", neutralize(&m.replace('\n', " "))));
@@ -219,14 +220,14 @@ impl Progress {
             out.push_str("\n\n");
         }
         out.push_str("<details><summary>How the run went</summary>\n\n");
-        self.push_log(&mut out);
+        self.push_log(&mut out, body);
         out.push_str("</details>\n\n");
         out.push_str(&self.totals(live.elapsed_ms));
         out
     }
 
-    /// The prompt, the phase list, notices and errors.
-    fn push_log(&self, out: &mut String) {
+    /// The prompt, the phase list, notices and errors (but those `shown` already holds).
+    fn push_log(&self, out: &mut String, shown: &str) {
         if let Some(p) = &self.prompt {
             for line in excerpt(p).lines() {
                 out.push_str(&format!("> {}\n", neutralize(line)));
@@ -238,18 +239,24 @@ impl Progress {
             out.push('\n');
         }
         out.push('\n');
-        if let Some(url) = &self.pr_url {
-            out.push_str(&format!("**Pull request:** {url}\n\n"));
-        }
-        if !self.files_changed.is_empty() {
-            out.push_str(&files_line(&self.files_changed));
-            out.push_str("\n\n");
+        // At the end the verdict names the pull request and the files.
+        if self.finished.is_none() {
+            if let Some(url) = &self.pr_url {
+                out.push_str(&format!("**Pull request:** {url}\n\n"));
+            }
+            if !self.files_changed.is_empty() {
+                out.push_str(&files_line(&self.files_changed));
+                out.push_str("\n\n");
+            }
         }
         for n in &self.notices {
             out.push_str(&format!("ℹ️ {}\n\n", neutralize(n)));
         }
         for e in &self.errors {
-            out.push_str(&format!("**Error:** {}\n\n", neutralize(e)));
+            let e = neutralize(e);
+            if !shown.contains(&e) {
+                out.push_str(&format!("**Error:** {e}\n\n"));
+            }
         }
     }
 
@@ -271,8 +278,19 @@ impl Progress {
                 line.push_str(&format!(" · {mark} `{command}` {verdict} ({})", c.status));
                 return line;
             }
+            if done {
+                line.push_str(" · no test command");
+                return line;
+            }
         }
-        if i == self.phase && self.finished.is_none() {
+        let ended = self.finished.as_ref().map(|f| f.status);
+        match ended {
+            // Where a failed or cancelled run stopped.
+            Some(RunStatus::Failed) if i == self.phase => line.push_str(" ❌"),
+            Some(RunStatus::Cancelled) if i == self.phase => line.push_str(" ⏹️"),
+            _ => {}
+        }
+        if i == self.phase && ended.is_none() {
             if stage == "agent" {
                 if let Some(t) = self.turn {
                     line.push_str(&format!(" · turn {t}"));
@@ -473,7 +491,7 @@ mod tests {
             body.contains("- [x] Checks · ✅ `npm test` passed (exit 0)\n- [x] Pushed\n- [x] Pull request"),
             "{body}"
         );
-        assert!(body.contains("**Files changed (2):** `src/a.rs`, `README.md`"));
+        assert!(!body.contains("**Files changed"), "the verdict names them: {body}");
         assert!(body.ends_with("</details>\n\n⏱ 1m 35s · 10.0k tokens · $0.12\n"), "{body}");
         assert!(!body.contains("cancel"), "{body}");
     }
@@ -516,7 +534,7 @@ mod tests {
         });
         let body = p.render_closed(&Closing::default(), &Live::default());
         assert!(body.contains("**Error:** the model API answered 529 overloaded &lt;b>five&lt;/b> times"), "{body}");
-        assert!(body.contains("- [ ] Agent at work\n"), "{body}");
+        assert!(body.contains("- [ ] Agent at work ❌\n"), "{body}");
         assert!(body.ends_with("⏱ 3s · 2.0k tokens · $0.01\n"), "{body}");
     }
 

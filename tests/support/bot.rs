@@ -246,6 +246,44 @@ impl Bot {
         (status, answer, id)
     }
 
+    /// `author` submits a review of pull request `pr` with `body` and inline `comments` (path,
+    /// line, text), and GitHub delivers `pull_request_review` (action `submitted`); the shared
+    /// fixtures have no example of it, so the payload is the review comment example's pull
+    /// request, repository and sender with the review GitHub's reference describes.
+    pub async fn review(
+        &self,
+        pr: IssueNumber,
+        author: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (StatusCode, Value, u64) {
+        let (id, _) = self.gh.submit_review(&self.repo, pr, author, body, comments);
+        let mut p = base_payload(
+            &self.gh,
+            &self.repo,
+            "webhooks/pull_request_review_comment/created.json",
+            author,
+        );
+        if let Some(o) = p.as_object_mut() {
+            o.remove("comment");
+        }
+        p["action"] = json!("submitted");
+        p["review"] = self.gh.review_json(id);
+        let pull = self
+            .gh
+            .pulls(&self.repo)
+            .into_iter()
+            .find(|x| x.number == pr.0)
+            .expect("the pull request");
+        p["pull_request"]["number"] = json!(pr.0);
+        p["pull_request"]["head"]["ref"] = json!(pull.head);
+        p["pull_request"]["head"]["repo"] = self.gh.repository_json(&self.repo);
+        p["pull_request"]["base"]["ref"] = json!(pull.base);
+        p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
+        let (status, answer) = self.deliver("pull_request_review", p).await;
+        (status, answer, id)
+    }
+
     /// `who` adds `label` to issue `n`.
     pub async fn label(&self, n: IssueNumber, who: &str, label: &str) -> (StatusCode, Value) {
         let mut p = self.base_payload("webhooks/issues/labeled.json", who);
