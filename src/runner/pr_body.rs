@@ -142,10 +142,14 @@ pub fn refused_section(refused: &[Refusal]) -> String {
 
 /// `**Tests:** ❌ `npm test` failed (exit 1)` and the end of its output, folded.
 pub fn test_section(t: &TestResult) -> String {
+    let output = t.output.trim_end();
+    if output.trim().is_empty() {
+        return format!("{} with no output\n\n", test_line(t));
+    }
     format!(
         "{}\n\n<details><summary>The end of its output</summary>\n\n```text\n{}\n```\n</details>\n\n",
         test_line(t),
-        t.output.trim_end().replace("```", "'''")
+        output.replace("```", "'''")
     )
 }
 

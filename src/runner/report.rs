@@ -138,10 +138,7 @@ fn pushed_headline(cx: &EndingContext<'_>, p: &Pushed) -> String {
     let pr = pr_link(&p.pr_url);
     let stopped_early = !matches!(p.outcome.stop, StopReason::Finished);
     let verdict = match failing_test(p) {
-        Some(t) => {
-            let command = t.command.replace('`', "'");
-            format!("❌ {verb} {draft}pull request {pr}: `{command}` fails")
-        }
+        Some(_) => format!("❌ {verb} {draft}pull request {pr}: the tests fail"),
         None if stopped_early => {
             format!("⚠️ {verb} {draft}pull request {pr}: the agent stopped early")
         }
@@ -505,7 +502,7 @@ mod tests {
         );
         let c = e.closing.expect("a closing");
         assert!(
-            c.headline.starts_with("❌ Opened draft pull request [#2](https://github.com/o/r/pull/2): `npm test` fails"),
+            c.headline.starts_with("❌ Opened draft pull request [#2](https://github.com/o/r/pull/2): the tests fail ·"),
             "{}",
             c.headline
         );

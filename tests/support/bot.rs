@@ -256,8 +256,8 @@ impl Bot {
         author: &str,
         body: &str,
         comments: &[(&str, u64, &str)],
-    ) -> (StatusCode, Value, u64) {
-        let (id, _) = self.gh.submit_review(&self.repo, pr, author, body, comments);
+    ) -> (StatusCode, Value, Vec<u64>) {
+        let (id, comment_ids) = self.gh.submit_review(&self.repo, pr, author, body, comments);
         let mut p = base_payload(
             &self.gh,
             &self.repo,
@@ -281,7 +281,7 @@ impl Bot {
         p["pull_request"]["base"]["ref"] = json!(pull.base);
         p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
         let (status, answer) = self.deliver("pull_request_review", p).await;
-        (status, answer, id)
+        (status, answer, comment_ids)
     }
 
     /// `who` adds `label` to issue `n`.

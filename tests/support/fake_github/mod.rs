@@ -941,6 +941,20 @@ impl FakeGithub {
         Some(String::from_utf8_lossy(&out).trim().to_string())
     }
 
+    /// `git log -1 --format=<format>` of a branch (`%an <%ae>`, `%B`), if it exists.
+    pub fn last_commit(&self, repo: &RepoName, branch: &str, format: &str) -> Option<String> {
+        let out = git::git_maybe(
+            &self.bare(repo),
+            &[
+                "log",
+                "-1",
+                &format!("--format={format}"),
+                &format!("refs/heads/{branch}"),
+            ],
+        )?;
+        Some(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
     /// A file's text on a branch, if both exist.
     pub fn file_on_branch(&self, repo: &RepoName, branch: &str, path: &str) -> Option<String> {
         let out = git::git_maybe(
