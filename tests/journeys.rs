@@ -335,7 +335,7 @@ async fn a_cancelled_run_says_so_and_what_it_spent() {
         let Some(JobResult::Cancelled(report)) = t.store.job(&job).await.ok().flatten().and_then(|j| j.result) else {
             panic!("a cancelled job");
         };
-        assert!(report.usage.is_some_and(|u| u.input_tokens > 0), "{report:?}");
+        assert!(report.usage.is_some_and(|u| u.total_input() > 0), "{report:?}");
         t.expect_reactions(comment, &["eyes"]);
         t.expect_reactions(cancel_comment, &["eyes"]);
         t.finish();
