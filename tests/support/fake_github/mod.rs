@@ -230,6 +230,9 @@ struct InstallationRec {
     id: u64,
     account: String,
     suspended: bool,
+    /// What the installation's owner granted (less than the app asks for until they accept a
+    /// change of the app's permissions).
+    granted: Value,
 }
 
 struct FakeState {
@@ -390,6 +393,7 @@ impl FakeGithub {
                 id,
                 account: account.to_string(),
                 suspended: false,
+                granted: default_permissions(),
             },
         );
         InstallationId(id)
@@ -458,6 +462,16 @@ impl FakeGithub {
                 .expect("repo")
                 .installation,
         )
+    }
+
+    /// The installation's owner has not granted `permission` (an installation made before the
+    /// app asked for it): tokens that ask for it are refused with GitHub's 422.
+    pub fn withhold_permission(&self, id: InstallationId, permission: &str) {
+        if let Some(i) = self.state().installations.get_mut(&id.0) {
+            if let Some(o) = i.granted.as_object_mut() {
+                o.remove(permission);
+            }
+        }
     }
 
     pub fn suspend_installation(&self, id: InstallationId) {

@@ -426,8 +426,8 @@ fn rest(
             let permissions = body
                 .and_then(|b| b.get("permissions").cloned())
                 .unwrap_or_else(default_permissions);
-            // Nothing beyond what the app itself was granted.
-            let granted = default_permissions();
+            // Nothing beyond what the installation granted the app.
+            let granted = inst.granted.clone();
             let within_grant = permissions.as_object().is_some_and(|asked| {
                 asked.iter().all(|(k, v)| {
                     matches!(
