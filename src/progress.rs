@@ -444,10 +444,19 @@ mod tests {
             ),
             "{body}"
         );
-        assert!(body.contains("> add validation, cc @&#8203;octo/team"), "{body}");
+        assert!(
+            body.contains("> add validation, cc @&#8203;octo/team"),
+            "{body}"
+        );
         assert!(body.contains("- [x] Queued\n- [x] Sandbox ready\n- [ ] Agent at work · turn 3 · `bash` `cargo test --all`"), "{body}");
-        assert!(body.contains("⏱ 1m 12s so far · 12.3k tokens · $0.04\n"), "{body}");
-        assert!(body.ends_with("To stop it, comment `/bs cancel`.\n"), "{body}");
+        assert!(
+            body.contains("⏱ 1m 12s so far · 12.3k tokens · $0.04\n"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with("To stop it, comment `/bs cancel`.\n"),
+            "{body}"
+        );
     }
 
     #[test]
@@ -484,15 +493,25 @@ mod tests {
         };
         let body = p.render_closed(&closing, &Live::default());
         assert!(
-            body.starts_with("### ✅ Opened [#9](https://github.com/o/r/pull/9)\n\nDid it.\n\n<details>"),
+            body.starts_with(
+                "### ✅ Opened [#9](https://github.com/o/r/pull/9)\n\nDid it.\n\n<details>"
+            ),
             "{body}"
         );
         assert!(
-            body.contains("- [x] Checks · ✅ `npm test` passed (exit 0)\n- [x] Pushed\n- [x] Pull request"),
+            body.contains(
+                "- [x] Checks · ✅ `npm test` passed (exit 0)\n- [x] Pushed\n- [x] Pull request"
+            ),
             "{body}"
         );
-        assert!(!body.contains("**Files changed"), "the verdict names them: {body}");
-        assert!(body.ends_with("</details>\n\n⏱ 1m 35s · 10.0k tokens · $0.12\n"), "{body}");
+        assert!(
+            !body.contains("**Files changed"),
+            "the verdict names them: {body}"
+        );
+        assert!(
+            body.ends_with("</details>\n\n⏱ 1m 35s · 10.0k tokens · $0.12\n"),
+            "{body}"
+        );
         assert!(!body.contains("cancel"), "{body}");
     }
 
@@ -533,7 +552,12 @@ mod tests {
             cost_usd: 0.01,
         });
         let body = p.render_closed(&Closing::default(), &Live::default());
-        assert!(body.contains("**Error:** the model API answered 529 overloaded &lt;b>five&lt;/b> times"), "{body}");
+        assert!(
+            body.contains(
+                "**Error:** the model API answered 529 overloaded &lt;b>five&lt;/b> times"
+            ),
+            "{body}"
+        );
         assert!(body.contains("- [ ] Agent at work ❌\n"), "{body}");
         assert!(body.ends_with("⏱ 3s · 2.0k tokens · $0.01\n"), "{body}");
     }

@@ -199,7 +199,11 @@ mod tests {
         let note = truncated_note(Some("https://bs.example/runs/1"));
         let cut = fit(&body, GITHUB_BODY_LIMIT, &note);
         assert!(cut.chars().count() <= GITHUB_BODY_LIMIT, "{}", cut.len());
-        assert!(cut.ends_with(&format!("```\n</details>\n\n{note}\n")), "{}", &cut[cut.len() - 200..]);
+        assert!(
+            cut.ends_with(&format!("```\n</details>\n\n{note}\n")),
+            "{}",
+            &cut[cut.len() - 200..]
+        );
         assert!(cut.contains("[live log](https://bs.example/runs/1)"));
     }
 

@@ -539,10 +539,7 @@ mod tests {
             Err(Ignored::NotActedOn)
         );
         // Any label queues a run; the worker checks it against the repository's settings.
-        assert_eq!(
-            kind(event("issues/labeled.json", |_| {})),
-            Ok(JobKind::Run)
-        );
+        assert_eq!(kind(event("issues/labeled.json", |_| {})), Ok(JobKind::Run));
         assert_eq!(
             kind(event("issues/labeled.json", |v| v["action"] = json!("closed"))),
             Ok(JobKind::Cancel)

@@ -69,10 +69,7 @@ async fn a_command_on_an_issue_opens_a_pull_request_with_the_change() {
         let comments = bot.bot_comments(issue);
         assert_eq!(comments.len(), 1, "{comments:?}");
         let last = &comments[0].body;
-        assert!(
-            last.starts_with("### ✅ Opened pull request [#"),
-            "{last}"
-        );
+        assert!(last.starts_with("### ✅ Opened pull request [#"), "{last}");
         let pr_url = job.result.as_ref().unwrap().to_json()["pr_url"]
             .as_str()
             .unwrap()

@@ -31,7 +31,12 @@ fn greet_script() -> Vec<Step> {
 fn greet_saying(summary: &str) -> Vec<Step> {
     let mut script = greet_script();
     script.pop();
-    script.push(Reply::text(&format!("TITLE: Greet people properly\n\nSUMMARY:\n{summary}")).into());
+    script.push(
+        Reply::text(&format!(
+            "TITLE: Greet people properly\n\nSUMMARY:\n{summary}"
+        ))
+        .into(),
+    );
     script
 }
 
@@ -183,35 +188,80 @@ async fn a_passing_run_is_checked_follows_agents_md_commits_as_the_bot_user_and_
 
         // The repository's own instructions reached the model, the nearest first.
         let system = t.model.requests()[0].body["system"].to_string();
-        let (src, root) = (system.find("single quotes"), system.find("keeps the greeting polite"));
+        let (src, root) = (
+            system.find("single quotes"),
+            system.find("keeps the greeting polite"),
+        );
         assert!(src.is_some() && root.is_some() && src < root, "{system}");
 
         let pull = t.expect_pull();
         assert!(!pull.draft);
         assert_eq!(pull.requested_reviewers, vec![MAINTAINER]);
-        assert!(pull.body.contains("**Instructions followed:** `src/AGENTS.md`, `AGENTS.md`"), "{}", pull.body);
-        assert!(pull.body.contains("**Tests:** ✅ `grep -q Hello src/app.js` passed (exit 0)"), "{}", pull.body);
+        assert!(
+            pull.body
+                .contains("**Instructions followed:** `src/AGENTS.md`, `AGENTS.md`"),
+            "{}",
+            pull.body
+        );
+        assert!(
+            pull.body
+                .contains("**Tests:** ✅ `grep -q Hello src/app.js` passed (exit 0)"),
+            "{}",
+            pull.body
+        );
 
         // The commit is the bot user's, by its own id, with the requester as co-author.
-        let bot = format!("backspace-test[bot] <{}+backspace-test[bot]@users.noreply.github.com>", t.gh.bot_user_id());
+        let bot = format!(
+            "backspace-test[bot] <{}+backspace-test[bot]@users.noreply.github.com>",
+            t.gh.bot_user_id()
+        );
         let who = t.gh.last_commit(&t.repo, &pull.head, "%an <%ae>|%cn <%ce>");
         assert_eq!(who, Some(format!("{bot}|{bot}")));
         let requester_id = t.gh.user_json(MAINTAINER)["id"].clone();
-        let message = t.gh.last_commit(&t.repo, &pull.head, "%B").unwrap_or_default();
-        let trailer = format!("Co-authored-by: maintainer <{requester_id}+maintainer@users.noreply.github.com>");
+        let message =
+            t.gh.last_commit(&t.repo, &pull.head, "%B")
+                .unwrap_or_default();
+        let trailer = format!(
+            "Co-authored-by: maintainer <{requester_id}+maintainer@users.noreply.github.com>"
+        );
         assert!(message.ends_with(&trailer), "{message}");
 
         // The Checks tab: one run on the pushed commit, linked to the run page, passed.
         let check = the_check_run(&t);
         assert_eq!(check.name, "Backspace");
-        assert_eq!(Some(check.head_sha.clone()), t.gh.branch_sha(&t.repo, &pull.head));
+        assert_eq!(
+            Some(check.head_sha.clone()),
+            t.gh.branch_sha(&t.repo, &pull.head)
+        );
         assert_eq!(check.statuses, vec!["in_progress", "completed"]);
         assert_eq!(check.conclusion.as_deref(), Some("success"));
-        assert_eq!(check.details_url, Some(format!("http://backspace.test/runs/{job}?sig=test")));
+        assert_eq!(
+            check.details_url,
+            Some(format!("http://backspace.test/runs/{job}?sig=test"))
+        );
         assert_eq!(check.external_id.as_deref(), Some(job.as_str()));
 
         let progress = t.expect_comment(issue);
-        assert!(progress.body.contains("- [x] Checks · ✅ `grep -q Hello src/app.js` passed (exit 0)"), "{}", progress.body);
+        assert!(
+            progress
+                .body
+                .contains("- [x] Checks · ✅ `grep -q Hello src/app.js` passed (exit 0)"),
+            "{}",
+            progress.body
+        );
+        // Every edit showed something new: none was for the clock alone.
+        let shown: Vec<String> = progress
+            .history
+            .iter()
+            .map(|b| stable(b, &[&job]))
+            .collect();
+        assert!(shown.windows(2).all(|w| w[0] != w[1]), "{shown:#?}");
+        assert!(
+            shown[..shown.len() - 1]
+                .iter()
+                .all(|b| b.contains("`/backspace cancel`")),
+            "{shown:#?}"
+        );
         // The agent's `@octo/reviewers` pings nobody, in the comment or the pull request.
         for body in [&progress.body, &pull.body] {
             assert!(body.contains("cc @&#8203;octo/reviewers"), "{body}");
@@ -245,8 +295,18 @@ async fn a_failing_test_opens_a_draft_with_a_cross_and_a_failed_check() {
         insta::assert_snapshot!("failed_tests_pr_body", stable(&pull.body, &[&job]));
         let check = the_check_run(&t);
         assert_eq!(check.conclusion.as_deref(), Some("failure"));
-        assert_eq!(check.output["title"], "grep -n greet src/app.js && grep -q Goodbye src/app.js failed (exit 1)");
-        assert!(check.output["text"].as_str().unwrap_or_default().contains("1:export function greet"), "{}", check.output);
+        assert_eq!(
+            check.output["title"],
+            "grep -n greet src/app.js && grep -q Goodbye src/app.js failed (exit 1)"
+        );
+        assert!(
+            check.output["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("1:export function greet"),
+            "{}",
+            check.output
+        );
         let progress = t.expect_comment(issue);
         insta::assert_snapshot!("failed_tests_comment", stable(&progress.body, &[&job]));
         t.expect_reactions(comment, &["eyes", "rocket"]);
@@ -294,13 +354,28 @@ async fn a_review_with_the_command_iterates_with_its_comments_and_answers_in_its
         // The agent was shown the review's comments, with their file and line.
         let asked = t.model.requests()[4].body.to_string();
         assert!(asked.contains("address my comments"), "{asked}");
-        assert!(asked.contains("`src/app.js` line 2: greet the whole world here"), "{asked}");
+        assert!(
+            asked.contains("`src/app.js` line 2: greet the whole world here"),
+            "{asked}"
+        );
         // The answer is in the review's thread, and the run's comment on the pull request.
         let reply = t.expect_review_reply(pr);
-        assert_eq!(reply.body, "Pushed to this pull request: Greet the world too");
-        assert_eq!(t.gh.comment_json(reply.id)["in_reply_to_id"], review_comments[0]);
+        assert_eq!(
+            reply.body,
+            "Pushed to this pull request: Greet the world too"
+        );
+        assert_eq!(
+            t.gh.comment_json(reply.id)["in_reply_to_id"],
+            review_comments[0]
+        );
         let progress = t.expect_comment(pr);
-        assert!(progress.body.starts_with(&format!("### ✅ Pushed to pull request [#{}]", pr.0)), "{}", progress.body);
+        assert!(
+            progress
+                .body
+                .starts_with(&format!("### ✅ Pushed to pull request [#{}]", pr.0)),
+            "{}",
+            progress.body
+        );
         assert_eq!(t.pull(pull.number).requested_reviewers, vec![MAINTAINER]);
         t.finish();
     })
@@ -321,7 +396,10 @@ async fn a_cancelled_run_says_so_and_what_it_spent() {
         let (job, comment) = t.comment(issue, MAINTAINER, "/backspace slow work").await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while t.model.requests().len() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "the agent never got to work");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the agent never got to work"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let (cancel, cancel_comment) = t.comment(issue, MAINTAINER, "/backspace cancel").await;
@@ -331,11 +409,25 @@ async fn a_cancelled_run_says_so_and_what_it_spent() {
         let progress = t.expect_comment(issue);
         insta::assert_snapshot!("cancel_comment", stable(&progress.body, &[&job]));
         let reply = t.expect_comment(issue);
-        assert!(reply.body.contains("stopping the running job"), "{}", reply.body);
-        let Some(JobResult::Cancelled(report)) = t.store.job(&job).await.ok().flatten().and_then(|j| j.result) else {
+        assert!(
+            reply.body.contains("stopping the running job"),
+            "{}",
+            reply.body
+        );
+        let Some(JobResult::Cancelled(report)) = t
+            .store
+            .job(&job)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|j| j.result)
+        else {
             panic!("a cancelled job");
         };
-        assert!(report.usage.is_some_and(|u| u.total_input() > 0), "{report:?}");
+        assert!(
+            report.usage.is_some_and(|u| u.total_input() > 0),
+            "{report:?}"
+        );
         t.expect_reactions(comment, &["eyes"]);
         t.expect_reactions(cancel_comment, &["eyes"]);
         t.finish();
@@ -360,11 +452,30 @@ async fn a_failure_after_the_agent_worked_still_says_what_it_spent() {
         let Some(JobResult::Failed(report)) = ended.result else {
             panic!("a failure");
         };
-        assert!(report.usage.is_some_and(|u| u.total_input() > 0), "{report:?}");
+        assert!(
+            report.usage.is_some_and(|u| u.total_input() > 0),
+            "{report:?}"
+        );
         let failure = t.expect_comment(issue);
-        assert!(failure.body.starts_with("### ❌ Backspace could not finish"), "{}", failure.body);
-        assert!(failure.body.contains("**What failed:** opening the pull request"), "{}", failure.body);
-        assert!(failure.body.contains(" · 2.9k tokens · $0.01"), "{}", failure.body);
+        assert!(
+            failure
+                .body
+                .starts_with("### ❌ Backspace could not finish"),
+            "{}",
+            failure.body
+        );
+        assert!(
+            failure
+                .body
+                .contains("**What failed:** opening the pull request"),
+            "{}",
+            failure.body
+        );
+        assert!(
+            failure.body.contains(" · 2.9k tokens · $0.01"),
+            "{}",
+            failure.body
+        );
         // The pushed commit's check run still ends: no test command, so neutral.
         assert_eq!(the_check_run(&t).conclusion.as_deref(), Some("neutral"));
         t.expect_reactions(comment, &["eyes", "confused"]);
@@ -380,7 +491,8 @@ async fn the_repositorys_own_label_starts_runs_others_end_quietly_and_help_names
             ("src/app.js", APP_JS),
             (".github/backspace.yml", "label: ai-fix\n"),
         ];
-        let script = vec![Reply::text("TITLE: Nothing to do\n\nSUMMARY:\nThe greeting is fine.").into()];
+        let script =
+            vec![Reply::text("TITLE: Nothing to do\n\nSUMMARY:\nThe greeting is fine.").into()];
         let Some(mut t) = Tester::start(&files, script).await else {
             return;
         };
@@ -388,20 +500,32 @@ async fn the_repositorys_own_label_starts_runs_others_end_quietly_and_help_names
         // The server-wide default is not this repository's label: nothing happens.
         let skipped = t.label(issue, MAINTAINER, "backspace").await;
         let ended = t.ends(&skipped, JobState::Succeeded).await;
-        assert!(matches!(ended.result, Some(JobResult::Skipped(_))), "{:?}", ended.result);
+        assert!(
+            matches!(ended.result, Some(JobResult::Skipped(_))),
+            "{:?}",
+            ended.result
+        );
         t.expect_model_calls(0);
         // Its own label runs.
         let run = t.label(issue, MAINTAINER, "ai-fix").await;
         t.ends(&run, JobState::Succeeded).await;
         t.expect_model_calls(1);
         let answer = t.expect_comment(issue);
-        assert!(answer.body.starts_with("### 💬 Answered"), "{}", answer.body);
+        assert!(
+            answer.body.starts_with("### 💬 Answered"),
+            "{}",
+            answer.body
+        );
         t.expect_issue_reactions(issue, &["eyes", "rocket"]);
         // And the help says so.
         let (help, comment) = t.comment(issue, MAINTAINER, "/backspace help").await;
         t.ends(&help, JobState::Succeeded).await;
         let usage = t.expect_comment(issue);
-        assert!(usage.body.contains("Adding the label `ai-fix` to an issue"), "{}", usage.body);
+        assert!(
+            usage.body.contains("Adding the label `ai-fix` to an issue"),
+            "{}",
+            usage.body
+        );
         t.expect_reactions(comment, &["eyes"]);
         t.finish();
     })

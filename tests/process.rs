@@ -309,9 +309,7 @@ async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_c
             "one progress comment, found again after the restart"
         );
         assert!(
-            comments[0]
-                .body
-                .contains("✅ Backspace opened a pull request"),
+            comments[0].body.starts_with("### ✅ Opened pull request"),
             "{}",
             comments[0].body
         );

@@ -31,8 +31,8 @@ mod transport;
 mod users;
 
 pub use crate::retry::{RetryDecision, RetryPolicy};
-pub use checks::{CheckConclusion, CheckOutput, CheckRun, NewCheckRun, CHECK_NAME};
 pub use app::{GithubApp, GithubAppConfig, RUN_PERMISSIONS};
+pub use checks::{CheckConclusion, CheckOutput, CheckRun, NewCheckRun, CHECK_NAME};
 pub use error::GithubError;
 pub use jwt::{AppKey, JwtClaims, JWT_BACKDATE_SECS, JWT_LIFETIME_SECS};
 pub use manifest::{convert_manifest, ManifestConversion};
@@ -49,8 +49,8 @@ pub use progress_comment::{
 };
 pub use repo::{NewPullRequest, RepoClient, RepositoryInfo};
 pub use reviews::ReviewComment;
-pub use users::{noreply_email, Account as GithubAccount};
 pub use tokens::{format_github_time, parse_github_time, InstallationToken, TOKEN_REFRESH_MARGIN};
+pub use users::{noreply_email, Account as GithubAccount};
 
 /// The Basic credentials git sends for an installation token (user `x-access-token`), as the
 /// value of an `Authorization` header: `git -c http.extraHeader="Authorization: <value>" push`.

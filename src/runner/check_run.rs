@@ -105,7 +105,9 @@ mod tests {
         let (c, out) = verdict(Some(&test(true)), Some("https://bs.example/runs/1"));
         assert_eq!(c, CheckConclusion::Success);
         assert_eq!(out.title, "npm test passed (exit 0)");
-        assert!(out.summary.contains("[live log](https://bs.example/runs/1)"));
+        assert!(out
+            .summary
+            .contains("[live log](https://bs.example/runs/1)"));
         let (c, out) = verdict(Some(&test(false)), None);
         assert_eq!(c, CheckConclusion::Failure);
         assert_eq!(
@@ -113,6 +115,9 @@ mod tests {
             Some("The end of its output:\n\n```text\n1 failing\n```")
         );
         let (c, out) = verdict(None, None);
-        assert_eq!((c, out.title.as_str()), (CheckConclusion::Neutral, "No test command"));
+        assert_eq!(
+            (c, out.title.as_str()),
+            (CheckConclusion::Neutral, "No test command")
+        );
     }
 }

@@ -119,9 +119,13 @@ pub fn mentioned_paths(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for word in text.split(|c: char| c.is_whitespace() || "`'\"()[]<>,;".contains(c)) {
         let word = word.trim_end_matches(['.', ':', '!', '?']);
-        let looks_like_path = word.contains('/') || word.rsplit_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && b.len() <= 5 && b.chars().all(|c| c.is_ascii_alphanumeric())
-        });
+        let looks_like_path = word.contains('/')
+            || word.rsplit_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && b.len() <= 5
+                    && b.chars().all(|c| c.is_ascii_alphanumeric())
+            });
         if looks_like_path && !word.contains("://") && word.len() <= 200 {
             if let Some(clean) = clean_relative(word) {
                 let clean = if word.ends_with('/') {
@@ -228,7 +232,10 @@ mod tests {
                 ".github/copilot-instructions.md"
             ]
         );
-        assert_eq!(candidates(&["../etc/passwd".into(), "/etc/x".into()]).len(), 3);
+        assert_eq!(
+            candidates(&["../etc/passwd".into(), "/etc/x".into()]).len(),
+            3
+        );
     }
 
     #[test]
@@ -260,7 +267,10 @@ mod tests {
         assert!(got.files.iter().all(|f| !f.text.contains("host secret")));
         assert_eq!(got.others, vec!["api/AGENTS.md"]);
         assert_eq!(
-            existing(root, vec!["web/src".into(), "CLAUDE.md".into(), "nope.rs".into()]),
+            existing(
+                root,
+                vec!["web/src".into(), "CLAUDE.md".into(), "nope.rs".into()]
+            ),
             vec!["web/src"]
         );
     }

@@ -26,8 +26,11 @@ pub(crate) async fn check(job: &Job, client: &RepoClient) -> Result<(), JobEnd> 
     if is_trigger_label(added, configured.as_deref()) {
         return Ok(());
     }
-    let trigger = configured.as_deref().unwrap_or(crate::repo_settings::DEFAULT_LABEL);
-    let reason = format!("the label `{added}` does not start runs here (the trigger label is `{trigger}`)");
+    let trigger = configured
+        .as_deref()
+        .unwrap_or(crate::repo_settings::DEFAULT_LABEL);
+    let reason =
+        format!("the label `{added}` does not start runs here (the trigger label is `{trigger}`)");
     tracing::info!(%reason, "label job skipped");
     Err(JobEnd::Finished(JobResult::Skipped(SkipReport { reason })))
 }

@@ -3,9 +3,9 @@
 //! agent runs (but a close, which needs none).
 
 use crate::command;
-use crate::repo_settings::DEFAULT_LABEL;
 use crate::github::{IssueNumber, ReactionContent, RepoClient};
 use crate::job::{CloseReport, JobResult, JobSource, JobSpec, RunReport};
+use crate::repo_settings::DEFAULT_LABEL;
 use crate::store::Job;
 
 use super::announce::react;

@@ -473,7 +473,10 @@ mod tests {
     #[test]
     fn a_pushed_run_leads_with_the_pull_request_log_and_branch_and_says_how_to_iterate() {
         let job = job();
-        let e = ending(&cx(&job), RunEnd::Delivered(Delivered::Pushed(pushed_run(None))));
+        let e = ending(
+            &cx(&job),
+            RunEnd::Delivered(Delivered::Pushed(pushed_run(None))),
+        );
         let c = e.closing.expect("a closing");
         assert_eq!(
             c.headline,
@@ -481,10 +484,22 @@ mod tests {
              [live log](https://bs.example/runs/run-1) · \
              branch [`backspace/1-do-it`](https://github.com/o/r/tree/backspace/1-do-it)"
         );
-        assert!(c.body.starts_with("Changed it for @&#8203;alice.\n\n**Files changed (1):** `a.rs`"), "{}", c.body);
-        assert!(c.body.contains("comment `/bs <what to change>` on it"), "{}", c.body);
+        assert!(
+            c.body
+                .starts_with("Changed it for @&#8203;alice.\n\n**Files changed (1):** `a.rs`"),
+            "{}",
+            c.body
+        );
+        assert!(
+            c.body.contains("comment `/bs <what to change>` on it"),
+            "{}",
+            c.body
+        );
         let (thread, reply) = e.review_reply.expect("a reply");
-        assert_eq!((thread, reply.as_str()), (9, "Pushed to this pull request: Greet @&#8203;octo/all"));
+        assert_eq!(
+            (thread, reply.as_str()),
+            (9, "Pushed to this pull request: Greet @&#8203;octo/all")
+        );
     }
 
     #[test]
@@ -506,10 +521,16 @@ mod tests {
             "{}",
             c.headline
         );
-        assert!(c.body.contains("**Tests:** ❌ `npm test` failed (exit 1)"), "{}", c.body);
+        assert!(
+            c.body.contains("**Tests:** ❌ `npm test` failed (exit 1)"),
+            "{}",
+            c.body
+        );
         assert!(c.body.contains("1 failing: greet"), "{}", c.body);
         assert!(
-            c.body.contains("The pull request is a draft: the test command `npm test` failed (exit 1)."),
+            c.body.contains(
+                "The pull request is a draft: the test command `npm test` failed (exit 1)."
+            ),
             "{}",
             c.body
         );
@@ -528,7 +549,10 @@ mod tests {
         let JobEnd::Finished(JobResult::Failed(r)) = e.job_end else {
             panic!("failed");
         };
-        assert_eq!((r.usage.map(|u| u.input_tokens), r.cost_usd), (Some(1_000), Some(0.02)));
+        assert_eq!(
+            (r.usage.map(|u| u.input_tokens), r.cost_usd),
+            (Some(1_000), Some(0.02))
+        );
 
         let e = ending(&cx(&job), RunEnd::Interrupted(Interrupt::Cancelled));
         assert!(matches!(
@@ -536,7 +560,10 @@ mod tests {
             [RunEvent::Complete { status: RunStatus::Cancelled, usage, .. }] if usage.input_tokens == 700
         ));
         let c = e.closing.expect("a closing");
-        assert_eq!(c.headline, "⏹️ Cancelled · [live log](https://bs.example/runs/run-1)");
+        assert_eq!(
+            c.headline,
+            "⏹️ Cancelled · [live log](https://bs.example/runs/run-1)"
+        );
         assert!(c.body.contains("`/bs <request>`"), "{}", c.body);
     }
 

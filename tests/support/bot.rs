@@ -257,7 +257,9 @@ impl Bot {
         body: &str,
         comments: &[(&str, u64, &str)],
     ) -> (StatusCode, Value, Vec<u64>) {
-        let (id, comment_ids) = self.gh.submit_review(&self.repo, pr, author, body, comments);
+        let (id, comment_ids) = self
+            .gh
+            .submit_review(&self.repo, pr, author, body, comments);
         let mut p = base_payload(
             &self.gh,
             &self.repo,

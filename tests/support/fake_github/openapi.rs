@@ -14,8 +14,8 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 fn load(path: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
@@ -27,11 +27,16 @@ pub fn spec() -> &'static Value {
     SPEC.get_or_init(|| {
         let mut spec = load(&fixtures_dir().join("github-openapi-subset.deref.json"));
         let extra = load(
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-openapi-extra.json"),
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/github-openapi-extra.json"),
         );
-        if let (Some(paths), Some(more)) = (spec["paths"].as_object_mut(), extra["paths"].as_object()) {
+        if let (Some(paths), Some(more)) =
+            (spec["paths"].as_object_mut(), extra["paths"].as_object())
+        {
             for (template, item) in more {
-                paths.entry(template.clone()).or_insert_with(|| item.clone());
+                paths
+                    .entry(template.clone())
+                    .or_insert_with(|| item.clone());
             }
         }
         spec

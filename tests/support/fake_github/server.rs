@@ -958,7 +958,11 @@ fn request_reviewers(
     };
     let asked: Vec<String> = body
         .and_then(|b| b["reviewers"].as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let author = repo.issues[&n].author.clone();
     if asked.iter().any(|r| r.eq_ignore_ascii_case(&author)) {
@@ -1003,7 +1007,10 @@ fn create_check_run(s: &mut FakeState, base: &str, repo: &RepoRec, body: Option<
     let status = text("status").unwrap_or_else(|| "queued".into());
     let conclusion = text("conclusion");
     if status == "completed" && conclusion.is_none() {
-        return error(422, "Validation Failed: conclusion is required when status is completed");
+        return error(
+            422,
+            "Validation Failed: conclusion is required when status is completed",
+        );
     }
     let id = s.id();
     let run = FakeCheckRun {
@@ -1040,7 +1047,10 @@ fn update_check_run(
     let status = text("status").unwrap_or_else(|| run.status.clone());
     let conclusion = text("conclusion").or_else(|| run.conclusion.clone());
     if status == "completed" && conclusion.is_none() {
-        return error(422, "Validation Failed: conclusion is required when status is completed");
+        return error(
+            422,
+            "Validation Failed: conclusion is required when status is completed",
+        );
     }
     if let Some(url) = text("details_url") {
         run.details_url = Some(url);
@@ -1056,14 +1066,25 @@ fn update_check_run(
 }
 
 /// `GET .../commits/{ref}/check-runs`: by name, the latest per name unless `filter=all`.
-fn list_check_runs(s: &FakeState, base: &str, repo: &RepoRec, git_ref: &str, query: &str) -> Answer {
+fn list_check_runs(
+    s: &FakeState,
+    base: &str,
+    repo: &RepoRec,
+    git_ref: &str,
+    query: &str,
+) -> Answer {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
     let sha = repo
         .bare
         .as_ref()
-        .and_then(|d| git::git_maybe(d, &["rev-parse", "--verify", &format!("{git_ref}^{{commit}}")]))
+        .and_then(|d| {
+            git::git_maybe(
+                d,
+                &["rev-parse", "--verify", &format!("{git_ref}^{{commit}}")],
+            )
+        })
         .map(|o| String::from_utf8_lossy(&o).trim().to_string());
     let Some(sha) = sha else {
         return error(422, &format!("No commit found for SHA: {git_ref}"));
@@ -1084,7 +1105,10 @@ fn list_check_runs(s: &FakeState, base: &str, repo: &RepoRec, git_ref: &str, que
         runs = latest;
     }
     let items: Vec<Value> = runs.iter().map(|r| shapes::check_run(base, r)).collect();
-    json_answer(200, &json!({"total_count": items.len(), "check_runs": items}))
+    json_answer(
+        200,
+        &json!({"total_count": items.len(), "check_runs": items}),
+    )
 }
 
 fn pull_json(s: &mut FakeState, base: &str, repo: &RepoRec, i: &IssueRec) -> Value {

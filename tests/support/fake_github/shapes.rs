@@ -176,7 +176,10 @@ pub fn review_comment(base: &str, full: &str, c: &CommentRec, uid: u64) -> Value
         set(&mut v, json!({"pull_request_review_id": review}));
     }
     if let Some(path) = &c.path {
-        set(&mut v, json!({"path": path, "line": c.line, "original_line": c.line}));
+        set(
+            &mut v,
+            json!({"path": path, "line": c.line, "original_line": c.line}),
+        );
     }
     v
 }
