@@ -161,18 +161,10 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             comment,
             sender,
         } => {
-            if let Some(why) = dropped_sender(sender, ctx) {
-                return Decision::Ignore(why);
-            }
             let body = comment.body.as_deref().unwrap_or_default();
-            if too_long(body) {
-                return Decision::Ignore(Ignored::BodyTooLong);
-            }
-            let Some(first) = command::parse_commands(body, &ctx.command_word)
-                .into_iter()
-                .next()
-            else {
-                return Decision::Ignore(Ignored::NoCommand);
+            let first = match first_command(sender, body, ctx) {
+                Ok(c) => c,
+                Err(why) => return Decision::Ignore(why),
             };
             let target = Target::pull(*installation_id, repository, pull_request, sender);
             let spec = AgentSpec {
@@ -198,18 +190,10 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             review,
             sender,
         } => {
-            if let Some(why) = dropped_sender(sender, ctx) {
-                return Decision::Ignore(why);
-            }
             let body = review.body.as_deref().unwrap_or_default();
-            if too_long(body) {
-                return Decision::Ignore(Ignored::BodyTooLong);
-            }
-            let Some(first) = command::parse_commands(body, &ctx.command_word)
-                .into_iter()
-                .next()
-            else {
-                return Decision::Ignore(Ignored::NoCommand);
+            let first = match first_command(sender, body, ctx) {
+                Ok(c) => c,
+                Err(why) => return Decision::Ignore(why),
             };
             let target = Target::pull(*installation_id, repository, pull_request, sender);
             let spec = AgentSpec {
@@ -228,6 +212,25 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
         | WebhookEvent::Installation { .. }
         | WebhookEvent::InstallationRepositories { .. } => Decision::Ignore(Ignored::NotActedOn),
     }
+}
+
+/// The first command of a new body on a pull request's diff or review, unless its sender or its
+/// length rules it out.
+fn first_command(
+    sender: &Account,
+    body: &str,
+    ctx: &TriggerContext,
+) -> Result<command::Parsed, Ignored> {
+    if let Some(why) = dropped_sender(sender, ctx) {
+        return Err(why);
+    }
+    if too_long(body) {
+        return Err(Ignored::BodyTooLong);
+    }
+    command::parse_commands(body, &ctx.command_word)
+        .into_iter()
+        .next()
+        .ok_or(Ignored::NoCommand)
 }
 
 /// What a job on an issue (or a pull request's conversation) knows of it.

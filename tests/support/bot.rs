@@ -231,6 +231,13 @@ impl Bot {
         comment["line"] = json!(line);
         comment["diff_hunk"] = json!(format!("@@ -1,3 +1,3 @@\n-old line\n+{path} line {line}"));
         p["comment"] = comment;
+        self.point_at_pull(&mut p, pr);
+        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
+        (status, answer, id)
+    }
+
+    /// The `pull_request` of a payload made from the review comment example, made `pr`.
+    fn point_at_pull(&self, p: &mut Value, pr: IssueNumber) {
         let pull = self
             .gh
             .pulls(&self.repo)
@@ -242,8 +249,6 @@ impl Bot {
         p["pull_request"]["head"]["repo"] = self.gh.repository_json(&self.repo);
         p["pull_request"]["base"]["ref"] = json!(pull.base);
         p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
-        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
-        (status, answer, id)
     }
 
     /// `author` submits a review of pull request `pr` with `body` and inline `comments` (path,
@@ -271,17 +276,7 @@ impl Bot {
         }
         p["action"] = json!("submitted");
         p["review"] = self.gh.review_json(id);
-        let pull = self
-            .gh
-            .pulls(&self.repo)
-            .into_iter()
-            .find(|x| x.number == pr.0)
-            .expect("the pull request");
-        p["pull_request"]["number"] = json!(pr.0);
-        p["pull_request"]["head"]["ref"] = json!(pull.head);
-        p["pull_request"]["head"]["repo"] = self.gh.repository_json(&self.repo);
-        p["pull_request"]["base"]["ref"] = json!(pull.base);
-        p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
+        self.point_at_pull(&mut p, pr);
         let (status, answer) = self.deliver("pull_request_review", p).await;
         (status, answer, comment_ids)
     }

@@ -869,19 +869,9 @@ fn repo_route(
             let Some(n) = num("pull_number") else {
                 return error(404, "Not Found");
             };
-            let list: Vec<CommentRec> = s
-                .comments
-                .values()
-                .filter(|c| c.review.is_some() && c.repo == full && c.issue == n)
-                .cloned()
-                .collect();
-            let items: Vec<Value> = list
-                .iter()
-                .map(|c| {
-                    let uid = s.user_id(&c.author);
-                    shapes::review_comment(base, &full, c, uid)
-                })
-                .collect();
+            let items = review_comments_json(s, base, &full, |c| {
+                c.review.is_some() && c.repo == full && c.issue == n
+            });
             json_answer(200, &Value::Array(items))
         }
         ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies") => {
@@ -918,19 +908,7 @@ fn repo_route(
             if !known {
                 return error(404, "Not Found");
             }
-            let list: Vec<CommentRec> = s
-                .comments
-                .values()
-                .filter(|c| c.review_id == Some(review))
-                .cloned()
-                .collect();
-            let items: Vec<Value> = list
-                .iter()
-                .map(|c| {
-                    let uid = s.user_id(&c.author);
-                    shapes::review_comment(base, &full, c, uid)
-                })
-                .collect();
+            let items = review_comments_json(s, base, &full, |c| c.review_id == Some(review));
             json_answer(200, &Value::Array(items))
         }
         ("POST", "/repos/{owner}/{repo}/check-runs") => create_check_run(s, base, repo, body),
@@ -942,6 +920,22 @@ fn repo_route(
         }
         _ => error(404, "Not Found"),
     }
+}
+
+/// The review comments `keep` selects, as GitHub renders them.
+fn review_comments_json(
+    s: &mut FakeState,
+    base: &str,
+    full: &str,
+    keep: impl Fn(&CommentRec) -> bool,
+) -> Vec<Value> {
+    let list: Vec<CommentRec> = s.comments.values().filter(|c| keep(c)).cloned().collect();
+    list.iter()
+        .map(|c| {
+            let uid = s.user_id(&c.author);
+            shapes::review_comment(base, full, c, uid)
+        })
+        .collect()
 }
 
 /// `POST .../requested_reviewers`: only collaborators, never the pull request's author.
