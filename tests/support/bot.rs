@@ -43,6 +43,8 @@ pub struct Options {
     pub store: Option<super::db::TestStore>,
     pub start_workers: bool,
     pub lease: Duration,
+    /// The Docker engine connection, when not the default one (a remote engine over TLS).
+    pub sandboxes: Option<Sandboxes>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             store: None,
             start_workers: true,
             lease: Duration::from_secs(30),
+            sandboxes: None,
         }
     }
 }
@@ -78,7 +81,10 @@ impl Bot {
         script: Vec<Step>,
         opts: Options,
     ) -> Option<Bot> {
-        let sandboxes = super::docker::sandboxes().await?;
+        let sandboxes = match opts.sandboxes {
+            Some(s) => s,
+            None => super::docker::sandboxes().await?,
+        };
         let gh = FakeGithub::start().await;
         let repo = gh.repo_with_files("octo/app", files);
         gh.add_collaborator(&repo, MAINTAINER, "write");
