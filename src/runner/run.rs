@@ -193,19 +193,7 @@ pub(crate) async fn agent_job(
         i = wait_interrupt(&mut interrupt) => Err(i),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
-    if let Some(m) = crate::metrics::global() {
-        let (status, usage, cost) = match &ended {
-            Ok(Ok(Done::Pushed { outcome, .. })) => {
-                (RunStatus::Succeeded, outcome.usage, outcome.cost_usd)
-            }
-            Ok(Ok(Done::Answered { outcome, .. })) => {
-                (RunStatus::Answered, outcome.usage, outcome.cost_usd)
-            }
-            Ok(Err(_)) => (RunStatus::Failed, Usage::default(), None),
-            Err(_) => (RunStatus::Cancelled, Usage::default(), None),
-        };
-        m.run_finished(started.elapsed(), &usage, cost.unwrap_or(0.0), status);
-    }
+    // The metrics count the run from its `complete` event (runner/reporter.rs).
     match ended {
         Ok(Ok(Done::Pushed {
             pr_url,
