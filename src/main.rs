@@ -211,6 +211,7 @@ async fn start_workers(
     })
     .await
     .context("cannot reach the Docker engine (DOCKER_HOST, or the local socket)")?;
+    state.set_sandboxes(sandboxes.clone());
     if !sandboxes.image_present().await.unwrap_or(false) {
         tracing::warn!(image = %args.sandbox_image, "the sandbox image is not on the Docker engine: runs will fail until it is built (sandbox/Dockerfile)");
     }

@@ -55,11 +55,21 @@ impl Server {
         }
     }
 
+    /// Waits until `/readyz` says a run could start (store, credentials, workers, engine).
     async fn ready(&mut self) {
+        self.answers("/readyz").await;
+    }
+
+    /// Waits until the process serves HTTP (`/livez`), ready or not (setup mode).
+    async fn live(&mut self) {
+        self.answers("/livez").await;
+    }
+
+    async fn answers(&mut self, probe: &str) {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{}/health", self.port))
+                .get(format!("http://127.0.0.1:{}{probe}", self.port))
                 .send()
                 .await
             {
@@ -72,7 +82,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("backspace never answered /health");
+        panic!("backspace never answered {probe} with 200");
     }
 
     async fn deliver(&self, event: &str, payload: &serde_json::Value) -> serde_json::Value {
@@ -394,7 +404,11 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
             .spawn()
             .expect("start");
         let mut server = Server { child, port };
-        server.ready().await;
+        server.live().await;
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503, "not ready in setup mode");
         let resp = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/api/github/webhooks"))
             .header("x-github-event", "ping")

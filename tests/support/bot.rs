@@ -122,6 +122,7 @@ impl Bot {
         ))
         .expect("app");
         self.ingress.state.set_github(github.clone());
+        self.ingress.state.set_sandboxes(self.sandboxes.clone());
         let mut settings = RunnerSettings::new(
             format!(
                 "{instance}:{}:{}",
