@@ -576,7 +576,13 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         }
         let (endpoint, got) = collector().await;
         let world = World::new(vec![]).await;
-        let mut server = Server::start(&world.env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]));
+        // The SDK's standard variables: JSON rather than the default protobuf, so that the
+        // collector here can read it, and the service's name.
+        let mut server = Server::start(&world.env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_SERVICE_NAME", "backspace-under-test"),
+        ]));
         server.ready().await;
         let issue = world.gh.open_issue(&world.repo, MAINTAINER, "x", "y");
         let (payload, _) =
@@ -589,7 +595,10 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
             bodies.contains("\"delivery\""),
             "no delivery span in {bodies}"
         );
-        assert!(bodies.contains("backspace"), "the service name: {bodies}");
+        assert!(
+            bodies.contains("backspace-under-test"),
+            "the service name from OTEL_SERVICE_NAME: {bodies}"
+        );
     })
     .await;
 }
