@@ -224,6 +224,23 @@ pub fn decode_private_key(
 /// exists; variables already set win. Call it before any thread starts: it sets variables.
 /// Returns the names it set (never their values), or `None` without a file.
 pub fn load_dotenv(path: &std::path::Path) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(entries) = dotenv_entries(path, |k| std::env::var_os(k).is_some())? else {
+        return Ok(None);
+    };
+    let mut names = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        std::env::set_var(&key, value);
+        names.push(key);
+    }
+    Ok(Some(names))
+}
+
+/// The entries of the `.env` file at `path` that are not `is_set` already; `None` without a
+/// file.
+fn dotenv_entries(
+    path: &std::path::Path,
+    is_set: impl Fn(&str) -> bool,
+) -> Result<Option<Vec<(String, String)>>, ConfigError> {
     if !path.exists() {
         return Ok(None);
     }
@@ -231,16 +248,16 @@ pub fn load_dotenv(path: &std::path::Path) -> Result<Option<Vec<String>>, Config
         path: path.to_path_buf(),
         message,
     };
-    let mut set = Vec::new();
+    let mut entries = Vec::new();
     for item in dotenvy::from_path_iter(path).map_err(|e| bad(e.to_string()))? {
         let (key, value) = item.map_err(|e| bad(e.to_string()))?;
-        if std::env::var_os(&key).is_none() {
-            std::env::set_var(&key, value);
-            set.push(key);
+        if !is_set(&key) {
+            entries.push((key, value));
         }
     }
-    Ok(Some(set))
+    Ok(Some(entries))
 }
+
 
 /// Splits `WEBHOOK_SECRET` on commas, trimming blanks, so that several secrets are valid at once.
 pub fn split_webhook_secrets(raw: &SecretString) -> Vec<SecretString> {
@@ -420,20 +437,16 @@ mod tests {
     fn a_dotenv_file_fills_what_the_environment_does_not_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
-        assert!(load_dotenv(&path).unwrap().is_none());
-        let (mine, theirs) = ("BACKSPACE_TEST_DOTENV_A", "BACKSPACE_TEST_DOTENV_B");
-        std::env::set_var(theirs, "from the environment");
+        assert!(dotenv_entries(&path, |_| false).unwrap().is_none());
         std::fs::write(
             &path,
-            format!("# a comment\n{mine}=\"from the file\"\n{theirs}='from the file'\n"),
+            "# a comment\nAPP_ID=\"12345\"\nWEBHOOK_SECRET='from the file'\n",
         )
         .unwrap();
-        let set = load_dotenv(&path).unwrap().unwrap();
-        assert_eq!(set, vec![mine.to_owned()]);
-        assert_eq!(std::env::var(mine).unwrap(), "from the file");
-        assert_eq!(std::env::var(theirs).unwrap(), "from the environment");
+        let entries = dotenv_entries(&path, |k| k == "WEBHOOK_SECRET").unwrap().unwrap();
+        assert_eq!(entries, vec![("APP_ID".to_owned(), "12345".to_owned())]);
         std::fs::write(&path, "=no name\n").unwrap();
-        let e = load_dotenv(&path).unwrap_err().to_string();
+        let e = dotenv_entries(&path, |_| false).unwrap_err().to_string();
         assert!(e.contains(".env"), "{e}");
     }
 
