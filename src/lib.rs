@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod github;
 pub mod job;
 pub mod local_run;
