@@ -270,3 +270,25 @@ async fn the_engine_over_tls_is_read_from_the_docker_variables() {
         "{l}"
     );
 }
+
+#[tokio::test]
+async fn a_dotenv_file_with_a_base64_key_is_read_as_probot_reads_it() {
+    use base64::Engine as _;
+    let w = World::new().await;
+    let key = base64::engine::general_purpose::STANDARD
+        .encode(fake_github::app_private_key().expose_secret());
+    // The environment wins over the file: its wrong model id is not used.
+    std::fs::write(
+        w.dir.path().join(".env"),
+        format!(
+            "# written by hand\nPRIVATE_KEY={key}\nWEBHOOK_SECRET={}\nBACKSPACE_MODEL=from-the-file\n",
+            fake_github::WEBHOOK_SECRET
+        ),
+    )
+    .unwrap();
+    let env = without(without(w.env(), "PRIVATE_KEY"), "WEBHOOK_SECRET");
+    let env = with(env, "BACKSPACE_MODEL", "claude-sonnet-4-5");
+    let (_, report) = w.doctor(&env).await;
+    assert!(line(&report, "credentials").starts_with("ok "), "{report}");
+    assert!(line(&report, "model").starts_with("ok "), "{report}");
+}

@@ -38,6 +38,8 @@ impl Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_backspace"));
         cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            // Away from the checkout, whose .env (if a developer keeps one) serve would read.
+            .current_dir(std::env::temp_dir())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -393,6 +395,7 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_backspace"))
             .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
