@@ -258,7 +258,6 @@ fn dotenv_entries(
     Ok(Some(entries))
 }
 
-
 /// Splits `WEBHOOK_SECRET` on commas, trimming blanks, so that several secrets are valid at once.
 pub fn split_webhook_secrets(raw: &SecretString) -> Vec<SecretString> {
     raw.expose_secret()
@@ -406,18 +405,31 @@ mod tests {
         assert!(!format!("{creds:?}").contains("old"));
     }
 
-    const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK\n-----END RSA PRIVATE KEY-----";
+    const PEM: &str =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK\n-----END RSA PRIVATE KEY-----";
 
     #[test]
     fn a_private_key_may_be_pem_escaped_pem_or_base64() {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(PEM);
         let escaped = PEM.replace('\n', "\\n");
-        for raw in [PEM.to_owned(), escaped, b64.clone(), format!("{}\n{}\n", &b64[..20], &b64[20..])] {
+        for raw in [
+            PEM.to_owned(),
+            escaped,
+            b64.clone(),
+            format!("{}\n{}\n", &b64[..20], &b64[20..]),
+        ] {
             let key = decode_private_key(&SecretString::from(raw.clone()), "PRIVATE_KEY").unwrap();
             assert_eq!(key.expose_secret(), PEM, "{raw}");
         }
-        let a = parse(&["--app-id", "7", "--private-key", &b64, "--webhook-secret", "s"]);
+        let a = parse(&[
+            "--app-id",
+            "7",
+            "--private-key",
+            &b64,
+            "--webhook-secret",
+            "s",
+        ]);
         let creds = a.app_credentials().unwrap().unwrap();
         assert_eq!(creds.private_key.expose_secret(), PEM);
     }
@@ -443,7 +455,9 @@ mod tests {
             "# a comment\nAPP_ID=\"12345\"\nWEBHOOK_SECRET='from the file'\n",
         )
         .unwrap();
-        let entries = dotenv_entries(&path, |k| k == "WEBHOOK_SECRET").unwrap().unwrap();
+        let entries = dotenv_entries(&path, |k| k == "WEBHOOK_SECRET")
+            .unwrap()
+            .unwrap();
         assert_eq!(entries, vec![("APP_ID".to_owned(), "12345".to_owned())]);
         std::fs::write(&path, "=no name\n").unwrap();
         let e = dotenv_entries(&path, |_| false).unwrap_err().to_string();

@@ -279,18 +279,18 @@ async fn check_docker(args: &ServeArgs) -> (Verdict, Vec<Check>) {
         instance_id: crate::sandbox::new_instance_id(),
         ..SandboxSettings::default()
     };
-    let connected = tokio::time::timeout(
-        PART_TIMEOUT,
-        Sandboxes::connect_to(&endpoint, settings),
-    )
-    .await;
+    let connected =
+        tokio::time::timeout(PART_TIMEOUT, Sandboxes::connect_to(&endpoint, settings)).await;
     let sandboxes = match connected {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return (Verdict::fail(e.to_string(), ENGINE_FIX), vec![]),
         Err(_) => {
             return (
                 Verdict::fail(
-                    format!("{} did not answer within {PART_TIMEOUT:?}", endpoint.address()),
+                    format!(
+                        "{} did not answer within {PART_TIMEOUT:?}",
+                        endpoint.address()
+                    ),
                     ENGINE_FIX,
                 ),
                 vec![],
@@ -413,7 +413,10 @@ async fn check_model(m: &ModelArgs) -> Verdict {
                 model_verdict(&m.model_id, status, &body)
             }
             Err(e) => Verdict::fail(
-                format!("the Messages API at {} did not answer: {e}", m.anthropic_base_url),
+                format!(
+                    "the Messages API at {} did not answer: {e}",
+                    m.anthropic_base_url
+                ),
                 "check ANTHROPIC_BASE_URL and the network",
             ),
         };
@@ -429,7 +432,10 @@ async fn check_model(m: &ModelArgs) -> Verdict {
                 "the OpenAI-compatible API at {base} accepts the key"
             )),
             Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Verdict::fail(
-                format!("the OpenAI-compatible API at {base} refused OPENAI_API_KEY ({})", r.status()),
+                format!(
+                    "the OpenAI-compatible API at {base} refused OPENAI_API_KEY ({})",
+                    r.status()
+                ),
                 "set OPENAI_API_KEY to a key that provider accepts",
             ),
             Ok(r) => Verdict::fail(
@@ -462,7 +468,9 @@ fn model_verdict(model: &str, status: u16, body: &str) -> Verdict {
         })
         .unwrap_or_else(|| format!("HTTP {status}"));
     match status {
-        200..=299 => Verdict::Ok(format!("ANTHROPIC_API_KEY is accepted; model {model} is available")),
+        200..=299 => Verdict::Ok(format!(
+            "ANTHROPIC_API_KEY is accepted; model {model} is available"
+        )),
         401 => Verdict::fail(
             format!("Anthropic refused ANTHROPIC_API_KEY ({error})"),
             "set ANTHROPIC_API_KEY to a valid key from the Anthropic console",
@@ -560,19 +568,29 @@ mod tests {
     #[test]
     fn a_sandbox_must_be_non_root_without_network() {
         assert!(sandbox_verdict("1000\nlo\n", "doctor-1").passed());
-        assert!(failed(&sandbox_verdict("0\nlo\n", "d")).0.contains("uid \"0\""));
-        assert!(failed(&sandbox_verdict("1000\neth0\nlo\n", "d")).0.contains("eth0"));
+        assert!(failed(&sandbox_verdict("0\nlo\n", "d"))
+            .0
+            .contains("uid \"0\""));
+        assert!(failed(&sandbox_verdict("1000\neth0\nlo\n", "d"))
+            .0
+            .contains("eth0"));
     }
 
     #[test]
     fn migrations_must_be_the_ones_this_build_knows() {
         let known = vec![(1, vec![1]), (2, vec![2])];
         assert!(migrations_verdict(&known, &known).passed());
-        assert!(failed(&migrations_verdict(&known, &known[..1])).0.contains("1 migration(s)"));
+        assert!(failed(&migrations_verdict(&known, &known[..1]))
+            .0
+            .contains("1 migration(s)"));
         let newer = vec![(1, vec![1]), (2, vec![2]), (3, vec![3])];
-        assert!(failed(&migrations_verdict(&known, &newer)).0.contains("newer Backspace"));
+        assert!(failed(&migrations_verdict(&known, &newer))
+            .0
+            .contains("newer Backspace"));
         let edited = vec![(1, vec![9]), (2, vec![2])];
-        assert!(failed(&migrations_verdict(&known, &edited)).0.contains("[1]"));
+        assert!(failed(&migrations_verdict(&known, &edited))
+            .0
+            .contains("[1]"));
     }
 
     #[test]

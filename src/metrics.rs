@@ -222,11 +222,7 @@ impl Metrics {
             cost_usd.clone(),
         );
         for (name, help, counter) in [
-            (
-                "backspace_github_calls",
-                "GitHub REST calls",
-                &github_calls,
-            ),
+            ("backspace_github_calls", "GitHub REST calls", &github_calls),
             (
                 "backspace_github_retried_calls",
                 "GitHub REST calls that needed at least one retry",
@@ -394,9 +390,7 @@ impl Metrics {
                     ("failed", c.failed),
                     ("cancelled", c.cancelled),
                 ] {
-                    i.jobs
-                        .get_or_create(&StateLabel { state })
-                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    i.jobs.get_or_create(&StateLabel { state }).set(n);
                 }
                 i.store_up.set(1);
             }
@@ -461,14 +455,29 @@ mod tests {
         m.sandbox_started(Duration::from_secs(3));
         let text = m.render(None);
         let s = "backspace_sandbox_start_seconds";
-        assert_eq!(value(&text, &format!("{s}_bucket{{le=\"0.25\"}}")), Some(0.0));
-        assert_eq!(value(&text, &format!("{s}_bucket{{le=\"0.5\"}}")), Some(1.0));
-        assert_eq!(value(&text, &format!("{s}_bucket{{le=\"5.0\"}}")), Some(2.0));
-        assert_eq!(value(&text, &format!("{s}_bucket{{le=\"+Inf\"}}")), Some(2.0));
+        assert_eq!(
+            value(&text, &format!("{s}_bucket{{le=\"0.25\"}}")),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&text, &format!("{s}_bucket{{le=\"0.5\"}}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, &format!("{s}_bucket{{le=\"5.0\"}}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, &format!("{s}_bucket{{le=\"+Inf\"}}")),
+            Some(2.0)
+        );
         assert_eq!(value(&text, &format!("{s}_sum")), Some(3.3));
         assert_eq!(value(&text, &format!("{s}_count")), Some(2.0));
         assert_eq!(value(&text, "backspace_store_up"), Some(0.0));
-        assert!(!text.contains("backspace_jobs{"), "no stale job counts: {text}");
+        assert!(
+            !text.contains("backspace_jobs{"),
+            "no stale job counts: {text}"
+        );
     }
 
     #[test]

@@ -76,7 +76,10 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Telemetry {
     if let Some(e) = problem {
         tracing::error!(error = %e, "OpenTelemetry export is configured but spans cannot be exported");
     } else if let (Ok(Some(p)), Some(_)) = (&plan, &provider) {
-        let endpoint = p.endpoint.as_deref().unwrap_or("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let endpoint = p
+            .endpoint
+            .as_deref()
+            .unwrap_or("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
         tracing::info!(%endpoint, protocol = ?p.protocol, "exporting spans over OTLP/HTTP");
     }
     Telemetry { provider }
@@ -201,7 +204,9 @@ mod tests {
 
     #[test]
     fn the_generic_endpoint_gets_the_traces_path_and_protobuf_by_default() {
-        let p = plan_of(&[], Some("http://collector:4318/")).unwrap().unwrap();
+        let p = plan_of(&[], Some("http://collector:4318/"))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             p,
             ExportPlan {
@@ -218,7 +223,10 @@ mod tests {
             &[
                 ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/x"),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-                ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod, service.name=bot"),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "deployment.environment=prod, service.name=bot",
+                ),
             ],
             Some("http://generic:4318"),
         )
@@ -232,7 +240,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!named.default_service_name);
-        let grpc = plan_of(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], Some("http://c:4317"));
+        let grpc = plan_of(
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+            Some("http://c:4317"),
+        );
         assert!(grpc.unwrap_err().contains("not supported"));
     }
 }

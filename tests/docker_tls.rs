@@ -72,7 +72,10 @@ async fn a_run_goes_through_an_engine_that_demands_a_client_certificate() {
             .iter()
             .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
             .collect();
-        assert!(types.contains(&"tool".to_owned()), "commands ran: {types:?}");
+        assert!(
+            types.contains(&"tool".to_owned()),
+            "commands ran: {types:?}"
+        );
         assert_eq!(bot.containers_of(&job.id).await, 0, "no container is left");
     })
     .await;
@@ -86,9 +89,11 @@ async fn a_client_certificate_from_another_ca_is_refused_with_a_clear_message() 
         };
         let err = connect(&engine, &engine.untrusted_client_certs())
             .await
-            .err()
-            .expect("the engine must refuse a certificate its CA did not sign");
-        assert!(err.contains(&engine.docker_host().replace("tcp://", "https://")), "{err}");
+            .expect_err("the engine must refuse a certificate its CA did not sign");
+        assert!(
+            err.contains(&engine.docker_host().replace("tcp://", "https://")),
+            "{err}"
+        );
         assert!(err.contains("refused this client's certificate"), "{err}");
         assert!(err.contains("DOCKER_CERT_PATH"), "{err}");
     })
@@ -103,8 +108,7 @@ async fn an_engine_certificate_that_ca_pem_did_not_sign_is_not_trusted() {
         };
         let err = connect(&engine, &engine.wrong_ca_certs())
             .await
-            .err()
-            .expect("an engine certificate from an unknown CA must not be trusted");
+            .expect_err("an engine certificate from an unknown CA must not be trusted");
         assert!(err.contains("engine's certificate is not trusted"), "{err}");
         assert!(err.contains("ca.pem"), "{err}");
     })
@@ -120,8 +124,7 @@ async fn plain_http_to_the_tls_port_says_to_turn_tls_on() {
         let endpoint = DockerEndpoint::new(&engine.docker_host(), None).unwrap();
         let err = Sandboxes::connect_to(&endpoint, test_settings())
             .await
-            .err()
-            .expect("plain HTTP to a TLS port must fail")
+            .expect_err("plain HTTP to a TLS port must fail")
             .to_string();
         assert!(err.contains("DOCKER_TLS_VERIFY=1"), "{err}");
     })

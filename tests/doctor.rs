@@ -86,7 +86,11 @@ fn db_path(dir: &Path) -> String {
     dir.join("backspace.db").display().to_string()
 }
 
-fn with(env: Vec<(&'static str, String)>, key: &'static str, value: &str) -> Vec<(&'static str, String)> {
+fn with(
+    env: Vec<(&'static str, String)>,
+    key: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
     let mut env: Vec<_> = env.into_iter().filter(|(k, _)| *k != key).collect();
     env.push((key, value.to_owned()));
     env
@@ -130,7 +134,10 @@ async fn a_good_configuration_passes_every_check() {
     ] {
         assert!(line(&report, name).starts_with("ok "), "{name}:\n{report}");
     }
-    assert!(line(&report, "credentials").contains("\"backspace-test\""), "{report}");
+    assert!(
+        line(&report, "credentials").contains("\"backspace-test\""),
+        "{report}"
+    );
     assert!(line(&report, "store").contains("all current"), "{report}");
     assert!(line(&report, "sandbox").contains("no network"), "{report}");
     assert!(
@@ -157,7 +164,11 @@ async fn a_missing_sandbox_image_fails_and_says_how_to_build_it() {
         return;
     }
     let w = World::new().await;
-    let env = with(w.env(), "BACKSPACE_SANDBOX_IMAGE", "backspace-sandbox:not-built");
+    let env = with(
+        w.env(),
+        "BACKSPACE_SANDBOX_IMAGE",
+        "backspace-sandbox:not-built",
+    );
     let (code, report) = w.doctor(&env).await;
     assert_eq!(code, 1, "{report}");
     let l = line(&report, "sandbox image");
@@ -176,7 +187,10 @@ async fn a_missing_webhook_secret_fails_naming_it() {
     let (code, report) = w.doctor(&without(w.env(), "WEBHOOK_SECRET")).await;
     assert_eq!(code, 1, "{report}");
     let l = line(&report, "credentials");
-    assert!(l.starts_with("FAIL") && l.contains("missing WEBHOOK_SECRET"), "{l}");
+    assert!(
+        l.starts_with("FAIL") && l.contains("missing WEBHOOK_SECRET"),
+        "{l}"
+    );
     assert!(l.contains("/setup"), "the fix: {l}");
 }
 
@@ -205,7 +219,10 @@ async fn an_unknown_model_and_a_refused_jwt_are_named() {
     let env = with(env, "APP_ID", &(w.gh.app_id() + 1).to_string());
     let (code, report) = w.doctor(&env).await;
     assert_eq!(code, 1, "{report}");
-    assert!(line(&report, "model").contains("BACKSPACE_MODEL gpt-nope"), "{report}");
+    assert!(
+        line(&report, "model").contains("BACKSPACE_MODEL gpt-nope"),
+        "{report}"
+    );
     let l = line(&report, "credentials");
     assert!(l.starts_with("FAIL") && l.contains("GET /app"), "{l}");
 }
@@ -233,13 +250,19 @@ async fn a_store_not_created_yet_is_fine_and_a_bad_private_key_is_named() {
     let env = with(env, "PRIVATE_KEY", "not a key at all");
     let (code, report) = w.doctor(&env).await;
     assert_eq!(code, 1, "{report}");
-    assert!(line(&report, "store").contains("does not exist yet"), "{report}");
+    assert!(
+        line(&report, "store").contains("does not exist yet"),
+        "{report}"
+    );
     assert!(
         !w.dir.path().join("new.db").exists(),
         "doctor creates nothing"
     );
     let l = line(&report, "credentials");
-    assert!(l.starts_with("FAIL") && l.contains("PRIVATE_KEY is not a PEM private key"), "{l}");
+    assert!(
+        l.starts_with("FAIL") && l.contains("PRIVATE_KEY is not a PEM private key"),
+        "{l}"
+    );
 }
 
 #[tokio::test]
@@ -259,7 +282,10 @@ async fn the_engine_over_tls_is_read_from_the_docker_variables() {
     let (code, report) = w.doctor(&tls(&engine.good_certs())).await;
     assert_eq!(code, 0, "{report}");
     let address = engine.docker_host().replace("tcp://", "https://");
-    assert!(line(&report, "docker engine").contains(&address), "{report}");
+    assert!(
+        line(&report, "docker engine").contains(&address),
+        "{report}"
+    );
     assert!(line(&report, "sandbox").starts_with("ok "), "{report}");
 
     let (code, report) = w.doctor(&tls(&engine.untrusted_client_certs())).await;

@@ -13,7 +13,10 @@ fn the_example_repository_settings_parse() {
         .instructions
         .as_deref()
         .is_some_and(|i| i.contains("strict mode")));
-    assert_eq!((s.max_turns, s.label.as_deref()), (Some(40), Some("backspace")));
+    assert_eq!(
+        (s.max_turns, s.label.as_deref()),
+        (Some(40), Some("backspace"))
+    );
     // The commented-out image line shows the key without changing the default.
     assert_eq!(s.image, None);
     let with_image = text.replace("# image:", "image:");

@@ -446,7 +446,10 @@ async fn health_is_not_ready_until_the_workers_have_an_engine_and_names_what_is_
     let (status, body) = ingress
         .send(Request::get("/livez").body(Body::empty()).unwrap())
         .await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
 }
 
 #[tokio::test]

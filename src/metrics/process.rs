@@ -155,7 +155,8 @@ mod tests {
     use super::*;
 
     const STAT: &str = "4242 (back space) S 1 4242 4242 0 -1 4194560 3000 0 0 0 250 50 0 0 20 0 9 0 12345 734003200 5000 18446744073709551615 1 1 0 0 0 0 0 4096 17415 0 0 0 17 1 0 0 0 0 0";
-    const STATUS: &str = "Name:\tbackspace\nVmSize:\t  716800 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n";
+    const STATUS: &str =
+        "Name:\tbackspace\nVmSize:\t  716800 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n";
     const LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
 
     #[test]

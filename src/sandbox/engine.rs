@@ -200,9 +200,17 @@ fn check_tls_files(files: &TlsFiles) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = files.dir.display();
-    for (path, what) in [(&files.ca, "the CA certificate"), (&files.cert, "the client certificate")] {
+    for (path, what) in [
+        (&files.ca, "the CA certificate"),
+        (&files.cert, "the client certificate"),
+    ] {
         let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read {what} {} (DOCKER_CERT_PATH={dir}): {e}", path.display()))?
+            .map_err(|e| {
+                format!(
+                    "cannot read {what} {} (DOCKER_CERT_PATH={dir}): {e}",
+                    path.display()
+                )
+            })?
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{} is not a PEM certificate: {e}", path.display()))?;
         if certs.is_empty() {
@@ -366,6 +374,9 @@ mod tests {
             .client()
             .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("ca.pem") && msg.contains("DOCKER_CERT_PATH"), "{msg}");
+        assert!(
+            msg.contains("ca.pem") && msg.contains("DOCKER_CERT_PATH"),
+            "{msg}"
+        );
     }
 }
