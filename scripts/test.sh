@@ -18,6 +18,6 @@ scripts/build-test-image.sh
 scripts/install-chromium.sh
 
 # stunnel for the Docker-over-TLS test (a TLS endpoint demanding client certificates).
-scripts/install-stunnel.sh
+scripts/install-debian-package.sh stunnel4 stunnel4
 
 cargo test "$@"
