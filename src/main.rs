@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracing::Instrument as _;
 
 use std::sync::Arc;
 
@@ -154,7 +155,10 @@ async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<(
     }
     if workers.is_none() {
         // The workers (and their engine) start after /setup: say now what the first run needs.
-        tokio::spawn(warn_without_image(args.sandbox_image.clone()));
+        tokio::spawn(
+            warn_without_image(args.sandbox_image.clone())
+                .instrument(tracing::info_span!("startup_check")),
+        );
     }
     // Setup mode: the workers start when /setup has registered the app, without a restart.
     let late_workers = workers.is_none().then(|| {
@@ -252,7 +256,7 @@ async fn start_workers(
         ..SandboxSettings::default()
     })
     .await
-    .context("cannot reach the Docker engine (DOCKER_HOST, or the local socket)")?;
+    .context("the workers cannot start without the Docker engine")?;
     state.set_sandboxes(sandboxes.clone());
     if !sandboxes.image_present().await.unwrap_or(false) {
         let fix = backspace::doctor::image_fix(&args.sandbox_image);
