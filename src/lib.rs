@@ -7,6 +7,7 @@ pub mod agent;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod github;
 pub mod job;
 pub mod local_run;

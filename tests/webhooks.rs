@@ -434,11 +434,24 @@ async fn a_postgres_outage_answers_503_and_the_redelivery_is_stored_after_it() {
 }
 
 #[tokio::test]
-async fn health_is_ok_when_the_store_answers() {
+async fn health_is_not_ready_until_the_workers_have_an_engine_and_names_what_is_missing() {
     let t = db::sqlite().await;
     let ingress = Ingress::new(t.store.clone());
+    for probe in ["/health", "/readyz"] {
+        let (status, body) = ingress
+            .send(Request::get(probe).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{probe}: {body}");
+        assert_eq!(body["checks"]["store"], "ok", "{body}");
+        assert!(
+            body["checks"]["docker"]
+                .as_str()
+                .is_some_and(|d| d.contains("not connected")),
+            "{body}"
+        );
+    }
     let (status, body) = ingress
-        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .send(Request::get("/livez").body(Body::empty()).unwrap())
         .await;
     assert_eq!(
         (status, body["status"].as_str()),
@@ -470,13 +483,24 @@ async fn setup_mode_answers_webhooks_503_and_names_what_is_missing() {
             .contains("APP_ID, WEBHOOK_SECRET"),
         "{body}"
     );
+    // Not ready in setup mode (a load balancer sends runs elsewhere), but alive: /setup works.
     let (health, body) = ingress
         .send(Request::get("/health").body(Body::empty()).unwrap())
         .await;
     assert_eq!(
         (health, body["setup_mode"].as_bool()),
-        (StatusCode::OK, Some(true))
+        (StatusCode::SERVICE_UNAVAILABLE, Some(true))
     );
+    assert!(
+        body["checks"]["credentials"]
+            .as_str()
+            .is_some_and(|c| c.contains("APP_ID, WEBHOOK_SECRET")),
+        "{body}"
+    );
+    let (live, _) = ingress
+        .send(Request::get("/livez").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(live, StatusCode::OK);
     // Credentials arrive (the manifest flow): verified from then on, no restart.
     ingress
         .state

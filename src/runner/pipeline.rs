@@ -64,7 +64,7 @@ pub(crate) async fn agent_job(
         spent: reporter.spent(),
     };
     let ending = report::ending(&cx, end);
-    report::report(job, &client, reporter, ending, started.elapsed()).await
+    report::report(job, &client, reporter, ending).await
 }
 
 /// prepare → work → deliver.

@@ -6,8 +6,6 @@
 //! cancelled ones too. [`ending`] decides all of it without I/O (tested as such); [`report`]
 //! carries it out.
 
-use std::time::Duration;
-
 use crate::agent::{AgentOutcome, StopReason};
 use crate::github::{IssueNumber, ReactionContent, RepoClient};
 use crate::job::{CancelReport, FailureReport, JobResult, RunReport, TestReport};
@@ -65,8 +63,6 @@ pub(crate) struct Ending {
     pub reaction: Option<ReactionContent>,
     /// A reply in a review comment's thread: the comment, and the text.
     pub review_reply: Option<(u64, String)>,
-    /// How the run finished and what it used, for the metrics (none when it will run again).
-    pub finished: Option<(RunStatus, Usage, f64)>,
     pub job_end: JobEnd,
 }
 
@@ -250,7 +246,6 @@ fn done(
         closing: Some(closing),
         reaction: Some(ReactionContent::Rocket),
         review_reply,
-        finished: Some((status, o.usage, cost)),
         job_end: JobEnd::Finished(result),
     }
 }
@@ -281,7 +276,6 @@ fn failed(cx: &EndingContext<'_>, f: Failure) -> Ending {
         closing: Some(closing),
         reaction: Some(ReactionContent::Confused),
         review_reply: None,
-        finished: Some((status, spent.usage, cost)),
         job_end: JobEnd::Finished(result),
     }
 }
@@ -308,7 +302,6 @@ fn cancelled(cx: &EndingContext<'_>) -> Ending {
         closing: Some(closing),
         reaction: None,
         review_reply: None,
-        finished: Some((status, spent.usage, cost)),
         job_end: JobEnd::Finished(result),
     }
 }
@@ -320,7 +313,6 @@ fn unfinished(job_end: JobEnd) -> Ending {
         closing: None,
         reaction: None,
         review_reply: None,
-        finished: None,
         job_end,
     }
 }
@@ -361,20 +353,16 @@ fn run_report(
     }
 }
 
-/// Carries out an ending: events, metrics, the comment's last state, the reaction and the
-/// review reply; returns how the job ends.
+/// Carries out an ending: events (the metrics count the run from its `complete`), the comment's
+/// last state, the reaction and the review reply; returns how the job ends.
 pub(crate) async fn report(
     job: &Job,
     client: &RepoClient,
     reporter: Reporter,
     ending: Ending,
-    elapsed: Duration,
 ) -> JobEnd {
     for event in ending.events {
         reporter.emit(event);
-    }
-    if let (Some(m), Some((status, usage, cost))) = (crate::metrics::global(), ending.finished) {
-        m.run_finished(elapsed, &usage, cost, status);
     }
     reporter.finish(ending.closing).await;
     if let Some(reaction) = ending.reaction {
@@ -435,7 +423,7 @@ mod tests {
             cost_usd: Some(0.02),
             turns: 2,
             transcript: vec![],
-            duration: Duration::from_secs(3),
+            duration: std::time::Duration::from_secs(3),
         }
     }
 
@@ -545,7 +533,10 @@ mod tests {
         let job = job();
         let f = Failure::server("applying the tree").with_spent(Spent::of(&outcome()));
         let e = ending(&cx(&job), RunEnd::Failed(f));
-        assert_eq!(e.finished.map(|f| f.1.input_tokens), Some(1_000));
+        assert!(matches!(
+            e.events.as_slice(),
+            [RunEvent::Error { .. }, RunEvent::Complete { usage, .. }] if usage.input_tokens == 1_000
+        ));
         let JobEnd::Finished(JobResult::Failed(r)) = e.job_end else {
             panic!("failed");
         };
@@ -571,6 +562,10 @@ mod tests {
     fn a_shutdown_has_no_last_words() {
         let job = job();
         let e = ending(&cx(&job), RunEnd::Interrupted(Interrupt::Shutdown));
-        assert!(e.closing.is_none() && e.finished.is_none());
+        assert!(e.closing.is_none());
+        assert!(!e
+            .events
+            .iter()
+            .any(|e| matches!(e, RunEvent::Complete { .. })));
     }
 }

@@ -156,6 +156,9 @@ async fn record(sink: &Sink, progress: &mut Progress, ev: &RunEvent) {
     if let RunEvent::Error { message } = ev {
         tracing::warn!(%message, "run error");
     }
+    if let (RunEvent::Complete { .. }, Some(m)) = (ev, crate::metrics::global()) {
+        count_run(m, progress, ev);
+    }
     progress.apply(ev);
     let spent = Spent {
         usage: progress.usage,
@@ -166,4 +169,65 @@ async fn record(sink: &Sink, progress: &mut Progress, ev: &RunEvent) {
         *s = spent;
         changed
     });
+}
+
+/// The metrics of a finished run, whatever its end. A failed or cancelled run's `complete`
+/// carries no usage, but the model was paid for what the agent's progress reported so far.
+fn count_run(m: &crate::metrics::Metrics, so_far: &Progress, ev: &RunEvent) {
+    if let RunEvent::Complete {
+        status,
+        duration_ms,
+        usage,
+        cost_usd,
+        ..
+    } = ev
+    {
+        let (usage, cost) = if *usage == crate::run_event::Usage::default() {
+            (so_far.usage, so_far.cost_usd.unwrap_or(0.0))
+        } else {
+            (*usage, *cost_usd)
+        };
+        let took = std::time::Duration::from_millis(*duration_ms);
+        m.run_finished(took, &usage, cost, *status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_event::{RunStatus, Usage};
+
+    #[test]
+    fn a_failed_run_counts_what_the_agent_spent_before_it_failed() {
+        let m = crate::metrics::Metrics::new();
+        let mut so_far = Progress::new("r1");
+        so_far.apply(&RunEvent::Progress {
+            stage: "agent".into(),
+            message: "turn 3".into(),
+            percentage: None,
+            usage: Some(Usage {
+                input_tokens: 1200,
+                output_tokens: 300,
+                ..Usage::default()
+            }),
+            cost_usd: Some(0.42),
+        });
+        let failed = RunEvent::Complete {
+            run_id: "r1".into(),
+            status: RunStatus::Failed,
+            duration_ms: 5_000,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+        };
+        count_run(&m, &so_far, &failed);
+        let text = m.render(None);
+        for line in [
+            "backspace_runs_total{status=\"failed\"} 1",
+            "backspace_model_tokens_total{kind=\"input\"} 1200",
+            "backspace_model_tokens_total{kind=\"output\"} 300",
+            "backspace_model_cost_usd_total 0.42",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
 }

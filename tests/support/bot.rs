@@ -46,6 +46,8 @@ pub struct Options {
     pub lease: Duration,
     /// The API, run page and setup settings (`github_url` is set to the fake's).
     pub doors: Option<DoorsConfig>,
+    /// The Docker engine connection, when not the default one (a remote engine over TLS).
+    pub sandboxes: Option<Sandboxes>,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             start_workers: true,
             lease: Duration::from_secs(30),
             doors: None,
+            sandboxes: None,
         }
     }
 }
@@ -82,7 +85,10 @@ impl Bot {
         script: Vec<Step>,
         opts: Options,
     ) -> Option<Bot> {
-        let sandboxes = super::docker::sandboxes().await?;
+        let sandboxes = match opts.sandboxes {
+            Some(s) => s,
+            None => super::docker::sandboxes().await?,
+        };
         let gh = FakeGithub::start().await;
         let repo = gh.repo_with_files("octo/app", files);
         gh.add_collaborator(&repo, MAINTAINER, "write");
@@ -122,6 +128,7 @@ impl Bot {
         ))
         .expect("app");
         self.ingress.state.set_github(github.clone());
+        self.ingress.state.set_sandboxes(self.sandboxes.clone());
         let mut settings = RunnerSettings::new(
             format!(
                 "{instance}:{}:{}",
