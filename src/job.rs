@@ -66,6 +66,7 @@ string_enum!(
         Comment => "comment",
         Label => "label",
         ReviewComment => "review_comment",
+        Review => "review",
         Closed => "closed",
         Api => "api",
         Cli => "cli",
@@ -116,6 +117,15 @@ pub struct ReviewCommentRef {
     pub commit_id: Option<String>,
 }
 
+/// The pull request review (`pull_request_review` submitted with a command in its body) an
+/// iteration was asked for in: its comments are the agent's context, fetched by the worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRef {
+    pub id: u64,
+    #[serde(default)]
+    pub commit_id: Option<String>,
+}
+
 /// What an agent job (a run or an iteration) knows besides its columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSpec {
@@ -129,6 +139,12 @@ pub struct AgentSpec {
     pub requester_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_comment: Option<ReviewCommentRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRef>,
+    /// The label that was added, for a job started by a label: the worker checks it against
+    /// the repository's `label:` (ingress cannot read the repository's settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// What a job is asked to do: one variant per [`JobKind`], with what that kind needs.
@@ -276,6 +292,11 @@ pub struct FailureReport {
     pub error: String,
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// What the agent used before the failure (absent in rows of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// A job that was cancelled: while queued (with who or what cancelled it), or while running.
@@ -285,6 +306,17 @@ pub struct CancelReport {
     pub reason: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// What the agent used before it was stopped (absent in rows of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// A job that had nothing to do after all: a label that is not the repository's trigger label.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SkipReport {
+    pub reason: String,
 }
 
 /// What a cancel sent by closing an issue or pull request did.
@@ -306,22 +338,25 @@ pub enum JobResult {
     Cancelled(CancelReport),
     /// A close cancelled the issue's or pull request's jobs.
     Closed(CloseReport),
+    /// Nothing to do after all; nothing was posted.
+    Skipped(SkipReport),
 }
 
 impl JobResult {
     pub fn failed(error: impl Into<String>) -> JobResult {
         JobResult::Failed(FailureReport {
             error: error.into(),
-            duration_ms: None,
+            ..FailureReport::default()
         })
     }
 
     /// The job's final state: an answer and a close are successes too.
     pub fn state(&self) -> JobState {
         match self {
-            JobResult::Succeeded(_) | JobResult::Answered(_) | JobResult::Closed(_) => {
-                JobState::Succeeded
-            }
+            JobResult::Succeeded(_)
+            | JobResult::Answered(_)
+            | JobResult::Closed(_)
+            | JobResult::Skipped(_) => JobState::Succeeded,
             JobResult::Failed(_) => JobState::Failed,
             JobResult::Cancelled(_) => JobState::Cancelled,
         }
@@ -334,7 +369,7 @@ impl JobResult {
             JobResult::Answered(_) => Some(RunStatus::Answered),
             JobResult::Failed(_) => Some(RunStatus::Failed),
             JobResult::Cancelled(_) => Some(RunStatus::Cancelled),
-            JobResult::Closed(_) => None,
+            JobResult::Closed(_) | JobResult::Skipped(_) => None,
         }
     }
 
@@ -359,7 +394,7 @@ impl JobResult {
             JobResult::Succeeded(r) | JobResult::Answered(r) => r.duration_ms,
             JobResult::Failed(f) => f.duration_ms,
             JobResult::Cancelled(c) => c.duration_ms,
-            JobResult::Closed(_) => None,
+            JobResult::Closed(_) | JobResult::Skipped(_) => None,
         }
     }
 
@@ -401,7 +436,8 @@ mod tests {
                 title: Some("Signup".into()),
                 issue_url: Some("https://github.com/o/r/issues/1".into()),
                 requester_id: Some(7),
-                review_comment: None,
+                label: Some("backspace".into()),
+                ..Default::default()
             }),
             JobSpec::Iterate(AgentSpec {
                 review_comment: Some(ReviewCommentRef {
@@ -409,6 +445,13 @@ mod tests {
                     path: Some("a.rs".into()),
                     line: Some(4),
                     ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            JobSpec::Iterate(AgentSpec {
+                review: Some(ReviewRef {
+                    id: 8,
+                    commit_id: Some("abc".into()),
                 }),
                 ..Default::default()
             }),

@@ -23,6 +23,7 @@ use crate::run_event::{EventSender, RunEvent, RunStatus, Usage};
 use crate::runner::apply::{Policy, Refusal};
 use crate::runner::deliver::{self, Verdict};
 use crate::runner::git::{self, Identity, Repo};
+use crate::runner::instructions;
 use crate::runner::prepare::{self, Workdir};
 use crate::runner::work::{self, Work};
 use crate::runner::{Cause, Failure};
@@ -304,12 +305,17 @@ async fn run_inner(
     let settings = settings_at_head(&req.repo).await?;
     let workdir = prepare::workdir()?;
     let clone = clean_clone(req, &workdir, events).await?;
+    let mentioned = instructions::mentioned_paths(&req.prompt);
+    let concerns = instructions::existing(&workdir.checkout, mentioned);
+    let found = instructions::read(&workdir.checkout, &concerns);
     let task = AgentTask {
         repo: req.repo.display().to_string(),
         issue: None,
         request: req.prompt.clone(),
         repo_instructions: settings.instructions.clone(),
         test_command: settings.test.clone(),
+        instruction_files: found.files,
+        other_instruction_files: found.others,
     };
     let work = Work {
         run_id,

@@ -1,5 +1,5 @@
-//! The `backspace` command: `serve` runs the GitHub App server. Wiring only; the work lives in
-//! the library.
+//! The `backspace` command: `serve` runs the GitHub App server, `run` a local checkout, `doctor`
+//! checks a configuration. Wiring only; the work lives in the library.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,13 +41,45 @@ enum Command {
     /// commit on a new local branch. Exit codes: 0 committed, 1 failed, 2 bad usage or input,
     /// 3 answered without changing a file.
     Run(backspace::local_run::RunArgs),
+    /// Check every part a run needs with the settings `serve` reads (credentials, store, Docker
+    /// engine and sandbox image, model, PUBLIC_URL): one line per check; exit 0 when all pass.
+    Doctor(ServeArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // A `.env` file in the working directory, as Probot reads it (the environment wins). Read
+    // before the runtime starts any thread: it sets variables.
+    let dotenv = backspace::config::load_dotenv(std::path::Path::new(".env"));
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("backspace: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli, dotenv))
+}
+
+async fn run(
+    cli: Cli,
+    dotenv: Result<Option<Vec<String>>, backspace::config::ConfigError>,
+) -> std::process::ExitCode {
+    let names = match dotenv {
+        Ok(names) => names,
+        Err(e) => {
+            eprintln!("backspace: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args, names).await,
+        Command::Doctor(args) => {
+            return std::process::ExitCode::from(backspace::doctor::main(args).await);
+        }
         Command::Run(args) => {
             // Events are printed; logs only when asked for (RUST_LOG).
             if std::env::var_os("RUST_LOG").is_some() {
@@ -66,8 +98,11 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<()> {
     let telemetry = backspace::telemetry::init(args.log_format, args.otel_endpoint.as_deref());
+    if let Some(names) = dotenv {
+        tracing::info!(variables = %names.join(", "), "read .env");
+    }
     args.validate()?;
     let store = Store::connect(&args.database_url)
         .await
@@ -111,6 +146,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     state.metrics().install_global();
+    for warning in backspace::doctor::startup_warnings(&args, workers.is_some()) {
+        tracing::warn!("{warning}");
+    }
+    if workers.is_none() {
+        // The workers (and their engine) start after /setup: say now what the first run needs.
+        tokio::spawn(
+            warn_without_image(args.sandbox_image.clone())
+                .instrument(tracing::info_span!("startup_check")),
+        );
+    }
     // Setup mode: the workers start when /setup has registered the app, without a restart.
     let late_workers = workers.is_none().then(|| {
         let (args, state) = (args.clone(), state.clone());
@@ -213,9 +258,11 @@ async fn start_workers(
         ..SandboxSettings::default()
     })
     .await
-    .context("cannot reach the Docker engine (DOCKER_HOST, or the local socket)")?;
+    .context("the workers cannot start without the Docker engine")?;
+    state.set_sandboxes(sandboxes.clone());
     if !sandboxes.image_present().await.unwrap_or(false) {
-        tracing::warn!(image = %args.sandbox_image, "the sandbox image is not on the Docker engine: runs will fail until it is built (sandbox/Dockerfile)");
+        let fix = backspace::doctor::image_fix(&args.sandbox_image);
+        tracing::warn!(image = %args.sandbox_image, "the sandbox image is not on the Docker engine: runs will fail until it is there: {fix}");
     }
     match sandboxes.reap().await {
         Ok(0) => {}
@@ -261,6 +308,27 @@ async fn start_workers(
     };
     tracing::info!(max_jobs = args.max_jobs, "workers started");
     Ok(Workers::start(services))
+}
+
+/// In setup mode: warns when the Docker engine does not answer or lacks the sandbox image.
+async fn warn_without_image(image: String) {
+    let settings = SandboxSettings {
+        image: image.clone(),
+        ..SandboxSettings::default()
+    };
+    let check = async {
+        let sandboxes = Sandboxes::connect(settings).await?;
+        sandboxes.image_present().await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), check).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            let fix = backspace::doctor::image_fix(&image);
+            tracing::warn!(%image, "the sandbox image is not on the Docker engine: the first run will fail until it is there: {fix}");
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "the Docker engine does not answer: runs need it"),
+        Err(_) => tracing::warn!("the Docker engine did not answer within 10 s: runs need it"),
+    }
 }
 
 /// SIGTERM (Fly.io, Docker) or Ctrl-C.

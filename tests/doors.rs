@@ -1249,7 +1249,7 @@ async fn metrics_count_deliveries_jobs_and_runs() {
         assert!(resp.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
-            .starts_with("text/plain; version=0.0.4"));
+            .starts_with("application/openmetrics-text; version=1.0.0"));
         let text = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes())
             .to_string();
         for (series, value) in [
@@ -1277,8 +1277,8 @@ async fn metrics_count_deliveries_jobs_and_runs() {
             ("backspace_jobs{state=\"running\"}", 0.0),
             ("backspace_runs_total{status=\"succeeded\"}", 1.0),
             ("backspace_run_duration_seconds_count", 1.0),
-            ("backspace_run_duration_seconds_bucket{le=\"60\"}", 0.0),
-            ("backspace_run_duration_seconds_bucket{le=\"120\"}", 1.0),
+            ("backspace_run_duration_seconds_bucket{le=\"60.0\"}", 0.0),
+            ("backspace_run_duration_seconds_bucket{le=\"120.0\"}", 1.0),
             ("backspace_model_tokens_total{kind=\"input\"}", 10.0),
             ("backspace_model_cost_usd_total", 0.5),
             ("backspace_sandbox_start_seconds_count", 1.0),

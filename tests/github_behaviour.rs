@@ -563,7 +563,7 @@ async fn a_502_after_the_pull_request_and_the_comment_leaves_one_of_each_and_a_s
         let pull = t.expect_pull();
         let progress = t.expect_comment(issue);
         assert!(
-            progress.body.contains("Backspace opened a pull request"),
+            progress.body.contains("Opened pull request"),
             "{}",
             progress.body
         );
@@ -754,7 +754,7 @@ async fn a_job_waiting_for_a_worker_is_acknowledged_within_a_second() {
         t.expect_model_calls(3);
         let done = t.expect_comment(waiting);
         assert_eq!(done.id, queued.id, "the same comment, edited");
-        assert!(done.body.contains("Backspace answered"), "{}", done.body);
+        assert!(done.body.contains("💬 Answered"), "{}", done.body);
         t.expect_comment(busy);
         t.expect_reactions(first_comment, &["eyes", "rocket"]);
         t.expect_reactions(second_comment, &["eyes", "rocket"]);

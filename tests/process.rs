@@ -62,6 +62,8 @@ impl Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_backspace"));
         cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            // Away from the checkout, whose .env (if a developer keeps one) serve would read.
+            .current_dir(std::env::temp_dir())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -79,11 +81,21 @@ impl Server {
         }
     }
 
+    /// Waits until `/readyz` says a run could start (store, credentials, workers, engine).
     async fn ready(&mut self) {
+        self.answers("/readyz").await;
+    }
+
+    /// Waits until the process serves HTTP (`/livez`), ready or not (setup mode).
+    async fn live(&mut self) {
+        self.answers("/livez").await;
+    }
+
+    async fn answers(&mut self, probe: &str) {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{}/health", self.port))
+                .get(format!("http://127.0.0.1:{}{probe}", self.port))
                 .send()
                 .await
             {
@@ -96,7 +108,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("backspace never answered /health");
+        panic!("backspace never answered {probe} with 200");
     }
 
     async fn deliver(&self, event: &str, payload: &serde_json::Value) -> serde_json::Value {
@@ -317,9 +329,7 @@ async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_c
             "one progress comment, found again after the restart"
         );
         assert!(
-            comments[0]
-                .body
-                .contains("✅ Backspace opened a pull request"),
+            comments[0].body.starts_with("### ✅ Opened pull request"),
             "{}",
             comments[0].body
         );
@@ -415,6 +425,7 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_backspace"))
             .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -426,7 +437,11 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
             .spawn()
             .expect("start");
         let mut server = Server { child, port };
-        server.ready().await;
+        server.live().await;
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503, "not ready in setup mode");
         let resp = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/api/github/webhooks"))
             .header("x-github-event", "ping")
@@ -618,7 +633,13 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         }
         let (endpoint, got) = collector().await;
         let world = World::new(vec![]).await;
-        let mut server = Server::start(&world.env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]));
+        // The SDK's standard variables: JSON rather than the default protobuf, so that the
+        // collector here can read it, and the service's name.
+        let mut server = Server::start(&world.env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_SERVICE_NAME", "backspace-under-test"),
+        ]));
         server.ready().await;
         let issue = world.gh.open_issue(&world.repo, MAINTAINER, "x", "y");
         let (payload, _) =
@@ -631,7 +652,10 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
             bodies.contains("\"delivery\""),
             "no delivery span in {bodies}"
         );
-        assert!(bodies.contains("backspace"), "the service name: {bodies}");
+        assert!(
+            bodies.contains("backspace-under-test"),
+            "the service name from OTEL_SERVICE_NAME: {bodies}"
+        );
     })
     .await;
 }

@@ -64,14 +64,21 @@ async fn every_payload_example_is_accepted_and_recorded() {
             ))
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{file}: {body}");
-        assert_eq!(body["status"], "recorded", "{file}: {body}");
+        // A person adding a label queues a job: only the worker can read the repository's
+        // `label:` and tell whether it is the trigger label (else the job ends quietly).
+        let expected = if *file == "issues/labeled.json" {
+            "queued"
+        } else {
+            "recorded"
+        };
+        assert_eq!(body["status"], expected, "{file}: {body}");
     }
     assert_eq!(
         t.store.delivery_count().await.unwrap(),
         examples.len() as i64
     );
-    // None of the examples is a command: no job.
-    assert_eq!(t.store.job_counts().await.unwrap().queued, 0);
+    // No example is a command; the label is the one job.
+    assert_eq!(t.store.job_counts().await.unwrap().queued, 1);
 }
 
 #[tokio::test]
@@ -427,11 +434,24 @@ async fn a_postgres_outage_answers_503_and_the_redelivery_is_stored_after_it() {
 }
 
 #[tokio::test]
-async fn health_is_ok_when_the_store_answers() {
+async fn health_is_not_ready_until_the_workers_have_an_engine_and_names_what_is_missing() {
     let t = db::sqlite().await;
     let ingress = Ingress::new(t.store.clone());
+    for probe in ["/health", "/readyz"] {
+        let (status, body) = ingress
+            .send(Request::get(probe).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{probe}: {body}");
+        assert_eq!(body["checks"]["store"], "ok", "{body}");
+        assert!(
+            body["checks"]["docker"]
+                .as_str()
+                .is_some_and(|d| d.contains("not connected")),
+            "{body}"
+        );
+    }
     let (status, body) = ingress
-        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .send(Request::get("/livez").body(Body::empty()).unwrap())
         .await;
     assert_eq!(
         (status, body["status"].as_str()),
@@ -463,13 +483,24 @@ async fn setup_mode_answers_webhooks_503_and_names_what_is_missing() {
             .contains("APP_ID, WEBHOOK_SECRET"),
         "{body}"
     );
+    // Not ready in setup mode (a load balancer sends runs elsewhere), but alive: /setup works.
     let (health, body) = ingress
         .send(Request::get("/health").body(Body::empty()).unwrap())
         .await;
     assert_eq!(
         (health, body["setup_mode"].as_bool()),
-        (StatusCode::OK, Some(true))
+        (StatusCode::SERVICE_UNAVAILABLE, Some(true))
     );
+    assert!(
+        body["checks"]["credentials"]
+            .as_str()
+            .is_some_and(|c| c.contains("APP_ID, WEBHOOK_SECRET")),
+        "{body}"
+    );
+    let (live, _) = ingress
+        .send(Request::get("/livez").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(live, StatusCode::OK);
     // Credentials arrive (the manifest flow): verified from then on, no restart.
     ingress
         .state

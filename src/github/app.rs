@@ -54,12 +54,26 @@ impl GithubAppConfig {
 }
 
 /// The permissions every run's token asks for, and no more.
-pub const RUN_PERMISSIONS: [(&str, &str); 4] = [
+pub const RUN_PERMISSIONS: [(&str, &str); 5] = [
+    ("checks", "write"),
     ("contents", "write"),
     ("issues", "write"),
     ("pull_requests", "write"),
     ("metadata", "read"),
 ];
+
+/// Permissions a run can do without: an installation made before the app asked for them has
+/// not granted them until its owner accepts, and GitHub refuses a token that asks for them.
+/// Runs on such an installation get a token without them (and, for `checks`, no check run).
+pub const OPTIONAL_PERMISSIONS: [&str; 1] = ["checks"];
+
+fn run_permissions(with_optional: bool) -> std::collections::HashMap<String, String> {
+    RUN_PERMISSIONS
+        .iter()
+        .filter(|(k, _)| with_optional || !OPTIONAL_PERMISSIONS.contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 pub(crate) struct Inner {
     pub app_id: u64,
@@ -71,6 +85,8 @@ pub(crate) struct Inner {
     pacers: Arc<Pacers>,
     pub gate: PermissionGate,
     bot_login: tokio::sync::OnceCell<String>,
+    /// The bot user and its id (`users.rs`).
+    pub bot_user: tokio::sync::OnceCell<super::users::Account>,
     /// Issues with a denied-user reply being decided, so two denials at once post one reply.
     pub denial_locks: tokio::sync::Mutex<HashSet<(String, IssueNumber)>>,
 }
@@ -117,6 +133,7 @@ impl GithubApp {
                 pacers,
                 gate: config.gate,
                 bot_login: tokio::sync::OnceCell::new(),
+                bot_user: tokio::sync::OnceCell::new(),
                 denial_locks: tokio::sync::Mutex::new(HashSet::new()),
             }),
         })
@@ -215,18 +232,23 @@ impl GithubApp {
         repo: &RepoName,
     ) -> Result<InstallationToken, GithubError> {
         let path = format!("/app/installations/{installation}/access_tokens");
-        let body = octocrab::models::apps::CreateInstallationAccessToken {
-            repositories: Some(vec![repo.name.clone()]),
-            permissions: Some(
-                RUN_PERMISSIONS
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
+        // An installation that has not granted a permission asked for answers 422 (GitHub's
+        // body has no `errors` to tell why): asked again without the optional ones, a refusal
+        // for another reason stays a refusal.
+        let answer = match self.ask_token(&path, repo, true).await {
+            Err(e) if e.status() == Some(422) => {
+                let without = self.ask_token(&path, repo, false).await;
+                if without.is_ok() {
+                    tracing::warn!(
+                        installation = installation.0,
+                        "the installation has not granted every permission; a token without the optional ones"
+                    );
+                }
+                without
+            }
+            other => other,
         };
-        let answer: Result<TokenAnswer, _> = self.as_app()?.post(&path, Some(&body)).await;
-        let answer = match answer.map_err(|e| from_octocrab(e, &Method::POST, &path)) {
+        let answer = match answer {
             Ok(a) => a,
             Err(e) => {
                 if matches!(e.status(), Some(401 | 404)) {
@@ -243,6 +265,23 @@ impl GithubApp {
             token: answer.token,
             expires_at_unix,
         })
+    }
+
+    async fn ask_token(
+        &self,
+        path: &str,
+        repo: &RepoName,
+        with_optional: bool,
+    ) -> Result<TokenAnswer, GithubError> {
+        let body = octocrab::models::apps::CreateInstallationAccessToken {
+            repositories: Some(vec![repo.name.clone()]),
+            permissions: Some(run_permissions(with_optional)),
+            ..Default::default()
+        };
+        self.as_app()?
+            .post(path, Some(&body))
+            .await
+            .map_err(|e| from_octocrab(e, &Method::POST, path))
     }
 
     /// Drops what is cached for an installation (deleted, suspended, or its token refused).

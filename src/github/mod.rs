@@ -31,6 +31,7 @@
 //! message in this module holds one.
 
 mod app;
+mod checks;
 mod deliveries;
 mod error;
 mod jwt;
@@ -41,11 +42,14 @@ mod permission;
 mod progress_comment;
 mod repo;
 mod retry;
+mod reviews;
 mod stack;
 mod tokens;
+mod users;
 
 pub use crate::retry::{RetryDecision, RetryPolicy};
-pub use app::{GithubApp, GithubAppConfig, RUN_PERMISSIONS};
+pub use app::{GithubApp, GithubAppConfig, OPTIONAL_PERMISSIONS, RUN_PERMISSIONS};
+pub use checks::{CheckConclusion, CheckOutput, CheckRun, NewCheckRun, CHECK_NAME};
 pub use deliveries::{next_cursor, DeliveryPage};
 pub use error::{ErrorBody, ErrorDetail, GithubError};
 pub use jwt::{AppKey, JwtClaims, JWT_BACKDATE_SECS, JWT_LIFETIME_SECS};
@@ -62,7 +66,9 @@ pub use progress_comment::{
     post_first, progress_marker, run_id_from_marker, with_marker, ProgressComment, ProgressConfig,
 };
 pub use repo::{marker_in, NewPullRequest, RepoClient, RepositoryInfo};
+pub use reviews::ReviewComment;
 pub use tokens::{format_github_time, parse_github_time, InstallationToken, TOKEN_REFRESH_MARGIN};
+pub use users::{noreply_email, Account as GithubAccount};
 
 /// The Basic credentials git sends for an installation token (user `x-access-token`), as the
 /// value of an `Authorization` header: `git -c http.extraHeader="Authorization: <value>" push`.

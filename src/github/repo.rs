@@ -152,11 +152,11 @@ impl RepoClient {
         self.app.pacer(self.installation)
     }
 
-    fn path(&self, tail: &[&str]) -> String {
+    pub(super) fn path(&self, tail: &[&str]) -> String {
         self.path_with_query(tail, &[])
     }
 
-    fn path_with_query(&self, tail: &[&str], query: &[(&str, &str)]) -> String {
+    pub(super) fn path_with_query(&self, tail: &[&str], query: &[(&str, &str)]) -> String {
         let mut segments = vec!["repos", self.repo.owner.as_str(), self.repo.name.as_str()];
         segments.extend_from_slice(tail);
         route(&segments, query)
@@ -180,7 +180,7 @@ impl RepoClient {
     }
 
     /// `GET route` read into a local type, through octocrab.
-    async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, GithubError> {
+    pub(super) async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, GithubError> {
         self.authed(|crab| async move {
             crab.get(route, None::<&()>)
                 .await
@@ -190,7 +190,7 @@ impl RepoClient {
     }
 
     /// A write: paced in `class`, sent blindly again on a 5xx only when `blind_retry`.
-    async fn write(
+    pub(super) async fn write(
         &self,
         method: Method,
         route: &str,
@@ -212,7 +212,7 @@ impl RepoClient {
 
     /// A create that must happen once: sent; on an answer that may hide a success (a 5xx, a
     /// lost connection), `find` looks for what the first attempt made before it is sent again.
-    async fn create_once<T, P, PF, L, LF>(
+    pub(super) async fn create_once<T, P, PF, L, LF>(
         &self,
         what: &str,
         post: P,

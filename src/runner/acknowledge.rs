@@ -44,10 +44,10 @@ const CANCELLED_WAITING: &str =
     "### ⏹️ Backspace run cancelled\n\nCancelled before it started; nothing was run.\n";
 
 /// The progress comment of a job that waits for a worker.
-pub(crate) fn queued_body(run_id: &str) -> String {
+pub(crate) fn queued_body(run_id: &str, live: &Live) -> String {
     let mut progress = Progress::new(run_id);
     progress.apply(&RunEvent::progress("queued", "waiting for a free worker"));
-    progress.render(&Live::default())
+    progress.render(live)
 }
 
 /// A job this lane acknowledged, until a worker takes it or it ends.
@@ -118,16 +118,20 @@ async fn acknowledge(svc: &Services, job: &Job) -> Option<Acked> {
         }
     }
     react(&client, job, ReactionContent::Eyes).await;
+    let live = Live {
+        log_url: svc.run_link.as_ref().and_then(|f| f(&job.id)),
+        command_word: svc.settings.command_word.clone(),
+        ..Live::default()
+    };
+    let body = queued_body(&job.id, &live);
     let comment_id = match job.number {
-        Some(n) => {
-            match post_first(&client, IssueNumber(n), &job.id, &queued_body(&job.id)).await {
-                Ok(c) => Some(c.id),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not post the queued comment");
-                    None
-                }
+        Some(n) => match post_first(&client, IssueNumber(n), &job.id, &body).await {
+            Ok(c) => Some(c.id),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not post the queued comment");
+                None
             }
-        }
+        },
         None => None,
     };
     tracing::info!("acknowledged while it waits for a worker");
@@ -184,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_waiting_job_says_so_in_its_comment() {
-        let body = queued_body("run-1");
+        let body = queued_body("run-1", &Live::default());
         assert!(body.contains("waiting for a free worker"), "{body}");
         assert!(body.contains("Queued"), "{body}");
     }

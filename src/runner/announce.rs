@@ -6,12 +6,12 @@
 
 use crate::github::{IssueNumber, ProgressComment, ReactionContent, RepoClient};
 use crate::job::JobSource;
-use crate::progress::Progress;
+use crate::progress::{Live, Progress};
 use crate::run_event::RunEvent;
 use crate::store::Job;
 
 use super::acknowledge::COMMENT_WAIT;
-use super::reporter::Reporter;
+use super::reporter::{Reporter, ReporterConfig};
 use super::Services;
 
 /// Reacts to what asked for the job: its comment, review comment, or (for the label) issue.
@@ -41,7 +41,12 @@ pub(crate) async fn announce(svc: &Services, job: &Job, client: &RepoClient) -> 
         None => None,
     };
     let log_url = svc.run_link.as_ref().and_then(|f| f(&job.id));
-    let reporter = Reporter::start(svc.store.clone(), &job.id, comment, log_url);
+    let config = ReporterConfig {
+        comment,
+        log_url,
+        command_word: svc.settings.command_word.clone(),
+    };
+    let reporter = Reporter::start(svc.store.clone(), &job.id, config);
     reporter.emit(RunEvent::Start {
         run_id: job.id.clone(),
         repo: Some(job.repository.clone()),
@@ -59,7 +64,12 @@ async fn progress_comment(
     issue: IssueNumber,
     first: bool,
 ) -> Option<ProgressComment> {
-    let body = Progress::new(&job.id).render(&Default::default());
+    let live = Live {
+        log_url: svc.run_link.as_ref().and_then(|f| f(&job.id)),
+        command_word: svc.settings.command_word.clone(),
+        ..Live::default()
+    };
+    let body = Progress::new(&job.id).render(&live);
     let config = svc.settings.progress.clone();
     let (client, id) = (client.clone(), &job.id);
     let started = if first {

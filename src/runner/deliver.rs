@@ -1,14 +1,17 @@
 //! The fifth phase: what the sandbox handed back becomes a result. The host applies the
 //! sandbox's working tree onto its own clean clone under the apply policy, lists what changed,
-//! and decides: no change is an answer; a change is committed (as the bot, with the requester as
-//! co-author), pushed without force (a token GitHub refuses is minted again once), and its pull
-//! request opened, or found again when a retry or a lost answer already opened it. [`apply`], [`verdict`] and [`commit`] are shared with `backspace run`,
+//! and decides: no change is an answer; a change is committed (as the bot user, with the
+//! requester as co-author), pushed without force (a token GitHub refuses is minted again once),
+//! marked with the `Backspace` check run, and its pull request opened (a draft when the tests
+//! fail; the requester asked to review it), or found again when a retry or a lost answer already
+//! opened it. [`apply`], [`verdict`] and [`commit`] are shared with `backspace run`,
 //! which fetches the commit into the user's checkout instead of pushing it.
 
 use std::path::Path;
 
 use crate::agent::{AgentOutcome, StopReason};
-use crate::github::{NewPullRequest, RepoClient};
+use crate::github::{noreply_email, IssueNumber, NewPullRequest, PullRequest, RepoClient};
+use crate::job::JobSource;
 use crate::run_event::RunEvent;
 use crate::store::Job;
 
@@ -19,7 +22,7 @@ use super::pr_body::{self, PrFacts, TestResult};
 use super::prepare::{with_git_token, Prepared};
 use super::reporter::Reporter;
 use super::work::WorkResult;
-use super::Services;
+use super::{check_run, Services};
 
 /// What the sandbox's tree did to the host's clone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,10 +101,17 @@ pub(crate) enum Delivered {
 
 pub(crate) struct Pushed {
     pub pr_url: String,
+    pub branch: String,
+    /// This run opened the pull request (it did not iterate on one).
+    pub opened: bool,
+    /// Why the pull request this run opened is a draft.
+    pub draft: Option<String>,
     pub files: Vec<String>,
     pub refused: Vec<Refusal>,
     pub outcome: AgentOutcome,
     pub test: Option<TestResult>,
+    /// The review comment whose thread gets the answer (an iteration asked for in a review).
+    pub thread: Option<u64>,
 }
 
 /// Applies, commits, pushes and opens the pull request of a run on GitHub.
@@ -127,54 +137,85 @@ pub(crate) async fn deliver(
     }
     let n = applied.files.len();
     reporter.emit(RunEvent::progress("push", format!("committing {n} files")));
-    let bot = bot_identity(svc).await?;
+    let bot = bot_identity(svc, client).await;
     let co_author = requester_identity(job);
-    commit(&prepared.clone, &worked.outcome, &bot, Some(&co_author)).await?;
+    let sha = commit(&prepared.clone, &worked.outcome, &bot, Some(&co_author)).await?;
     let (branch, clone) = (&prepared.plan.branch, &prepared.clone);
     with_git_token(client, "pushing the branch", |token| async move {
         clone.push(branch, Some(&token)).await
     })
     .await?;
     reporter.emit(RunEvent::progress("push", format!("pushed {branch}")));
-    let pr_url = pull_request(job, client, &prepared, &worked, &applied).await?;
+    let log_url = svc.run_link.as_ref().and_then(|f| f(&job.id));
+    let check = check_run::start(client, &sha, log_url.as_deref(), &job.id).await;
+    let pr = pull_request(svc, job, client, &prepared, &worked, &applied).await;
+    if let Some(check) = check {
+        check_run::finish(client, &check, worked.test.as_ref(), log_url.as_deref()).await;
+    }
+    let pr = pr?;
+    if pr.opened {
+        request_review(job, client, pr.number).await;
+    }
     reporter.emit(RunEvent::PrCreated {
-        pr_url: pr_url.clone(),
+        pr_url: pr.url.clone(),
         files_changed: applied.files.clone(),
     });
     Ok(Delivered::Pushed(Pushed {
-        pr_url,
+        pr_url: pr.url,
+        branch: branch.clone(),
+        opened: pr.opened,
+        draft: pr.draft,
         files: applied.files,
         refused: applied.refused,
         outcome: worked.outcome,
         test: worked.test,
+        thread: prepared.thread,
     }))
 }
 
+/// The pull request a run's commits are on.
+struct OnPullRequest {
+    url: String,
+    number: u64,
+    /// This run opened it.
+    opened: bool,
+    draft: Option<String>,
+}
+
 /// The pull request the commits are on: the one iterated on, the one a retry already opened,
-/// or a new one (a draft when the agent stopped early).
+/// or a new one (a draft when the tests fail or the agent stopped early).
 async fn pull_request(
+    svc: &Services,
     job: &Job,
     client: &RepoClient,
     prepared: &Prepared,
     worked: &WorkResult,
     applied: &Applied,
-) -> Result<String, Failure> {
+) -> Result<OnPullRequest, Failure> {
     let plan = &prepared.plan;
+    let found = |pr: &PullRequest| OnPullRequest {
+        url: pr.html_url.clone(),
+        number: pr.number,
+        opened: false,
+        draft: None,
+    };
     if let Some(pr) = &plan.existing_pr {
-        return Ok(pr.html_url.clone());
+        return Ok(found(pr));
     }
     let existing = client
         .find_open_pull_request(&plan.branch)
         .await
         .map_err(|e| Failure::github("looking for the pull request", e))?;
     if let Some(pr) = existing {
-        return Ok(pr.html_url);
+        return Ok(found(&pr));
     }
     let outcome = &worked.outcome;
     let stopped_early = match &outcome.stop {
         StopReason::Finished => None,
         other => Some(other.message()),
     };
+    let draft = pr_body::draft_reason(stopped_early.as_deref(), worked.test.as_ref());
+    let log_url = svc.run_link.as_ref().and_then(|f| f(&job.id));
     let body = pr_body::pr_body(&PrFacts {
         summary: &outcome.summary,
         files: &applied.files,
@@ -186,7 +227,10 @@ async fn pull_request(
         usage: outcome.usage,
         cost_usd: outcome.cost_usd,
         run_id: &job.id,
-        stopped_early: stopped_early.clone(),
+        draft: draft.clone(),
+        instructions: &prepared.task.instruction_paths(),
+        log_url: log_url.as_deref(),
+        command_word: &svc.settings.command_word,
         transcript: &outcome.transcript,
         secrets: &[],
     });
@@ -196,34 +240,63 @@ async fn pull_request(
             head: plan.branch.clone(),
             base: plan.base.clone(),
             body,
-            draft: stopped_early.is_some(),
+            draft: draft.is_some(),
         })
         .await
         .map_err(|e| Failure::github("opening the pull request", e))?;
-    Ok(pr.html_url)
+    Ok(OnPullRequest {
+        url: pr.html_url,
+        number: pr.number,
+        opened: true,
+        draft,
+    })
 }
 
-/// The bot's identity for commits: `<slug>[bot]`.
-async fn bot_identity(svc: &Services) -> Result<Identity, Failure> {
-    let login = svc
-        .github
-        .bot_login()
+/// Asks the requester to review the pull request the run opened. Runs from the API and the
+/// CLI have no GitHub requester; a refusal (the requester cannot review here) is only logged.
+async fn request_review(job: &Job, client: &RepoClient, number: u64) {
+    if matches!(job.source, JobSource::Api | JobSource::Cli) {
+        return;
+    }
+    let reviewers = [job.requester.as_str()];
+    if let Err(e) = client
+        .request_reviewers(IssueNumber(number), &reviewers)
         .await
-        .map_err(|e| Failure::github("reading the app's identity", e))?;
-    let email = format!("{}+{login}@users.noreply.github.com", svc.github.app_id());
-    Ok(Identity { name: login, email })
+    {
+        tracing::warn!(error = %e, "could not ask the requester to review the pull request");
+    }
+}
+
+/// The bot's identity for commits: `<slug>[bot]` with the bot user's noreply address, which
+/// GitHub attributes the commit by. Without the bot user's id (GitHub did not answer), the
+/// address without it: the commit is still made.
+async fn bot_identity(svc: &Services, client: &RepoClient) -> Identity {
+    match svc.github.bot_user(client).await {
+        Ok(bot) => Identity {
+            email: bot.noreply_email(),
+            name: bot.login,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the bot user; committing without its id");
+            let login = svc
+                .github
+                .bot_login()
+                .await
+                .unwrap_or_else(|_| "backspace[bot]".to_owned());
+            Identity {
+                email: noreply_email(None, &login),
+                name: login,
+            }
+        }
+    }
 }
 
 /// The requester as co-author, with their noreply address.
 fn requester_identity(job: &Job) -> Identity {
     let id = job.spec.agent().and_then(|a| a.requester_id);
-    let email = match id {
-        Some(id) => format!("{id}+{}@users.noreply.github.com", job.requester),
-        None => format!("{}@users.noreply.github.com", job.requester),
-    };
     Identity {
         name: job.requester.clone(),
-        email,
+        email: noreply_email(id, &job.requester),
     }
 }
 

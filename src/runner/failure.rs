@@ -5,6 +5,7 @@
 use crate::github::GithubError;
 
 use super::git::GitError;
+use super::report::Spent;
 
 /// What to do when a GitHub call failed.
 pub const ADVICE_GITHUB: &str = "Check that the Backspace app is still installed on this \
@@ -59,13 +60,15 @@ pub enum Cause {
 }
 
 /// A failure the requester should read about, with what to do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     /// What failed, for the `error` event and the comment.
     pub what: String,
     /// What to do about it.
     pub advice: &'static str,
     pub cause: Cause,
+    /// What the agent had used when the failure came after it ran (a push refused, say).
+    pub spent: Option<Spent>,
 }
 
 impl Failure {
@@ -74,7 +77,14 @@ impl Failure {
             what: what.into(),
             advice,
             cause,
+            spent: None,
         }
+    }
+
+    /// The failure, with what the agent had used before it.
+    pub fn with_spent(mut self, spent: Spent) -> Self {
+        self.spent = Some(spent);
+        self
     }
 
     pub fn github(action: &str, e: GithubError) -> Self {

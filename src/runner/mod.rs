@@ -17,10 +17,13 @@
 mod acknowledge;
 mod announce;
 pub mod apply;
+mod check_run;
 pub mod deliver;
 pub mod failure;
 mod gate;
 pub mod git;
+pub mod instructions;
+mod label;
 mod pipeline;
 pub mod pr_body;
 pub mod prepare;

@@ -24,11 +24,11 @@ use crate::store::Job;
 
 use super::deliver::{self, Delivered};
 use super::failure::Failure;
-use super::report::{self, EndingContext, RunEnd};
+use super::report::{self, EndingContext, RunEnd, Spent};
 use super::reporter::Reporter;
 use super::work::{self, Work};
 use super::worker::{Interrupt, JobEnd};
-use super::{announce, gate, prepare, Services};
+use super::{announce, gate, label, prepare, Services};
 
 /// Runs an agent job (a run or an iteration) to its end.
 pub(crate) async fn agent_job(
@@ -41,6 +41,9 @@ pub(crate) async fn agent_job(
         Ok(c) => c,
         Err(e) => return JobEnd::failed(e),
     };
+    if let Err(skipped) = label::check(job, &client).await {
+        return skipped;
+    }
     if let Err(refused) = gate::check(job, &client).await {
         return refused;
     }
@@ -52,13 +55,16 @@ pub(crate) async fn agent_job(
         },
         i = wait_interrupt(&mut interrupt) => RunEnd::Interrupted(i),
     };
+    let log_url = svc.run_link.as_ref().and_then(|f| f(&job.id));
     let cx = EndingContext {
         job,
         duration_ms: started.elapsed().as_millis() as u64,
         command_word: &svc.settings.command_word,
+        log_url: log_url.as_deref(),
+        spent: reporter.spent(),
     };
     let ending = report::ending(&cx, end);
-    report::report(job, &client, reporter, ending, started.elapsed()).await
+    report::report(job, &client, reporter, ending).await
 }
 
 /// prepare → work → deliver.
@@ -84,7 +90,11 @@ async fn phases(
     )
     .await
     .map_err(Failure::from)?;
-    deliver::deliver(svc, job, client, prepared, worked, reporter).await
+    // A failure from here on comes after the agent worked: it reports what the agent used.
+    let spent = Spent::of(&worked.outcome);
+    deliver::deliver(svc, job, client, prepared, worked, reporter)
+        .await
+        .map_err(|f| f.with_spent(spent))
 }
 
 /// The first interrupt the worker sends.

@@ -1,7 +1,9 @@
 //! The third phase: everything the sandbox needs, made on the host. The repository's settings
 //! (`.github/backspace.yml` from the default branch), the branch the commits will go to (a new
 //! `backspace/<issue>-<slug>`, or the pull request's own), a clone of it in a temporary
-//! directory, and the agent's task. `backspace run` shares [`parse_settings`] and [`workdir`].
+//! directory, and the agent's task with the repository's own instruction files (`AGENTS.md`
+//! nearest first, `CLAUDE.md`, `.github/copilot-instructions.md`; see `instructions`).
+//! `backspace run` shares [`parse_settings`] and [`workdir`].
 //!
 //! An iteration pushes only to the head branch of an open pull request whose head lives in this
 //! repository, and never to the default branch or a protected branch (GitHub's `protected`):
@@ -13,8 +15,8 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 
 use crate::agent::AgentTask;
-use crate::github::{Branch, IssueNumber, PullRequest, RepoClient, RepoName};
-use crate::job::JobKind;
+use crate::github::{Branch, IssueNumber, PullRequest, RepoClient, RepoName, ReviewComment};
+use crate::job::{JobKind, JobSource};
 use crate::repo_settings::{self, RepoSettings};
 use crate::store::Job;
 
@@ -23,7 +25,7 @@ use super::failure::{
     ADVICE_SETTINGS, ADVICE_SETTINGS_UTF8,
 };
 use super::git::{self, GitError, Repo};
-use super::{task, Services};
+use super::{instructions, task, Services};
 
 /// What the branch and base of a run are.
 pub(crate) struct Plan {
@@ -75,6 +77,9 @@ pub(crate) struct Prepared {
     pub workdir: Workdir,
     pub clone: Repo,
     pub task: AgentTask,
+    /// The review comment whose thread gets the answer (an iteration asked for in a review
+    /// comment, or the first comment of a review).
+    pub thread: Option<u64>,
 }
 
 /// Settings, plan, clone and task of a run on GitHub.
@@ -109,13 +114,55 @@ pub(crate) async fn prepare(
             .await
             .map_err(|e| Failure::git("creating the branch", e))?;
     }
-    let task = task::task_for(svc, job, client, plan.existing_pr.as_ref(), &settings).await;
+    let review = task::review_comments(job, client).await;
+    let existing_pr = plan.existing_pr.as_ref();
+    let mut task = task::task_for(svc, job, client, existing_pr, &settings, &review).await;
+    let found = repository_instructions(job, &task, &review, &workdir.checkout).await;
+    task.instruction_files = found.files;
+    task.other_instruction_files = found.others;
+    let thread = match job.source {
+        JobSource::ReviewComment => job.comment_id,
+        JobSource::Review => review.first().map(|c| c.id),
+        _ => None,
+    };
     Ok(Prepared {
         settings,
         plan,
         workdir,
         clone,
         task,
+        thread,
+    })
+}
+
+/// The repository's instruction files for what the request concerns: the files of the review
+/// comments that asked, and the paths the request and the issue name that exist in the clone.
+async fn repository_instructions(
+    job: &Job,
+    task: &AgentTask,
+    review: &[ReviewComment],
+    checkout: &std::path::Path,
+) -> instructions::Instructions {
+    let mut concerns: Vec<String> = review.iter().map(|c| c.path.clone()).collect();
+    let asked_in = job.spec.agent().and_then(|a| a.review_comment.as_ref());
+    concerns.extend(asked_in.and_then(|rc| rc.path.clone()));
+    let mut prose = task.request.clone();
+    if let Some(issue) = &task.issue {
+        prose.push('\n');
+        prose.push_str(&issue.title);
+        prose.push('\n');
+        prose.push_str(&issue.body);
+    }
+    let checkout = checkout.to_path_buf();
+    // A walk of the clone: off the async threads.
+    let read = tokio::task::spawn_blocking(move || {
+        let mentioned = instructions::mentioned_paths(&prose);
+        concerns.extend(instructions::existing(&checkout, mentioned));
+        instructions::read(&checkout, &concerns)
+    });
+    read.await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read the repository's instruction files");
+        instructions::Instructions::default()
     })
 }
 
@@ -155,7 +202,7 @@ where
 }
 
 /// The repository's settings, from its default branch.
-async fn read_settings(client: &RepoClient) -> Result<RepoSettings, Failure> {
+pub(crate) async fn read_settings(client: &RepoClient) -> Result<RepoSettings, Failure> {
     let bytes = client
         .file(repo_settings::PATH, None)
         .await

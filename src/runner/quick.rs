@@ -5,10 +5,12 @@
 use crate::command;
 use crate::github::{IssueNumber, ReactionContent, RepoClient};
 use crate::job::{CloseReport, JobResult, JobSource, JobSpec, RunReport};
+use crate::repo_settings::DEFAULT_LABEL;
 use crate::store::Job;
 
 use super::announce::react;
 use super::gate;
+use super::prepare::read_settings;
 use super::worker::JobEnd;
 use super::Services;
 
@@ -29,11 +31,11 @@ pub(crate) async fn quick_job(svc: &Services, job: &Job) -> JobEnd {
     if let Err(refused) = gate::check(job, &client).await {
         return refused;
     }
-    let word = &svc.settings.command_word;
     let (reply, reaction) = match &job.spec {
-        JobSpec::Help => (command::usage(word), ReactionContent::Eyes),
+        JobSpec::Help => (usage(svc, &client).await, ReactionContent::Eyes),
         JobSpec::UsageError { problem } => {
-            let reply = format!("@{}: {problem}.\n\n{}", job.requester, command::usage(word));
+            let usage = usage(svc, &client).await;
+            let reply = format!("@{}: {problem}.\n\n{usage}", job.requester);
             (reply, ReactionContent::Confused)
         }
         JobSpec::Cancel => match cancel(svc, job, number).await {
@@ -43,6 +45,14 @@ pub(crate) async fn quick_job(svc: &Services, job: &Job) -> JobEnd {
         JobSpec::Run(_) | JobSpec::Iterate(_) => return JobEnd::failed("not a quick job"),
     };
     answer(&client, job, number, &reply, reaction).await
+}
+
+/// The usage, with the repository's trigger label (the default when its settings name none
+/// or cannot be read).
+async fn usage(svc: &Services, client: &RepoClient) -> String {
+    let label = read_settings(client).await.ok().and_then(|s| s.label);
+    let label = label.as_deref().unwrap_or(DEFAULT_LABEL);
+    command::usage(&svc.settings.command_word, label)
 }
 
 /// A close: the issue's queued jobs are cancelled and its running one is asked to stop.

@@ -3,6 +3,7 @@
 
 use crate::github::{IssueNumber, ProgressComment, ReactionContent};
 use crate::job::JobResult;
+use crate::safe_text::neutralize;
 use crate::store::Job;
 
 use super::announce::react;
@@ -49,12 +50,16 @@ fn given_up_reason(attempts: u32) -> String {
     )
 }
 
-/// The comment that tells the issue a run was given up, and how to ask again.
+/// The comment that tells the issue a run was given up, and how to ask again. The prompt is
+/// the requester's text: quoted inert (no mentions, no HTML), and in the code span without the
+/// backticks that would end it.
 pub fn given_up_comment(prompt: &str, reason: &str, command_word: &str) -> String {
     let first_line = prompt.lines().next().unwrap_or_default();
+    let quoted = neutralize(first_line);
+    let again = first_line.replace('`', "'");
     format!(
-        "### ❌ Backspace could not finish\n\n> {first_line}\n\n**Error:** {reason}.\n\n\
-         **What to do:** comment `/{command_word} {first_line}` to try again.\n"
+        "### ❌ Backspace could not finish\n\n> {quoted}\n\n**Error:** {reason}.\n\n\
+         **What to do:** comment `/{command_word} {again}` to try again.\n"
     )
 }
 
@@ -105,6 +110,20 @@ mod tests {
             "### ❌ Backspace could not finish\n\n> add validation\n\n**Error:** the run was \
              interrupted 2 times (the server restarted or crashed) and was given up.\n\n\
              **What to do:** comment `/backspace add validation` to try again.\n"
+        );
+    }
+
+    #[test]
+    fn the_given_up_comment_pings_nobody_and_keeps_its_code_span_whole() {
+        let body = given_up_comment("ask @octo/team to `rm -rf`", "x", "backspace");
+        // In the quote a mention would ping; in the code span GitHub links nothing.
+        assert!(
+            body.contains("> ask @&#8203;octo/team to `rm -rf`"),
+            "{body}"
+        );
+        assert!(
+            body.contains("comment `/backspace ask @octo/team to 'rm -rf'` to try"),
+            "{body}"
         );
     }
 }

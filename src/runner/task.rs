@@ -4,7 +4,7 @@
 //! left out rather than failing the run.
 
 use crate::agent::{AgentTask, IssueComment, IssueContext};
-use crate::github::{IssueNumber, PullRequest, RepoClient};
+use crate::github::{IssueNumber, PullRequest, RepoClient, ReviewComment};
 use crate::job::{JobState, ReviewCommentRef};
 use crate::repo_settings::RepoSettings;
 use crate::store::Job;
@@ -20,6 +20,7 @@ pub(crate) async fn task_for(
     client: &RepoClient,
     pr: Option<&PullRequest>,
     settings: &RepoSettings,
+    review: &[ReviewComment],
 ) -> AgentTask {
     let issue = match job.number {
         Some(n) => issue_context(svc, job, client, IssueNumber(n)).await,
@@ -34,13 +35,47 @@ pub(crate) async fn task_for(
             request.push_str(&review_place(rc));
         }
     }
+    if !review.is_empty() {
+        request.push_str(&review_context(review));
+    }
     AgentTask {
         repo: client.repo().full_name(),
         issue,
         request,
         repo_instructions: settings.instructions.clone(),
         test_command: settings.test.clone(),
+        ..AgentTask::default()
     }
+}
+
+/// The comments of the review an iteration was asked for in (none for other jobs, or when
+/// GitHub cannot list them: the review's body is the request either way).
+pub(crate) async fn review_comments(job: &Job, client: &RepoClient) -> Vec<ReviewComment> {
+    let review = job.spec.agent().and_then(|a| a.review.as_ref());
+    let (Some(review), Some(n)) = (review, job.number) else {
+        return Vec::new();
+    };
+    match client.review_comments(IssueNumber(n), review.id).await {
+        Ok(comments) => comments,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the review's comments");
+            Vec::new()
+        }
+    }
+}
+
+/// Pure: what the agent is told of the review's comments: each one's file, line and text.
+fn review_context(comments: &[ReviewComment]) -> String {
+    let mut out = String::from("\n\nThe request was made in a review with these comments:");
+    for c in comments {
+        let line = c
+            .line
+            .or(c.original_line)
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!("\n- `{}` line {line}: {}", c.path, c.body.trim()));
+    }
+    out
 }
 
 /// The issue and its newest comments, without the bot's own and the one that asked.
@@ -138,5 +173,31 @@ mod tests {
             "\n\nThe request was made in a review comment on `src/a.rs` line 12:\n```diff\n@@ -1 +1 @@\n-a\n+b\n```"
         );
         assert!(review_place(&ReviewCommentRef::default()).contains("`?` line ?"));
+    }
+
+    #[test]
+    fn a_reviews_comments_are_listed_with_their_file_and_line() {
+        let comments = vec![
+            ReviewComment {
+                id: 1,
+                path: "src/a.rs".into(),
+                line: Some(3),
+                original_line: None,
+                body: "handle None here\n".into(),
+                diff_hunk: None,
+            },
+            ReviewComment {
+                id: 2,
+                path: "README.md".into(),
+                line: None,
+                original_line: Some(9),
+                body: "typo".into(),
+                diff_hunk: None,
+            },
+        ];
+        assert_eq!(
+            review_context(&comments),
+            "\n\nThe request was made in a review with these comments:\n- `src/a.rs` line 3: handle None here\n- `README.md` line 9: typo"
+        );
     }
 }

@@ -25,6 +25,7 @@
 
 mod archive;
 mod container;
+mod engine;
 mod error;
 mod exec;
 mod handle;
@@ -36,6 +37,7 @@ mod settings;
 
 pub use archive::{pack_dir, resolves_inside, unpack_tree, Unpacked};
 pub use container::{LABEL_CREATED, LABEL_INSTANCE, LABEL_RUN, SANDBOX_ENV};
+pub use engine::{DockerEndpoint, EngineError, TlsFiles};
 pub use error::SandboxError;
 pub use exec::{ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
 pub use handle::Sandbox;

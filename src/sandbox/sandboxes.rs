@@ -16,6 +16,7 @@ use tracing::Instrument as _;
 
 use super::archive::{self, ChannelWriter};
 use super::container;
+use super::engine::DockerEndpoint;
 use super::error::{is_not_found, SandboxError};
 use super::exec::WORKSPACE;
 use super::handle::Sandbox;
@@ -59,15 +60,24 @@ impl std::fmt::Debug for Sandboxes {
 }
 
 impl Sandboxes {
-    /// Connects to the engine named by `DOCKER_HOST` (or the local socket), agrees on an API
-    /// version both speak, and checks that the engine answers.
+    /// Connects to the engine the environment names as the `docker` CLI reads it
+    /// (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`; the local socket by default).
     pub async fn connect(settings: SandboxSettings) -> Result<Sandboxes, SandboxError> {
-        let docker = Docker::connect_with_defaults().map_err(SandboxError::Connect)?;
+        Self::connect_to(&DockerEndpoint::from_env()?, settings).await
+    }
+
+    /// Connects to `endpoint`, agrees on an API version both speak, and checks that the engine
+    /// answers.
+    pub async fn connect_to(
+        endpoint: &DockerEndpoint,
+        settings: SandboxSettings,
+    ) -> Result<Sandboxes, SandboxError> {
+        let docker = endpoint.client()?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(SandboxError::Connect)?;
-        docker.ping().await.map_err(SandboxError::Connect)?;
+            .map_err(|e| endpoint.explain(&e))?;
+        docker.ping().await.map_err(|e| endpoint.explain(&e))?;
         Ok(Sandboxes {
             shared: Arc::new(Shared {
                 docker,

@@ -26,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::{AppCredentials, MissingCredentials};
 use crate::github::GithubApp;
 use crate::metrics::Metrics;
+use crate::sandbox::Sandboxes;
 use crate::store::Store;
 use crate::trigger::TriggerContext;
 use crate::webhook::signature::WebhookSecrets;
@@ -57,6 +58,8 @@ struct Inner {
     closing: tokio_util::sync::CancellationToken,
     /// The GitHub App client, once the workers built it from the credentials.
     github: RwLock<Option<GithubApp>>,
+    /// The Docker engine the workers use, once they started (for `/readyz`).
+    sandboxes: RwLock<Option<Sandboxes>>,
 }
 
 /// The app's credentials as the server knows them.
@@ -110,6 +113,7 @@ impl AppState {
                 wake: Arc::new(tokio::sync::Notify::new()),
                 closing: tokio_util::sync::CancellationToken::new(),
                 github: RwLock::new(None),
+                sandboxes: RwLock::new(None),
             }),
         }
     }
@@ -126,6 +130,15 @@ impl AppState {
 
     pub fn github(&self) -> Option<GithubApp> {
         read(&self.inner.github).clone()
+    }
+
+    /// Gives `/readyz` the Docker engine the workers drive.
+    pub fn set_sandboxes(&self, sandboxes: Sandboxes) {
+        *write(&self.inner.sandboxes) = Some(sandboxes);
+    }
+
+    pub(crate) fn sandboxes(&self) -> Option<Sandboxes> {
+        read(&self.inner.sandboxes).clone()
     }
 
     /// What the workers wait on between polls of the queue.
@@ -241,7 +254,10 @@ pub fn router(state: AppState) -> Router {
             metrics::count_deliveries,
         ));
     Router::new()
-        .route("/health", get(health::health))
+        .route("/", get(health::home))
+        .route("/health", get(health::ready))
+        .route("/livez", get(health::live))
+        .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .route("/api/code", post(api::create_run))
         .route("/api/runs/{id}", get(api::get_run))

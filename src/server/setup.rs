@@ -319,9 +319,13 @@ mod tests {
             "https://bot.example.com/api/github/webhooks"
         );
         assert_eq!(m["redirect_url"], "https://bot.example.com/setup/callback");
+        // The homepage and the page after an installation: this server's own, which exist.
+        assert_eq!(m["url"], "https://bot.example.com/");
+        assert_eq!(m["setup_url"], "https://bot.example.com/");
         assert_eq!(m["public"], false);
-        assert!(m["name"].is_string() && m["url"].is_string());
+        assert!(m["name"].is_string());
         for (k, v) in [
+            ("checks", "write"),
             ("contents", "write"),
             ("issues", "write"),
             ("pull_requests", "write"),
@@ -339,10 +343,14 @@ mod tests {
             "issue_comment",
             "issues",
             "pull_request",
+            "pull_request_review",
             "pull_request_review_comment",
-            "installation_repositories",
         ] {
             assert!(events.contains(&e), "{e}");
+        }
+        // GitHub sends these to every app and refuses them in a manifest's subscriptions.
+        for e in ["installation", "installation_repositories"] {
+            assert!(!events.contains(&e), "{e} cannot be subscribed to");
         }
         assert!(!m.to_string().contains("{PUBLIC_URL}"));
     }

@@ -289,7 +289,7 @@ impl Store {
         .bind(
             JobResult::Cancelled(CancelReport {
                 reason: Some(reason.to_owned()),
-                duration_ms: None,
+                ..CancelReport::default()
             })
             .to_json()
             .to_string(),

@@ -46,6 +46,8 @@ pub struct Options {
     pub lease: Duration,
     /// The API, run page and setup settings (`github_url` is set to the fake's).
     pub doors: Option<DoorsConfig>,
+    /// The Docker engine connection, when not the default one (a remote engine over TLS).
+    pub sandboxes: Option<Sandboxes>,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             start_workers: true,
             lease: Duration::from_secs(30),
             doors: None,
+            sandboxes: None,
         }
     }
 }
@@ -82,7 +85,10 @@ impl Bot {
         script: Vec<Step>,
         opts: Options,
     ) -> Option<Bot> {
-        let sandboxes = super::docker::sandboxes().await?;
+        let sandboxes = match opts.sandboxes {
+            Some(s) => s,
+            None => super::docker::sandboxes().await?,
+        };
         let gh = FakeGithub::start().await;
         let repo = gh.repo_with_files("octo/app", files);
         gh.add_collaborator(&repo, MAINTAINER, "write");
@@ -122,6 +128,7 @@ impl Bot {
         ))
         .expect("app");
         self.ingress.state.set_github(github.clone());
+        self.ingress.state.set_sandboxes(self.sandboxes.clone());
         let mut settings = RunnerSettings::new(
             format!(
                 "{instance}:{}:{}",
@@ -233,6 +240,13 @@ impl Bot {
         comment["line"] = json!(line);
         comment["diff_hunk"] = json!(format!("@@ -1,3 +1,3 @@\n-old line\n+{path} line {line}"));
         p["comment"] = comment;
+        self.point_at_pull(&mut p, pr);
+        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
+        (status, answer, id)
+    }
+
+    /// The `pull_request` of a payload made from the review comment example, made `pr`.
+    fn point_at_pull(&self, p: &mut Value, pr: IssueNumber) {
         let pull = self
             .gh
             .pulls(&self.repo)
@@ -244,8 +258,36 @@ impl Bot {
         p["pull_request"]["head"]["repo"] = self.gh.repository_json(&self.repo);
         p["pull_request"]["base"]["ref"] = json!(pull.base);
         p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
-        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
-        (status, answer, id)
+    }
+
+    /// `author` submits a review of pull request `pr` with `body` and inline `comments` (path,
+    /// line, text), and GitHub delivers `pull_request_review` (action `submitted`); the shared
+    /// fixtures have no example of it, so the payload is the review comment example's pull
+    /// request, repository and sender with the review GitHub's reference describes.
+    pub async fn review(
+        &self,
+        pr: IssueNumber,
+        author: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (StatusCode, Value, Vec<u64>) {
+        let (id, comment_ids) = self
+            .gh
+            .submit_review(&self.repo, pr, author, body, comments);
+        let mut p = base_payload(
+            &self.gh,
+            &self.repo,
+            "webhooks/pull_request_review_comment/created.json",
+            author,
+        );
+        if let Some(o) = p.as_object_mut() {
+            o.remove("comment");
+        }
+        p["action"] = json!("submitted");
+        p["review"] = self.gh.review_json(id);
+        self.point_at_pull(&mut p, pr);
+        let (status, answer) = self.deliver("pull_request_review", p).await;
+        (status, answer, comment_ids)
     }
 
     /// `who` adds `label` to issue `n`.

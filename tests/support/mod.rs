@@ -7,6 +7,7 @@ pub mod bot;
 pub mod browser;
 pub mod db;
 pub mod docker;
+pub mod docker_tls;
 pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_openai;

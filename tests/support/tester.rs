@@ -87,6 +87,36 @@ impl Tester {
         (job, comment)
     }
 
+    /// `author` submits a review of pull request `pr` with `body` and inline `comments` (path,
+    /// line, text); returns the job it queued and the review's comment ids.
+    pub async fn review(
+        &mut self,
+        pr: IssueNumber,
+        author: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (String, Vec<u64>) {
+        self.targets.insert(pr.0);
+        let (status, answer, ids) = self.bot.review(pr, author, body, comments).await;
+        assert_eq!(status, 202, "{answer}");
+        let job = answer["job_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the review queued no job: {answer}"))
+            .to_owned();
+        (job, ids)
+    }
+
+    /// `who` adds `label` to issue `n`; returns the job it queued.
+    pub async fn label(&mut self, n: IssueNumber, who: &str, label: &str) -> String {
+        self.targets.insert(n.0);
+        let (status, answer) = self.bot.label(n, who, label).await;
+        assert_eq!(status, 202, "{answer}");
+        answer["job_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the label queued no job: {answer}"))
+            .to_owned()
+    }
+
     /// Waits for job `id` to end in `state`.
     pub async fn ends(&self, id: &str, state: JobState) -> Job {
         let job = self.bot.finished(id, Duration::from_secs(120)).await;
@@ -106,12 +136,45 @@ impl Tester {
         comment
     }
 
+    /// The next reply of the bot in a review thread of pull request `pr`.
+    pub fn expect_review_reply(&mut self, pr: IssueNumber) -> FakeComment {
+        let bot = self.bot.gh.bot_login();
+        let unseen = self
+            .bot
+            .gh
+            .review_comments(&self.bot.repo, pr)
+            .into_iter()
+            .find(|c| c.author == bot && !self.seen.comments.contains(&c.id));
+        let reply = unseen.unwrap_or_else(|| panic!("no new review reply on #{}", pr.0));
+        self.seen.comments.insert(reply.id);
+        reply
+    }
+
+    /// The pull request the test saw last, as it stands now.
+    pub fn pull(&self, number: u64) -> FakePull {
+        self.bot
+            .gh
+            .pulls(&self.bot.repo)
+            .into_iter()
+            .find(|p| p.number == number)
+            .unwrap_or_else(|| panic!("no pull request #{number}"))
+    }
+
     /// The reactions on the comment that asked, in the order they were made.
     pub fn expect_reactions(&mut self, comment: u64, expected: &[&str]) {
         assert_eq!(self.bot.gh.reactions_on_comment(comment), expected);
         self.seen
             .reactions
             .insert(format!("comment:{comment}"), expected.len());
+    }
+
+    /// The reactions on issue `n` itself (a run started by a label), in order.
+    pub fn expect_issue_reactions(&mut self, n: IssueNumber, expected: &[&str]) {
+        let got = self.bot.gh.reactions_on_issue(&self.bot.repo, n);
+        assert_eq!(got, expected);
+        self.seen
+            .reactions
+            .insert(format!("issue:{}", n.0), expected.len());
     }
 
     /// The next pull request the test has not seen yet.
@@ -209,6 +272,15 @@ impl Drop for Tester {
         if !self.finished && !std::thread::panicking() {
             panic!("a Tester must end with finish()");
         }
+    }
+}
+
+/// What a reader sees of a comment Backspace wrote: its text without the hidden marker a write
+/// carries to be found again (`<!-- backspace:write:… -->`).
+pub fn shown(body: &str) -> &str {
+    match body.rfind("<!-- backspace:write:") {
+        Some(i) => body[..i].trim_end(),
+        None => body,
     }
 }
 

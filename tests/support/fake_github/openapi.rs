@@ -1,8 +1,7 @@
 //! GitHub's own OpenAPI description of the calls Backspace makes
-//! (`../shared/fixtures/github-openapi-subset.deref.json`, with the few operations it lacks from
-//! `tests/fixtures/github-openapi-supplement.json`, transcribed from the same description): the
-//! fake answers with its examples as templates, and tests check every request and answer against
-//! its schemas (method, path, required parameters and body fields, types, enums).
+//! (`../shared/fixtures/github-openapi-subset.deref.json`): the fake answers with its examples as
+//! templates, and tests check every request and answer against its schemas (method, path,
+//! required parameters and body fields, types, enums).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -14,33 +13,39 @@ pub fn fixtures_dir() -> PathBuf {
     super::super::fixtures::shared_fixtures_dir()
 }
 
-/// The dereferenced subset, loaded once per test binary.
+fn load(path: &std::path::Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// The dereferenced subset, loaded once per test binary, with the operations it lacks (the
+/// Checks API, `GET /users/{username}`, a review's comments, the app's delivery log and
+/// redelivery, a branch, reaction listings) from `tests/fixtures/github-openapi-extra.json`,
+/// transcribed from GitHub's REST reference.
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let path = fixtures_dir().join("github-openapi-subset.deref.json");
-        let mut spec = read_json(&path);
-        let extra = read_json(
+        let mut spec = load(&fixtures_dir().join("github-openapi-subset.deref.json"));
+        let extra = load(
             &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/github-openapi-supplement.json"),
+                .join("tests/fixtures/github-openapi-extra.json"),
         );
-        let paths = spec["paths"].as_object_mut().expect("paths");
-        for (template, ops) in extra["paths"].as_object().expect("supplement paths") {
-            let item = paths
-                .entry(template.clone())
-                .or_insert_with(|| Value::Object(Default::default()));
-            for (method, op) in ops.as_object().expect("operations") {
-                item[method] = op.clone();
+        if let (Some(paths), Some(more)) =
+            (spec["paths"].as_object_mut(), extra["paths"].as_object())
+        {
+            // Merged by method: the subset has `POST …/reactions`, the extra its `GET`.
+            for (template, ops) in more {
+                let item = paths
+                    .entry(template.clone())
+                    .or_insert_with(|| Value::Object(Default::default()));
+                for (method, op) in ops.as_object().into_iter().flatten() {
+                    item[method] = op.clone();
+                }
             }
         }
         spec
     })
-}
-
-fn read_json(path: &std::path::Path) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 /// Matches a concrete path against a template; `{path}` or `{branch}` as the last segment takes
