@@ -979,3 +979,66 @@ async fn a_lease_has_one_owner_until_it_runs_out_and_a_job_is_acknowledged_once(
     })
     .await
 }
+
+#[tokio::test]
+async fn a_job_cancelled_while_it_waits_gets_its_comment_closed() {
+    within(180, async {
+        let script = vec![
+            Reply::bash("sleep 30").into(),
+            Step::Stall(Duration::from_secs(60)),
+        ];
+        let Some(bot) = Bot::start(FILES, script).await else {
+            return;
+        };
+        let issue = bot.issue("Slow", "one at a time per issue");
+        let (_, first, _) = bot.comment(issue, MAINTAINER, "/backspace slow work").await;
+        let first = first["job_id"].as_str().expect("job").to_owned();
+        wait_for(|| (!bot.model.requests().is_empty()).then_some(()), 60).await;
+        // A second request on the same issue waits for the first: the lane answers it.
+        let (_, second, asked) = bot.comment(issue, MAINTAINER, "/backspace more work").await;
+        let second = second["job_id"].as_str().expect("job").to_owned();
+        let marker = backspace::github::progress_marker(&second);
+        let queued = wait_for(
+            || {
+                bot.bot_comments(issue)
+                    .into_iter()
+                    .find(|c| c.body.contains(&marker))
+            },
+            10,
+        )
+        .await;
+        assert!(
+            queued.body.contains("waiting for a free worker"),
+            "{}",
+            queued.body
+        );
+        assert_eq!(bot.gh.reactions_on_comment(asked), vec!["eyes"]);
+
+        let (_, cancel, _) = bot.comment(issue, MAINTAINER, "/backspace cancel").await;
+        bot.finished(
+            cancel["job_id"].as_str().expect("job"),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(
+            bot.finished(&second, Duration::from_secs(30)).await.state,
+            JobState::Cancelled
+        );
+        assert_eq!(
+            bot.finished(&first, Duration::from_secs(30)).await.state,
+            JobState::Cancelled
+        );
+        let closed = wait_for(
+            || {
+                bot.gh
+                    .comment(queued.id)
+                    .filter(|c| c.body.contains("Cancelled before it started"))
+            },
+            10,
+        )
+        .await;
+        assert!(closed.body.contains(&marker), "{}", closed.body);
+        bot.gh.assert_requests_fit_openapi();
+    })
+    .await;
+}
