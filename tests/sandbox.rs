@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backspace::sandbox::{
-    CreateOptions, ExecOutcome, ExecSpec, Sandbox, SandboxError, SandboxSettings, Sandboxes,
+    CreateOptions, ExecOutcome, ExecSpec, HoldReason, Sandbox, SandboxError, SandboxSettings,
+    Sandboxes,
 };
 
 /// Every test ends within its own limit.
@@ -1038,14 +1039,14 @@ async fn a_missing_working_directory_is_an_error_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destroy_removes_the_workspace_volume_too() {
+async fn the_workspace_is_a_sized_tmpfs_and_no_volume_is_made() {
     let Some(sandboxes) = docker::sandboxes().await else {
         return;
     };
     within(60, async {
         let repo = small_repo();
         let sandbox = sandboxes
-            .create(&run_id("volume"), repo.path())
+            .create(&run_id("tmpfs"), repo.path())
             .await
             .expect("create");
         let info = sandboxes
@@ -1056,21 +1057,394 @@ async fn destroy_removes_the_workspace_volume_too() {
             )
             .await
             .expect("inspect");
-        let volume = info
-            .mounts
-            .into_iter()
-            .flatten()
-            .find(|m| m.destination.as_deref() == Some("/workspace"))
-            .and_then(|m| m.name)
-            .expect("workspace volume");
+        assert!(
+            info.mounts.iter().flatten().next().is_none(),
+            "no volume, no bind mount: {:?}",
+            info.mounts
+        );
+        let settings = docker::test_settings();
+        let df = sh(
+            &sandbox,
+            "df -B1 --output=target,size /workspace /tmp | tail -n 2",
+        )
+        .await;
+        let sizes: Vec<(String, u64)> = df
+            .stdout
+            .lines()
+            .map(|l| {
+                let mut parts = l.split_whitespace();
+                let target = parts.next().expect("target").to_string();
+                let size = parts.next().expect("size").parse().expect("number");
+                (target, size)
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("/workspace".to_string(), settings.workspace_share()),
+                ("/tmp".to_string(), settings.tmp_share())
+            ]
+        );
         let spec = sandbox.command("echo default");
-        assert_eq!(spec.timeout, docker::test_settings().command_timeout);
+        assert_eq!(spec.timeout, settings.command_timeout);
+        assert_eq!(spec.idle, Some(settings.command_idle));
         assert!(sandbox.exec(spec).await.expect("exec").success());
         sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+/// Bytes free on the file system that holds Docker's data (and, here, the host's clones).
+fn host_free_bytes() -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail", "/var/lib/docker"])
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4_gib_write_fails_at_the_disk_cap_and_the_sandbox_goes_on() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(120, async {
+        let settings = docker::test_settings();
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("disk"), repo.path())
+            .await
+            .expect("create");
+        let free_before = host_free_bytes();
+        let big = sandbox
+            .exec(
+                ExecSpec::new(
+                    "dd if=/dev/zero of=big.bin bs=1M count=4096 2>&1; stat -c %s big.bin",
+                )
+                .timeout(Duration::from_secs(60)),
+            )
+            .await
+            .expect("exec");
+        assert_eq!(big.outcome, ExecOutcome::Exited, "{big:?}");
         assert!(
-            sandboxes.docker().inspect_volume(&volume).await.is_err(),
-            "volume {volume} left"
+            big.stdout.contains("No space left on device"),
+            "{}",
+            big.stdout
         );
+        let written: u64 = big
+            .stdout
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("size");
+        assert!(written <= settings.workspace_share(), "{written}");
+        // /tmp is full at its share too: both together hold the cap, no more.
+        let tmp = sh(
+            &sandbox,
+            "dd if=/dev/zero of=/tmp/big bs=1M count=4096 2>&1; stat -c %s /tmp/big",
+        )
+        .await;
+        assert!(tmp.stdout.contains("No space left on device"), "{tmp:?}");
+        let in_tmp: u64 = tmp
+            .stdout
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("size");
+        assert!(written + in_tmp <= settings.disk_bytes);
+        // None of it is on the host's disk (other builds write there too: a generous margin,
+        // still far below the 4 GiB asked for).
+        let dropped = free_before.saturating_sub(host_free_bytes());
+        assert!(dropped < 1 << 30, "the host lost {dropped} bytes");
+        // With the disk full the processes still have their memory: no OOM kill.
+        let memory = sh(
+            &sandbox,
+            "python3 -c 'b = bytearray(128 * 1024 * 1024); print(len(b))'",
+        )
+        .await;
+        assert_eq!(memory.outcome, ExecOutcome::Exited, "{memory:?}");
+        assert_eq!(memory.stdout, "134217728\n");
+        assert!(sh(&sandbox, "rm big.bin /tmp/big && echo more > small.txt")
+            .await
+            .success());
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_loop_at_the_process_limit_is_stopped_soon_and_the_next_command_works() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(120, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("pidloop"), repo.path())
+            .await
+            .expect("create");
+        let started = Instant::now();
+        let out = sandbox
+            .exec(
+                ExecSpec::new("echo looping; while :; do sleep 1000 & done")
+                    .timeout(Duration::from_secs(600)),
+            )
+            .await
+            .expect("exec");
+        let took = started.elapsed();
+        assert_eq!(out.outcome, ExecOutcome::ProcessLimit, "{out:?}");
+        assert!(took < Duration::from_secs(30), "stopped after {took:?}");
+        assert!(
+            out.stderr.contains("[process limit reached"),
+            "the agent is told: {}",
+            out.stderr
+        );
+        let after = sh(&sandbox, "echo alive; ps -e --no-headers | wc -l").await;
+        assert!(after.success(), "{after:?}");
+        let lines: Vec<&str> = after.stdout.lines().collect();
+        assert_eq!(lines[0], "alive");
+        let procs: u32 = lines[1].trim().parse().expect("count");
+        assert!(procs < 10, "{procs} processes left after the loop");
+        assert_eq!(
+            sh(&sandbox, "true").await.outcome,
+            ExecOutcome::Exited,
+            "an old hit is not counted again"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_prints_nothing_for_the_idle_limit_is_stopped() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(90, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("idle"), repo.path())
+            .await
+            .expect("create");
+        let started = Instant::now();
+        let out = sandbox
+            .exec(
+                ExecSpec::new("echo start; sleep 500 & sleep 100")
+                    .timeout(Duration::from_secs(300))
+                    .idle(Duration::from_secs(2)),
+            )
+            .await
+            .expect("exec");
+        assert_eq!(out.outcome, ExecOutcome::Idle, "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(out.stdout, "start\n");
+        assert!(out.stderr.contains("no output for 2 s"), "{}", out.stderr);
+        let left = sh(&sandbox, "ps -eo args | grep -c '^sleep [15]00$' || true").await;
+        assert_eq!(left.stdout, "0\n", "what it started is killed");
+        // Output keeps a command alive, however long it runs.
+        let chatty = sandbox
+            .exec(
+                ExecSpec::new("for i in 1 2 3 4 5; do echo $i; sleep 1; done")
+                    .idle(Duration::from_secs(2)),
+            )
+            .await
+            .expect("exec");
+        assert!(chatty.success(), "{chatty:?}");
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_that_leave_the_tree_go_in_as_links_and_are_held_back_on_the_way_out() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        std::os::unix::fs::symlink("../outside-the-repo", repo.path().join("up-link"))
+            .expect("symlink");
+        std::os::unix::fs::symlink("/etc/passwd", repo.path().join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("README.md", repo.path().join("inner")).expect("symlink");
+        let sandbox = sandboxes
+            .create(&run_id("links"), repo.path())
+            .await
+            .expect("a repository with links that leave it goes in");
+        let inside = sh(&sandbox, "readlink up-link abs inner; cat inner").await;
+        assert_eq!(
+            inside.stdout,
+            "../outside-the-repo\n/etc/passwd\nREADME.md\n# test repo\n"
+        );
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = sandbox
+            .copy_out_report(dest.path())
+            .await
+            .expect("copy out");
+        let held: Vec<(String, HoldReason)> = report
+            .held_back
+            .iter()
+            .map(|h| (h.path.clone(), h.reason.clone()))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                (
+                    "abs".to_string(),
+                    HoldReason::LinkOutside {
+                        target: "/etc/passwd".into()
+                    }
+                ),
+                (
+                    "up-link".to_string(),
+                    HoldReason::LinkOutside {
+                        target: "../outside-the-repo".into()
+                    }
+                ),
+            ]
+        );
+        assert!(fs::symlink_metadata(dest.path().join("up-link")).is_err());
+        assert_eq!(
+            fs::read_link(dest.path().join("inner")).expect("inner link"),
+            Path::new("README.md")
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_git_takes_for_dot_git_are_refused_at_copy_out_and_listed() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("dotgit"), repo.path())
+            .await
+            .expect("create");
+        let plant = sh(
+            &sandbox,
+            "mkdir -p .Git sub/.GIT .GitHub/workflows 'git~1' && echo '[core]' > .Git/config && \
+             echo x > sub/.GIT/x && echo y > 'git~1/y' && echo 'on: push' > .GitHub/workflows/x.yml && \
+             echo '[evil]' >> .git/config",
+        )
+        .await;
+        assert!(plant.success(), "{plant:?}");
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = sandbox.copy_out_report(dest.path()).await.expect("copy out");
+        let mut refused: Vec<String> = report.refused();
+        refused.sort();
+        let reason = backspace::sandbox::git_path::REFUSAL;
+        assert_eq!(
+            refused,
+            [
+                format!(".Git: {reason}"),
+                format!("git~1: {reason}"),
+                format!("sub/.GIT: {reason}"),
+            ]
+        );
+        assert!(!dest.path().join(".Git").exists());
+        assert!(!dest.path().join(".git").exists());
+        // Not a name git refuses: it comes back, and apply's protected paths deal with it.
+        assert!(dest.path().join(".GitHub/workflows/x.yml").exists());
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_the_agent_made_unreadable_still_come_back() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("unreadable"), repo.path())
+            .await
+            .expect("create");
+        assert!(sh(
+            &sandbox,
+            "mkdir -p locked && echo secret > locked/f && chmod 000 README.md locked/f locked"
+        )
+        .await
+        .success());
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = sandbox
+            .copy_out_report(dest.path())
+            .await
+            .expect("copy out");
+        assert!(report.held_back.is_empty(), "{:?}", report.held_back);
+        assert_eq!(
+            fs::read_to_string(dest.path().join("README.md")).expect("read"),
+            "# test repo\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dest.path().join("locked/f")).expect("read"),
+            "secret\n"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_tree_over_the_entry_limit_is_refused() {
+    let settings = SandboxSettings {
+        max_copy_out_entries: 50,
+        ..docker::test_settings()
+    };
+    let Some(sandboxes) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("entries"), repo.path())
+            .await
+            .expect("create");
+        assert!(sh(&sandbox, "mkdir many && cd many && touch $(seq 1 100)")
+            .await
+            .success());
+        let dest = tempfile::tempdir().expect("tempdir");
+        let result = sandbox.copy_out(dest.path()).await;
+        assert!(
+            matches!(result, Err(SandboxError::TooManyEntries { limit: 50 })),
+            "{result:?}"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_larger_than_the_disk_is_an_error_about_the_repository() {
+    let settings = SandboxSettings {
+        disk_bytes: 32 * 1024 * 1024,
+        ..docker::test_settings()
+    };
+    let Some(sandboxes) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let big = fs::File::create(repo.path().join("big.bin")).expect("create");
+        big.set_len(40 * 1024 * 1024).expect("sparse file");
+        let run = run_id("toolarge");
+        let result = sandboxes.create(&run, repo.path()).await;
+        let err = result.expect_err("does not fit");
+        assert!(
+            matches!(err, SandboxError::RepositoryTooLarge { .. }),
+            "{err:?}"
+        );
+        assert!(err.is_content(), "the repository's content is the problem");
+        assert!(err.to_string().contains("BACKSPACE_SANDBOX_DISK"), "{err}");
+        assert_no_container_of_run(&sandboxes, &run).await;
     })
     .await;
 }

@@ -1,5 +1,6 @@
 //! One command in a sandbox: the wrapper that enforces its time limit and kills what it left
-//! behind, and the reading of its result (exit code, capped output, what stopped it).
+//! behind, the host's rule for a command stuck at the process limit, and the reading of its
+//! result (exit code, capped output, what stopped it).
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ pub struct ExecSpec {
     pub workdir: Option<String>,
     /// Time limit of this command.
     pub timeout: Duration,
+    /// Stopped after printing nothing this long; the sandbox's setting when None.
+    pub idle: Option<Duration>,
     /// Cap of stdout and of stderr, in bytes each.
     pub output_cap: usize,
 }
@@ -26,6 +29,7 @@ impl ExecSpec {
             command: command.into(),
             workdir: None,
             timeout: Duration::from_secs(600),
+            idle: None,
             output_cap: 30_000,
         }
     }
@@ -37,6 +41,11 @@ impl ExecSpec {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
         self
     }
 
@@ -57,6 +66,8 @@ pub enum ExecOutcome {
     OutOfMemory,
     /// It hit the sandbox's process limit (a fork bomb, say); every process it left was killed.
     ProcessLimit,
+    /// It printed nothing for too long and was stopped with everything it started.
+    Idle,
 }
 
 impl std::fmt::Display for ExecOutcome {
@@ -66,7 +77,44 @@ impl std::fmt::Display for ExecOutcome {
             ExecOutcome::TimedOut => "timed out",
             ExecOutcome::OutOfMemory => "out of memory",
             ExecOutcome::ProcessLimit => "process limit reached",
+            ExecOutcome::Idle => "no output for too long",
         })
+    }
+}
+
+/// The host's rule for a command at the process limit: the limit holding once is the limit
+/// doing its job, so a command is stopped only when two looks a poll apart both find the
+/// container full (a loop in bash's fork retry, a fork bomb). With a poll a second, that is
+/// within about two seconds of the limit being reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PidsWatch {
+    at_limit_before: bool,
+}
+
+impl PidsWatch {
+    /// One look; true when the command should be stopped.
+    pub fn observe(&mut self, at_limit: bool) -> bool {
+        let stop = at_limit && self.at_limit_before;
+        self.at_limit_before = at_limit;
+        stop
+    }
+}
+
+/// The line added to a command's stderr so the agent learns why it ended, when the sandbox
+/// ended it.
+pub fn stop_note(outcome: ExecOutcome, idle: Duration, pids_limit: i64) -> Option<String> {
+    match outcome {
+        ExecOutcome::ProcessLimit => Some(format!(
+            "[process limit reached: the command kept the sandbox at its limit of {pids_limit} \
+             processes and was stopped; every process it started was killed. Start fewer \
+             processes at once.]"
+        )),
+        ExecOutcome::Idle => Some(format!(
+            "[stopped: no output for {} s (the idle limit); every process it started was \
+             killed. Make long commands print progress, or run them in smaller steps.]",
+            idle.as_secs()
+        )),
+        ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory => None,
     }
 }
 
@@ -208,6 +256,27 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_command_is_stopped_when_it_stays_at_the_process_limit() {
+        let mut watch = PidsWatch::default();
+        assert!(!watch.observe(false));
+        assert!(!watch.observe(true), "hitting the limit once is allowed");
+        assert!(!watch.observe(false));
+        assert!(!watch.observe(true));
+        assert!(watch.observe(true), "still at the limit a poll later");
+    }
+
+    #[test]
+    fn the_agent_is_told_why_the_sandbox_stopped_a_command() {
+        let pids = stop_note(ExecOutcome::ProcessLimit, 300 * S, 512).expect("note");
+        assert!(pids.starts_with("[process limit reached"), "{pids}");
+        assert!(pids.contains("512"));
+        let idle = stop_note(ExecOutcome::Idle, 300 * S, 512).expect("note");
+        assert!(idle.contains("no output for 300 s"), "{idle}");
+        assert_eq!(stop_note(ExecOutcome::Exited, S, 1), None);
+        assert_eq!(ExecOutcome::Idle.to_string(), "no output for too long");
+    }
 
     #[test]
     fn wrapper_passes_the_command_as_an_argument_not_as_text() {

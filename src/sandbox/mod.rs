@@ -27,14 +27,18 @@ mod archive;
 mod container;
 mod error;
 mod exec;
+pub mod git_path;
 mod handle;
 mod output;
 mod pool;
 mod reaper;
 mod sandboxes;
 mod settings;
+mod tar_stream;
 
-pub use archive::{pack_dir, resolves_inside, unpack_tree, Unpacked};
+pub use archive::{
+    pack_dir, resolves_inside, unpack_tree, HeldBack, HoldReason, Limits, OverLimit, Unpacked,
+};
 pub use container::{LABEL_CREATED, LABEL_INSTANCE, LABEL_RUN, SANDBOX_ENV};
 pub use error::SandboxError;
 pub use exec::{ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
