@@ -14,7 +14,6 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use clap::Args;
-use tokio::process::Command;
 
 use crate::agent::{Agent, AgentConfig, AgentTask, StopReason};
 use crate::config::ModelArgs;
@@ -103,16 +102,16 @@ pub struct LocalRequest {
     pub prompt: String,
 }
 
-/// Runs git in `dir` with hooks and fsmonitor off (the user's repository is trusted less than
-/// nothing here: its config may name programs).
+/// Runs git in `dir` with the host's hygiene (`git::command`: hooks and fsmonitor off, the
+/// local transport only, none of the shell's `GIT_*`), since the user's repository is trusted
+/// less than nothing here: its config may name programs. The user's own global configuration
+/// still applies (their identity is there).
 async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.fsmonitor=false",
-        ])
+    let mut cmd = git::command(Some("file"));
+    if let Some(home) = std::env::var_os("HOME") {
+        cmd.env("HOME", home).env_remove("GIT_CONFIG_GLOBAL");
+    }
+    let out = cmd
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -323,8 +322,13 @@ async fn run_inner(
     )
     .await
     .map_err(|e| LocalError::Failed(e.to_string()))?;
-    let applied = apply::apply_tree(result.tree.path(), &clone_dir, &Policy::default())
-        .map_err(|e| LocalError::Failed(format!("applying the sandbox's changes: {e}")))?;
+    let applied = apply::apply_copied_tree(
+        result.tree.path(),
+        &result.held_back,
+        &clone_dir,
+        &Policy::default(),
+    )
+    .map_err(|e| LocalError::Failed(format!("applying the sandbox's changes: {e}")))?;
     let files = clone
         .changed_files()
         .await
@@ -445,6 +449,7 @@ pub async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RunEvent>
     let tty = std::io::stderr().is_terminal() && !json;
     let mut pending_progress = false;
     while let Some(e) = rx.recv().await {
+        let e = crate::redact::redact_event(&e);
         let mut out = std::io::stderr().lock();
         if json {
             if let Ok(line) = serde_json::to_string(&e) {
@@ -480,6 +485,7 @@ pub async fn main(args: RunArgs) -> u8 {
             return e.exit_code();
         }
     };
+    args.model.remember_secrets();
     let model = match args.model.provider() {
         Ok(m) => m,
         Err(e) => {

@@ -69,6 +69,7 @@ async fn main() -> std::process::ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let telemetry = backspace::telemetry::init(args.log_format, args.otel_endpoint.as_deref());
     args.validate()?;
+    args.remember_secrets();
     let store = Store::connect(&args.database_url)
         .await
         .context("could not open the job store at DATABASE_URL")?;
@@ -174,6 +175,7 @@ async fn start_workers(
     creds: &AppCredentials,
     state: &AppState,
 ) -> anyhow::Result<Workers> {
+    creds.remember_secrets();
     let github = GithubApp::new(GithubAppConfig::new(
         creds.app_id,
         creds.private_key.clone(),
@@ -207,6 +209,8 @@ async fn start_workers(
         image: args.sandbox_image.clone(),
         instance_id: instance_id.clone(),
         warm_pool: args.warm_sandboxes,
+        disk_bytes: args.sandbox_disk,
+        command_idle: args.command_idle_secs,
         ..SandboxSettings::default()
     })
     .await

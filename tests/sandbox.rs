@@ -1014,6 +1014,219 @@ async fn bench_cold_start_and_exec_round_trip() {
     .await;
 }
 
+/// A git repository of about 50 MB: 24 MiB of incompressible data in the working tree and again
+/// in `.git`, and 2,000 small files.
+fn repo_of_50_mb() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..24 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(p.join("data.bin"), data).expect("write");
+    for i in 0..2000 {
+        let d = p.join(format!("src/m{}", i % 40));
+        fs::create_dir_all(&d).expect("mkdir");
+        fs::write(d.join(format!("f{i}.rs")), format!("pub fn f{i}() {{}}\n")).expect("write");
+    }
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+    dir
+}
+
+/// The sandbox as it was before the disk cap (main at 7c1fcc0): an anonymous volume at
+/// `/workspace`, the repository uploaded through Docker's archive API while the container
+/// starts. For the before/after benchmark only.
+async fn legacy_create(
+    docker: &bollard::Docker,
+    settings: &SandboxSettings,
+    repo: &Path,
+) -> String {
+    use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
+    let host_config = HostConfig {
+        network_mode: Some("none".into()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(std::collections::HashMap::from([(
+            "/tmp".to_string(),
+            format!("rw,exec,nosuid,nodev,size={},mode=1777", settings.tmp_bytes),
+        )])),
+        mounts: Some(vec![Mount {
+            target: Some("/workspace".into()),
+            typ: Some(MountTypeEnum::VOLUME),
+            ..Default::default()
+        }]),
+        memory: Some(settings.memory_bytes),
+        memory_swap: Some(settings.memory_bytes),
+        nano_cpus: Some((settings.cpus * 1e9) as i64),
+        pids_limit: Some(settings.pids_limit),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(settings.image.clone()),
+        user: Some("1000:1000".into()),
+        working_dir: Some("/workspace".into()),
+        cmd: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
+        ]),
+        entrypoint: Some(vec![]),
+        labels: Some(std::collections::HashMap::from([(
+            backspace::sandbox::LABEL_RUN.to_string(),
+            "bench-legacy".to_string(),
+        )])),
+        network_disabled: Some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .expect("create")
+        .id;
+    let tar = backspace::sandbox::pack_dir(repo).expect("pack");
+    let upload = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+        .path("/workspace")
+        .build();
+    let (started, uploaded) = tokio::join!(
+        docker.start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>
+        ),
+        docker.upload_to_container(&id, Some(upload), bollard::body_full(tar.into())),
+    );
+    started.expect("start");
+    uploaded.expect("upload");
+    id
+}
+
+/// One plain exec of `echo ready` as the agent: the same first command for both ways.
+async fn plain_echo(docker: &bollard::Docker, id: &str) {
+    use futures::StreamExt;
+    let config = bollard::models::ExecConfig {
+        attach_stdout: Some(true),
+        cmd: Some(vec!["echo".into(), "ready".into()]),
+        user: Some("1000:1000".into()),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(id, config).await.expect("exec");
+    let started = docker.start_exec(&exec.id, None).await.expect("start");
+    let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+        panic!("detached");
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = output.next().await {
+        out.extend_from_slice(&chunk.expect("output").into_bytes());
+    }
+    assert_eq!(out, b"ready\n");
+}
+
+async fn remove(docker: &bollard::Docker, id: &str) {
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    docker
+        .remove_container(id, Some(options))
+        .await
+        .expect("remove");
+}
+
+/// BENCHMARKS.md's before/after of the disk cap: create → ready (repository in) → first output
+/// of one plain exec, the old way (volume + archive upload) and the new (tmpfs + tar in an
+/// exec), alternating, for the small repository and one of 50 MB.
+/// `cargo test --release --test sandbox -- --ignored bench_copy_in --nocapture --test-threads=1`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_copy_in_before_and_after_the_disk_cap() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    let settings = SandboxSettings {
+        disk_bytes: 1 << 30,
+        ..docker::test_settings()
+    };
+    let sandboxes = docker::sandboxes_with(settings.clone())
+        .await
+        .unwrap_or(sandboxes);
+    let docker = sandboxes.docker().clone();
+    within(1200, async {
+        let small = small_repo();
+        let big = repo_of_50_mb();
+        let n = 11;
+        for (name, repo) in [("small", small.path()), ("50 MB", big.path())] {
+            let (mut old_ready, mut old_first) = (Vec::new(), Vec::new());
+            let (mut new_ready, mut new_first, mut new_exec) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..n {
+                let started = Instant::now();
+                let id = legacy_create(&docker, &settings, repo).await;
+                old_ready.push(started.elapsed());
+                plain_echo(&docker, &id).await;
+                old_first.push(started.elapsed());
+                remove(&docker, &id).await;
+
+                let started = Instant::now();
+                let sandbox = sandboxes
+                    .create(&run_id(&format!("benchnew{i}")), repo)
+                    .await
+                    .expect("create");
+                new_ready.push(started.elapsed());
+                plain_echo(&docker, sandbox.id()).await;
+                new_first.push(started.elapsed());
+                let exec_started = Instant::now();
+                let out = sandbox
+                    .exec(ExecSpec::new("echo ready"))
+                    .await
+                    .expect("exec");
+                new_exec.push(exec_started.elapsed());
+                assert_eq!(out.stdout, "ready\n");
+                sandbox.destroy().await.expect("destroy");
+            }
+            let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+            let (or, nr) = (median(old_ready.clone()), median(new_ready.clone()));
+            let (of, nf) = (median(old_first.clone()), median(new_first.clone()));
+            println!(
+                "BENCH {name} repo: create->ready before {or:?} after {nr:?} (x{:.2}); \
+                 create->first output before {of:?} after {nf:?} (x{:.2}); \
+                 a wrapped Sandbox::exec after it {:?} (n={n})",
+                ratio(or, nr),
+                ratio(of, nf),
+                median(new_exec),
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_working_directory_is_an_error_not_a_hang() {
     let Some(sandboxes) = docker::sandboxes().await else {

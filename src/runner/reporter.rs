@@ -1,6 +1,7 @@
-//! The run's event sink: every event is stored (in order, for the SSE stream and the run page)
-//! and folded into the progress comment, which is edited through the GitHub client's coalescing
-//! writer, so the newest state always lands last however fast events come.
+//! The run's event sink: every event is redacted of secrets, stored (in order, for the SSE
+//! stream and the run page) and folded into the progress comment, which is edited through the
+//! GitHub client's coalescing writer, so the newest state always lands last however fast events
+//! come.
 
 use std::time::{Duration, Instant};
 
@@ -116,6 +117,8 @@ async fn pump(
 }
 
 async fn record(store: &Store, run_id: &str, progress: &mut Progress, ev: &RunEvent) {
+    // Redacted once, here: the store, the stream, the comment and the log all read this copy.
+    let ev = &crate::redact::redact_event(ev);
     if let Err(e) = store.append_event(run_id, ev).await {
         tracing::warn!(error = %e, kind = ev.kind(), "could not store a run event");
     }

@@ -523,19 +523,25 @@ async fn phases(
         .await
         .map_err(|e| match e {
             WorkError::Setup { .. } => Failure::new(e.to_string(), "Fix the `setup` commands in .github/backspace.yml, then comment again."),
+            e if e.is_repository_content() => Failure::new(e.to_string(), WorkError::CONTENT_HINT),
             other => Failure::new(other.to_string(), "This is a problem on the Backspace server: the operator should check the Docker engine and the sandbox image."),
         })?;
 
     if let Some(m) = crate::metrics::global() {
         m.sandbox_started(result.sandbox_start);
     }
-    let applied = apply::apply_tree(result.tree.path(), &checkout, &svc.settings.apply_policy)
-        .map_err(|e| {
-            Failure::new(
-                format!("applying the sandbox's changes: {e}"),
-                "This is a problem on the Backspace server.",
-            )
-        })?;
+    let applied = apply::apply_copied_tree(
+        result.tree.path(),
+        &result.held_back,
+        &checkout,
+        &svc.settings.apply_policy,
+    )
+    .map_err(|e| {
+        Failure::new(
+            format!("applying the sandbox's changes: {e}"),
+            "This is a problem on the Backspace server.",
+        )
+    })?;
     let files = clone
         .changed_files()
         .await

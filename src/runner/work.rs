@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::agent::{Agent, AgentOutcome, AgentTask};
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
-use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, SandboxError, Sandboxes};
+use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, HeldBack, SandboxError, Sandboxes};
 
 use super::pr_body::TestResult;
 
@@ -29,6 +29,9 @@ pub struct WorkResult {
     pub test: Option<TestResult>,
     /// The sandbox's working tree, without `.git`.
     pub tree: tempfile::TempDir,
+    /// What copy-out did not bring back (links that leave the tree, refused entries): apply
+    /// leaves those paths as the clone has them.
+    pub held_back: Vec<HeldBack>,
     /// Time from asking for the sandbox to its being ready.
     pub sandbox_start: std::time::Duration,
 }
@@ -47,6 +50,19 @@ pub enum WorkError {
     TempDir(std::io::Error),
 }
 
+impl WorkError {
+    /// Whether the repository's content (or what the agent made of it) is the problem, not the
+    /// Docker engine or the image: too big for the sandbox's disk, too many files to copy out.
+    pub fn is_repository_content(&self) -> bool {
+        matches!(self, WorkError::Sandbox(e) if e.is_content())
+    }
+
+    /// What to do about an error of [`WorkError::is_repository_content`].
+    pub const CONTENT_HINT: &'static str = "This comes from the repository's content, not from \
+         the Backspace server: make the repository (or the request) smaller, or ask the \
+         operator to raise BACKSPACE_SANDBOX_DISK.";
+}
+
 /// How much of a command's output the events and the PR keep.
 const EXCERPT_BYTES: usize = 4_000;
 
@@ -57,8 +73,7 @@ fn emit(events: &EventSender, e: RunEvent) {
 fn status_of(out: &ExecOutput) -> String {
     match out.outcome {
         ExecOutcome::Exited => format!("exit {}", out.exit_code),
-        ExecOutcome::TimedOut => "timed out".into(),
-        other => format!("{other:?}").to_lowercase(),
+        other => other.to_string(),
     }
 }
 
@@ -159,11 +174,12 @@ pub async fn work(
             None => None,
         };
         let tree = tempfile::tempdir().map_err(WorkError::TempDir)?;
-        sandbox.copy_out(tree.path()).await?;
+        let copied = sandbox.copy_out_report(tree.path()).await?;
         Ok(WorkResult {
             outcome,
             test,
             tree,
+            held_back: copied.held_back,
             sandbox_start,
         })
     }

@@ -180,7 +180,8 @@ pub fn fold(component: &str) -> String {
 }
 
 /// Whether `path` lies under `prefix` (both slash-separated) when each component is compared
-/// folded, as a case-insensitive file system would.
+/// folded, as a case-insensitive file system would. A prefix that ends in `/` is a directory
+/// (only what is below it matches); without, the path itself matches too.
 pub fn under_folded(path: &str, prefix: &str) -> bool {
     let want: Vec<String> = prefix
         .split('/')
@@ -188,7 +189,12 @@ pub fn under_folded(path: &str, prefix: &str) -> bool {
         .map(fold)
         .collect();
     let have: Vec<String> = path.split('/').map(fold).collect();
-    have.len() > want.len() && have[..want.len()] == want[..]
+    let deep_enough = if prefix.ends_with('/') {
+        have.len() > want.len()
+    } else {
+        have.len() >= want.len()
+    };
+    deep_enough && have[..want.len()] == want[..]
 }
 
 #[cfg(test)]

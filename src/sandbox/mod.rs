@@ -45,7 +45,7 @@ pub use exec::{ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
 pub use handle::Sandbox;
 pub use output::{CappedOutput, Captured};
 pub use sandboxes::{CreateOptions, Sandboxes};
-pub use settings::{new_instance_id, SandboxSettings, DEFAULT_IMAGE};
+pub use settings::{new_instance_id, parse_secs, parse_size, SandboxSettings, DEFAULT_IMAGE};
 
 #[cfg(test)]
 mod tests {
