@@ -171,10 +171,8 @@ fn redact_patterns(text: &str) -> String {
         let rest = &text[i..];
         let raw = &bytes[i..];
         // PEM private keys, whole.
-        if rest.starts_with(PEM_BEGIN) {
-            let head_end = rest[PEM_BEGIN.len()..]
-                .find("-----")
-                .map(|j| j + PEM_BEGIN.len());
+        if let Some(after_begin) = rest.strip_prefix(PEM_BEGIN) {
+            let head_end = after_begin.find("-----").map(|j| j + PEM_BEGIN.len());
             if let Some(head_end) = head_end {
                 if rest[..head_end].contains("PRIVATE KEY") {
                     let end = rest
