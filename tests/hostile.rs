@@ -398,10 +398,7 @@ async fn a_local_runs_sandbox_cannot_read_a_stashed_blob() {
         };
         let secret = "stashed-secret-5e1f0c";
         let repo = repo_with_a_stash(secret);
-        let blob = git(
-            repo.path(),
-            &["rev-parse", &format!("stash@{{0}}:src/app.js")],
-        );
+        let blob = git(repo.path(), &["rev-parse", "stash@{0}:src/app.js"]);
         let script = vec![
             Reply::bash(&format!(
                 "git cat-file -p {blob} || echo no-such-blob; \
