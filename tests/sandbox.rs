@@ -1113,20 +1113,44 @@ async fn legacy_create(
         .await
         .expect("create")
         .id;
-    let tar = backspace::sandbox::pack_dir(repo).expect("pack");
+    // Streamed as it is packed, as main did.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+    let root = repo.to_path_buf();
+    let packing = tokio::task::spawn_blocking(move || {
+        let writer = std::io::BufWriter::with_capacity(256 * 1024, Sender(tx));
+        backspace::sandbox::pack_into(&root, writer)
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map(drop)
+    });
     let upload = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
         .path("/workspace")
         .build();
+    let body = bollard::body_try_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let start = None::<bollard::query_parameters::StartContainerOptions>;
     let (started, uploaded) = tokio::join!(
-        docker.start_container(
-            &id,
-            None::<bollard::query_parameters::StartContainerOptions>
-        ),
-        docker.upload_to_container(&id, Some(upload), bollard::body_full(tar.into())),
+        docker.start_container(&id, start),
+        docker.upload_to_container(&id, Some(upload), body),
     );
     started.expect("start");
     uploaded.expect("upload");
+    packing.await.expect("join").expect("pack");
     id
+}
+
+/// The packer's end of the legacy upload.
+struct Sender(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for Sender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::other("the upload stopped"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One plain exec of `echo ready` as the agent: the same first command for both ways.
@@ -1409,6 +1433,7 @@ async fn a_bash_loop_at_the_process_limit_is_stopped_soon_and_the_next_command_w
             .await
             .expect("exec");
         let took = started.elapsed();
+        eprintln!("the loop at the process limit was stopped after {took:?}");
         assert_eq!(out.outcome, ExecOutcome::ProcessLimit, "{out:?}");
         assert!(took < Duration::from_secs(30), "stopped after {took:?}");
         assert!(

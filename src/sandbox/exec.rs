@@ -83,9 +83,9 @@ impl std::fmt::Display for ExecOutcome {
 }
 
 /// The host's rule for a command at the process limit: the limit holding once is the limit
-/// doing its job, so a command is stopped only when two looks a poll apart both find the
-/// container full (a loop in bash's fork retry, a fork bomb). With a poll a second, that is
-/// within about two seconds of the limit being reached.
+/// doing its job, so a command is stopped only when two samples in a row find the container
+/// full (a loop in bash's fork retry, a fork bomb). With the engine's sample a second, that is
+/// within about three seconds of the limit being reached.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PidsWatch {
     at_limit_before: bool,
@@ -157,14 +157,24 @@ pub const COUNTERS: &str = concat!(counters_script!(), r#"echo "$oom $max""#);
 
 /// The shell script every command runs under (POSIX sh, positional arguments only, so the
 /// command text is never re-parsed). It kills whatever an earlier, abandoned command left,
-/// runs the command under `timeout -s KILL` (which kills the whole process group), then kills
-/// every process the agent still has (`kill -1` spares only the caller and PID 1), then
-/// reports the exit code and the cgroup's counters on stderr behind a per-command marker.
-/// Only shell builtins run after the command, so it works even when the process limit was hit.
+/// starts the stopper, runs the command under `timeout -s KILL` (which kills the whole process
+/// group) with its standard input from /dev/null, then kills every process the agent still has
+/// (`kill -1` spares only the caller and PID 1), then reports the exit code and the cgroup's
+/// counters on stderr behind a per-command marker. Only shell builtins run after the command,
+/// so it works even when the process limit was hit.
+///
+/// The stopper is the host's way to stop a command without starting a process, which is
+/// impossible while the command holds the process limit: forked before the command, it waits
+/// on the exec's standard input (kept as fd 3, since a background job's own stdin is
+/// /dev/null) and, when the host writes [`STOP_LINE`], kills everything with the builtin
+/// `kill -1`. When the command ends first, the wrapper's own `kill -1` ends the stopper.
 pub const WRAPPER: &str = concat!(
     r#"m="$1"; t="$2"; c="$3"
 kill -KILL -1 2>/dev/null
 if [ -x /bin/bash ]; then s=/bin/bash; else s=/bin/sh; fi
+exec 3<&0 </dev/null
+{ read -r _ <&3 && kill -KILL -1; } &
+exec 3<&-
 timeout -s KILL "$t" "$s" -c "$c"
 rc=$?
 kill -KILL -1 2>/dev/null
@@ -173,6 +183,9 @@ kill -KILL -1 2>/dev/null
     r#"printf '\n%s %s %s %s\n' "$m" "$rc" "$oom" "$max" >&2
 exit $rc"#
 );
+
+/// What the host writes to a command's standard input to stop it (see [`WRAPPER`]).
+pub const STOP_LINE: &[u8] = b"stop\n";
 
 /// The argv of an exec running `command` under [`WRAPPER`].
 pub fn wrapped_command(marker: &str, timeout: Duration, command: &str) -> Vec<String> {

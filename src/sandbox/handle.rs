@@ -28,8 +28,8 @@ use super::tar_stream;
 const HOST_GRACE: Duration = Duration::from_secs(10);
 /// Time limit of the small helper execs (files, counters, kills).
 const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often a running command's process count is looked at.
-const PIDS_POLL: Duration = Duration::from_secs(1);
+/// When the process count of a running command starts being watched.
+const PIDS_WATCH_AFTER: Duration = Duration::from_secs(1);
 /// How long the output may go on after a command was stopped.
 const STOP_DRAIN: Duration = Duration::from_secs(10);
 
@@ -153,6 +153,8 @@ impl Sandbox {
             exec::resolve_workdir(spec.workdir.as_deref()).map_err(SandboxError::Invalid)?;
         let marker = format!("backspace-exit-{}", uuid::Uuid::new_v4().simple());
         let config = ExecConfig {
+            // For the wrapper's stopper; the command itself reads /dev/null.
+            attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -302,12 +304,18 @@ impl Sandbox {
                 }
             }
         }
-        drop(input);
+        // A watched command keeps its standard input open: writing to it stops the command.
+        let mut stopper = watch.is_some().then_some(input);
         let far = deadline + Duration::from_secs(86_400);
-        let mut idle_at = watch.map_or(far, |w| tokio::time::Instant::now() + w.idle);
+        let quiet_until =
+            |w: Option<Watch>| w.map_or(far, |w| tokio::time::Instant::now() + w.idle);
+        let mut idle_at = quiet_until(watch);
         let mut pids = exec::PidsWatch::default();
-        let mut poll = tokio::time::interval(PIDS_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The engine's stats stream (a sample a second), opened only for commands that run a
+        // while: most end before they could hit anything.
+        let mut stats: Option<StatsStream> = None;
+        let mut subscribed = false;
+        let subscribe_at = tokio::time::Instant::now() + PIDS_WATCH_AFTER;
         // After a stop, the stream must end soon: the kill ends every writer of it.
         let mut drain_until = far;
         loop {
@@ -318,11 +326,11 @@ impl Sandbox {
                     None => break,
                     Some(Ok(LogOutput::StdOut { message })) => {
                         run.stdout.push(&message);
-                        idle_at = watch.map_or(far, |w| tokio::time::Instant::now() + w.idle);
+                        idle_at = quiet_until(watch);
                     }
                     Some(Ok(LogOutput::StdErr { message })) => {
                         run.stderr.push(&message);
-                        idle_at = watch.map_or(far, |w| tokio::time::Instant::now() + w.idle);
+                        idle_at = quiet_until(watch);
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(self.gone_or(e, "reading an exec's output")),
@@ -337,14 +345,23 @@ impl Sandbox {
                 }
                 _ = tokio::time::sleep_until(idle_at), if watching => {
                     run.stopped = Some(Stop::Idle);
-                    self.kill_all_detached().await;
+                    stop(&mut stopper).await;
                     drain_until = tokio::time::Instant::now() + STOP_DRAIN;
                 }
-                _ = poll.tick(), if watching => {
-                    let Some(w) = watch else { continue };
-                    if pids.observe(self.at_process_limit(w.pids_limit).await) {
+                _ = tokio::time::sleep_until(subscribe_at), if watching && !subscribed => {
+                    subscribed = true;
+                    let options = StatsOptionsBuilder::new().stream(true).build();
+                    stats = Some(Box::pin(self.docker.stats(&self.id, Some(options))));
+                }
+                sample = next_pids(&mut stats), if watching && stats.is_some() => {
+                    let Some(current) = sample else {
+                        stats = None; // the engine stopped the stream: no more looks
+                        continue;
+                    };
+                    let limit = watch.map_or(i64::MAX, |w| w.pids_limit);
+                    if pids.observe(current >= limit) {
                         run.stopped = Some(Stop::ProcessLimit);
-                        self.kill_all_detached().await;
+                        stop(&mut stopper).await;
                         drain_until = tokio::time::Instant::now() + STOP_DRAIN;
                     }
                 }
@@ -352,21 +369,6 @@ impl Sandbox {
         }
         run.exec_id = created.id;
         Ok(run)
-    }
-
-    /// Whether the container holds as many processes as its limit allows, from the engine's
-    /// one-shot stats (an API call: no process in the sandbox, which could not fork one now).
-    async fn at_process_limit(&self, limit: i64) -> bool {
-        let options = StatsOptionsBuilder::new()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let mut stats = self.docker.stats(&self.id, Some(options));
-        let current = match stats.next().await {
-            Some(Ok(s)) => s.pids_stats.and_then(|p| p.current),
-            _ => None,
-        };
-        current.is_some_and(|n| i64::try_from(n).unwrap_or(i64::MAX) >= limit)
     }
 
     /// Kills every process of the agent (`kill -1` spares PID 1, which is not the agent's
@@ -638,6 +640,38 @@ fn remove_blocking(id: &str) {
             tracing::warn!(container = %id, error = %e, "dropped sandbox not removed; the reaper will")
         }
     }
+}
+
+/// The engine's stats of one container, a sample about every second.
+type StatsStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<bollard::models::ContainerStatsResponse, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
+
+/// Tells the wrapper's stopper to kill the command and all it started (no new process needed,
+/// so it works at the process limit). When the stream does not end after it, the caller's drain
+/// limit falls back to killing from another exec.
+async fn stop(stopper: &mut Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>) {
+    if let Some(input) = stopper.as_mut() {
+        let written = async {
+            input.write_all(exec::STOP_LINE).await?;
+            input.flush().await
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(error = %e, "could not write to a command's stopper");
+        }
+    }
+}
+
+/// The container's process count from the next stats sample (an API call: no process in the
+/// sandbox, which could not fork one now); `None` when the stream ended or broke.
+async fn next_pids(stats: &mut Option<StatsStream>) -> Option<i64> {
+    let sample = stats.as_mut()?.next().await?.ok()?;
+    let current = sample.pids_stats.and_then(|p| p.current)?;
+    Some(i64::try_from(current).unwrap_or(i64::MAX))
 }
 
 struct ExecRun {
