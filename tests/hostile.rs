@@ -390,12 +390,41 @@ fn repo_with_a_stash(secret: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `backspace run` on `repo` with the model scripted, through the real sandbox; the outcome,
+/// the fake model (for what it was sent) and the events. `None` (a skip) only outside CI.
+async fn run_locally(
+    repo: &Path,
+    prompt: &str,
+    script: Vec<Step>,
+) -> Option<(
+    backspace::local_run::LocalOutcome,
+    support::fake_anthropic::FakeAnthropic,
+    Vec<RunEvent>,
+)> {
+    let sandboxes = support::docker::sandboxes().await?;
+    let model = support::fake_anthropic::FakeAnthropic::start(script).await;
+    let req = backspace::local_run::prepare(repo, None, prompt)
+        .await
+        .expect("prepare");
+    let agent = backspace::agent::Agent::new(
+        support::bot::model_provider(&model),
+        backspace::agent::AgentConfig::default(),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let outcome = backspace::local_run::run_local(&sandboxes, &agent, &req, &tx)
+        .await
+        .expect("run");
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    Some((outcome, model, events))
+}
+
 #[tokio::test]
 async fn a_local_runs_sandbox_cannot_read_a_stashed_blob() {
     within(240, async {
-        let Some(sandboxes) = support::docker::sandboxes().await else {
-            return;
-        };
         let secret = "stashed-secret-5e1f0c";
         let repo = repo_with_a_stash(secret);
         let blob = git(repo.path(), &["rev-parse", "stash@{0}:src/app.js"]);
@@ -408,28 +437,19 @@ async fn a_local_runs_sandbox_cannot_read_a_stashed_blob() {
             .into(),
             finish("Nothing", "Looked around."),
         ];
-        let model = support::fake_anthropic::FakeAnthropic::start(script).await;
-        let req = backspace::local_run::prepare(repo.path(), None, "look for secrets")
-            .await
-            .expect("prepare");
-        let agent = backspace::agent::Agent::new(
-            support::bot::model_provider(&model),
-            backspace::agent::AgentConfig::default(),
-        );
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let outcome = backspace::local_run::run_local(&sandboxes, &agent, &req, &tx)
-            .await
-            .expect("run");
+        let Some((outcome, model, events)) =
+            run_locally(repo.path(), "look for secrets", script).await
+        else {
+            return;
+        };
         assert_eq!(outcome.exit_code(), 3, "{outcome:?}");
-        drop(tx);
-        let mut output = None;
-        while let Some(e) = rx.recv().await {
-            if let RunEvent::Tool { output: o, .. } = e {
-                output = Some(o);
-            }
-        }
-        let output = output.expect("the command ran");
-        assert!(output.contains("no-such-blob"), "{output}");
+        let output = events
+            .iter()
+            .find_map(|e| match e {
+                RunEvent::Tool { output, .. } => Some(output.clone()),
+                _ => None,
+            })
+            .expect("the command ran");
         assert!(output.starts_with("no-such-blob\n0\n0\n"), "{output}");
         let results = tool_results(&model);
         assert!(results.contains("no-such-blob"), "{results}");
@@ -446,9 +466,6 @@ async fn a_local_runs_sandbox_cannot_read_a_stashed_blob() {
 #[tokio::test]
 async fn a_local_run_never_writes_the_checkouts_git_config_through_dot_git_aliases() {
     within(240, async {
-        let Some(sandboxes) = support::docker::sandboxes().await else {
-            return;
-        };
         let repo = repo_with_a_stash("unused-secret-123");
         let config_before = std::fs::read(repo.path().join(".git/config")).expect("config");
         let script = vec![
@@ -459,18 +476,9 @@ async fn a_local_run_never_writes_the_checkouts_git_config_through_dot_git_alias
             .into(),
             finish("Greeting", "Changed app.js."),
         ];
-        let model = support::fake_anthropic::FakeAnthropic::start(script).await;
-        let req = backspace::local_run::prepare(repo.path(), None, "change app.js")
-            .await
-            .expect("prepare");
-        let agent = backspace::agent::Agent::new(
-            support::bot::model_provider(&model),
-            backspace::agent::AgentConfig::default(),
-        );
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let outcome = backspace::local_run::run_local(&sandboxes, &agent, &req, &tx)
-            .await
-            .expect("run");
+        let Some((outcome, _, _)) = run_locally(repo.path(), "change app.js", script).await else {
+            return;
+        };
         let backspace::local_run::LocalOutcome::Committed {
             branch,
             files,

@@ -189,3 +189,21 @@ pub async fn work(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_too_big_for_the_sandbox_is_the_repositorys_problem() {
+        let too_big = WorkError::Sandbox(SandboxError::RepositoryTooLarge { limit: 1 << 30 });
+        assert!(too_big.is_repository_content());
+        let entries = WorkError::Sandbox(SandboxError::TooManyEntries { limit: 100_000 });
+        assert!(entries.is_repository_content());
+        let engine = WorkError::Sandbox(SandboxError::Gone("no such container".into()));
+        assert!(!engine.is_repository_content());
+        let image = WorkError::Sandbox(SandboxError::ImageMissing { image: "x".into() });
+        assert!(!image.is_repository_content());
+        assert!(too_big.to_string().contains("BACKSPACE_SANDBOX_DISK"));
+    }
+}
