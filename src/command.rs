@@ -191,16 +191,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The usage text posted for `/backspace help` and for user errors.
-pub fn usage(word: &str) -> String {
+/// The usage text posted for `/backspace help` and for user errors, with the server's
+/// command word and the repository's trigger label.
+pub fn usage(word: &str, label: &str) -> String {
+    let label = label.replace('`', "'");
     format!(
         "**Backspace** turns a request into a pull request.\n\n\
          | command | what it does |\n|---|---|\n\
          | `/{word} <request>` on an issue | runs the agent and opens a pull request |\n\
-         | `/{word} <request>` on a pull request Backspace opened | adds commits to it |\n\
+         | `/{word} <request>` on a pull request Backspace opened, or in a review of it | adds commits to it |\n\
          | `/{word} cancel` | stops the running job |\n\
          | `/{word} help` | shows this |\n\n\
-         Adding the label `{word}` to an issue runs it with the issue's title and body. \
+         Adding the label `{label}` to an issue runs it with the issue's title and body. \
          Only people with write access can start a run."
     )
 }
@@ -208,6 +210,15 @@ pub fn usage(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_usage_names_the_configured_command_and_label() {
+        let text = usage("bs", "ai-help");
+        assert!(text.contains("`/bs <request>` on an issue"), "{text}");
+        assert!(text.contains("`/bs cancel`"), "{text}");
+        assert!(text.contains("the label `ai-help`"), "{text}");
+        assert!(!text.contains("backspace"), "{text}");
+    }
 
     fn run(p: &str) -> Parsed {
         Ok(Command::Run { prompt: p.into() })

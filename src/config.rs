@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// GitHub App id.
     #[arg(long, env = "APP_ID")]
     pub app_id: Option<u64>,
-    /// GitHub App private key (PEM). Prefer PRIVATE_KEY_PATH.
+    /// GitHub App private key: PEM, PEM with \n escapes, or base64 of the PEM. Prefer
+    /// PRIVATE_KEY_PATH.
     #[arg(long, env = "PRIVATE_KEY", hide_env_values = true)]
     pub private_key: Option<SecretString>,
     /// Path to the GitHub App private key (PEM).
@@ -217,6 +218,70 @@ pub enum ConfigError {
     CommandWord,
     #[error("BACKSPACE_LEASE_SECS must be at least 3")]
     Lease,
+    #[error("{0} is not a PEM private key (-----BEGIN … KEY-----), with real or \\n-escaped newlines, nor the base64 of one")]
+    PrivateKeyFormat(&'static str),
+    #[error("cannot read {path}: {message}")]
+    DotEnv { path: PathBuf, message: String },
+}
+
+/// A GitHub App private key as Probot takes it (`PRIVATE_KEY`): the PEM itself, the PEM on one
+/// line with `\n` escapes (as a `.env` file or a secret store keeps it), or the PEM in base64.
+/// `what` names the setting in the error, which never holds the key.
+pub fn decode_private_key(
+    raw: &SecretString,
+    what: &'static str,
+) -> Result<SecretString, ConfigError> {
+    use base64::Engine as _;
+    let text = raw.expose_secret().trim();
+    if text.contains("-----BEGIN") {
+        return Ok(SecretString::from(text.replace("\\n", "\n")));
+    }
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|pem| pem.contains("-----BEGIN"))
+        .map(|pem| SecretString::from(pem.trim().to_owned()))
+        .ok_or(ConfigError::PrivateKeyFormat(what))
+}
+
+/// Reads `path` (a `.env` file, as Probot and dotenv read it) into the environment when it
+/// exists; variables already set win. Call it before any thread starts: it sets variables.
+/// Returns the names it set (never their values), or `None` without a file.
+pub fn load_dotenv(path: &std::path::Path) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(entries) = dotenv_entries(path, |k| std::env::var_os(k).is_some())? else {
+        return Ok(None);
+    };
+    let mut names = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        std::env::set_var(&key, value);
+        names.push(key);
+    }
+    Ok(Some(names))
+}
+
+/// The entries of the `.env` file at `path` that are not `is_set` already; `None` without a
+/// file.
+fn dotenv_entries(
+    path: &std::path::Path,
+    is_set: impl Fn(&str) -> bool,
+) -> Result<Option<Vec<(String, String)>>, ConfigError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bad = |message: String| ConfigError::DotEnv {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut entries = Vec::new();
+    for item in dotenvy::from_path_iter(path).map_err(|e| bad(e.to_string()))? {
+        let (key, value) = item.map_err(|e| bad(e.to_string()))?;
+        if !is_set(&key) {
+            entries.push((key, value));
+        }
+    }
+    Ok(Some(entries))
 }
 
 /// Splits `WEBHOOK_SECRET` on commas, trimming blanks, so that several secrets are valid at once.
@@ -255,7 +320,7 @@ impl ServeArgs {
             missing.push("APP_ID");
         }
         let key = match (&self.private_key, &self.private_key_path) {
-            (Some(k), _) => Some(k.clone()),
+            (Some(k), _) => Some(decode_private_key(k, "PRIVATE_KEY")?),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|source| {
                     ConfigError::PrivateKeyFile {
@@ -263,7 +328,10 @@ impl ServeArgs {
                         source,
                     }
                 })?;
-                Some(SecretString::from(text))
+                Some(decode_private_key(
+                    &SecretString::from(text),
+                    "PRIVATE_KEY_PATH's file",
+                )?)
             }
             (None, None) => {
                 missing.push("PRIVATE_KEY or PRIVATE_KEY_PATH");
@@ -365,8 +433,7 @@ mod tests {
         let a = parse(&[
             "--app-id",
             "7",
-            "--private-key",
-            "k",
+            "--private-key=-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----",
             "--webhook-secret",
             "old, new,,",
         ]);
@@ -378,6 +445,65 @@ mod tests {
             .collect();
         assert_eq!(s, vec!["old", "new"]);
         assert!(!format!("{creds:?}").contains("old"));
+    }
+
+    const PEM: &str =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK\n-----END RSA PRIVATE KEY-----";
+
+    #[test]
+    fn a_private_key_may_be_pem_escaped_pem_or_base64() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(PEM);
+        let escaped = PEM.replace('\n', "\\n");
+        for raw in [
+            PEM.to_owned(),
+            escaped,
+            b64.clone(),
+            format!("{}\n{}\n", &b64[..20], &b64[20..]),
+        ] {
+            let key = decode_private_key(&SecretString::from(raw.clone()), "PRIVATE_KEY").unwrap();
+            assert_eq!(key.expose_secret(), PEM, "{raw}");
+        }
+        let a = parse(&[
+            "--app-id",
+            "7",
+            "--private-key",
+            &b64,
+            "--webhook-secret",
+            "s",
+        ]);
+        let creds = a.app_credentials().unwrap().unwrap();
+        assert_eq!(creds.private_key.expose_secret(), PEM);
+    }
+
+    #[test]
+    fn a_private_key_that_is_neither_is_refused_without_showing_it() {
+        for raw in ["not a key", "aGVsbG8=", ""] {
+            let e = decode_private_key(&SecretString::from(raw.to_owned()), "PRIVATE_KEY")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("PRIVATE_KEY is not a PEM private key"), "{e}");
+            assert!(raw.is_empty() || !e.contains(raw), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_dotenv_file_fills_what_the_environment_does_not_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        assert!(dotenv_entries(&path, |_| false).unwrap().is_none());
+        std::fs::write(
+            &path,
+            "# a comment\nAPP_ID=\"12345\"\nWEBHOOK_SECRET='from the file'\n",
+        )
+        .unwrap();
+        let entries = dotenv_entries(&path, |k| k == "WEBHOOK_SECRET")
+            .unwrap()
+            .unwrap();
+        assert_eq!(entries, vec![("APP_ID".to_owned(), "12345".to_owned())]);
+        std::fs::write(&path, "=no name\n").unwrap();
+        let e = dotenv_entries(&path, |_| false).unwrap_err().to_string();
+        assert!(e.contains(".env"), "{e}");
     }
 
     #[test]

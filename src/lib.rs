@@ -4,8 +4,10 @@
 //! `github` for the REST calls and git on the host. `command`, `trigger` and `webhook` are pure.
 
 pub mod agent;
+pub mod clock;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod github;
 pub mod job;
 pub mod local_run;
@@ -13,8 +15,10 @@ pub mod metrics;
 pub mod progress;
 pub mod redact;
 pub mod repo_settings;
+pub mod retry;
 pub mod run_event;
 pub mod runner;
+pub mod safe_text;
 pub mod sandbox;
 pub mod server;
 pub mod setup_store;

@@ -15,13 +15,17 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::agent::{Agent, AgentConfig, AgentTask, StopReason};
+use crate::agent::{Agent, AgentConfig, AgentTask};
 use crate::config::ModelArgs;
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent, RunStatus, Usage};
-use crate::runner::apply::{self, Policy, Refusal};
+use crate::runner::apply::{Policy, Refusal};
+use crate::runner::deliver::{self, Verdict};
 use crate::runner::git::{self, Identity, Repo};
+use crate::runner::instructions;
+use crate::runner::prepare::{self, Workdir};
 use crate::runner::work::{self, Work};
+use crate::runner::{Cause, Failure};
 use crate::sandbox::Sandboxes;
 
 /// The flags and environment of `backspace run`.
@@ -75,6 +79,17 @@ pub enum LocalError {
     Failed(String),
 }
 
+/// Invalid repository settings are bad input (exit 2); anything else, a failing setup command
+/// included, is a failed run (exit 1).
+impl From<Failure> for LocalError {
+    fn from(f: Failure) -> LocalError {
+        match f.cause {
+            Cause::Settings => LocalError::Usage(f.what),
+            _ => LocalError::Failed(f.what),
+        }
+    }
+}
+
 impl LocalError {
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -107,6 +122,13 @@ pub struct LocalRequest {
 /// less than nothing here: its config may name programs. The user's own global configuration
 /// still applies (their identity is there).
 async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
+    git_bytes(dir, args)
+        .await
+        .map(|out| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Like [`git_in`], but the output's bytes (a file at a revision need not be text).
+async fn git_bytes(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
     let mut cmd = git::command(Some("file"));
     if let Some(home) = std::env::var_os("HOME") {
         cmd.env("HOME", home).env_remove("GIT_CONFIG_GLOBAL");
@@ -122,7 +144,7 @@ async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
         .await
         .map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
     }
@@ -214,11 +236,10 @@ pub async fn prepare(
 
 /// The repository's `.github/backspace.yml` at HEAD, if any.
 async fn settings_at_head(repo: &Path) -> Result<RepoSettings, LocalError> {
-    match git_in(repo, &["show", "HEAD:.github/backspace.yml"]).await {
-        Ok(text) => RepoSettings::parse(&text)
-            .map_err(|e| LocalError::Usage(format!(".github/backspace.yml: {e}"))),
-        Err(_) => Ok(RepoSettings::default()),
-    }
+    let bytes = git_bytes(repo, &["show", "HEAD:.github/backspace.yml"])
+        .await
+        .ok();
+    prepare::parse_settings(bytes).map_err(LocalError::from)
 }
 
 /// Who commits: the repository's configured user, or Backspace.
@@ -281,110 +302,97 @@ async fn run_inner(
     run_id: &str,
 ) -> Result<(LocalOutcome, Usage, f64), LocalError> {
     let settings = settings_at_head(&req.repo).await?;
-    let dir = tempfile::tempdir()
-        .map_err(|e| LocalError::Failed(format!("cannot make a temporary directory: {e}")))?;
-    let clone_dir = dir.path().join("repo");
-    let source = req.repo.to_string_lossy().into_owned();
-    let _ = events.send(RunEvent::progress(
-        "clone",
-        "copying HEAD into a clean clone",
-    ));
-    let clone = Repo::clone(&source, &clone_dir, None, None)
-        .await
-        .map_err(|e| LocalError::Failed(format!("cloning the checkout: {e}")))?;
-    let head = git_in(&req.repo, &["rev-parse", "HEAD"])
-        .await
-        .map_err(LocalError::Failed)?;
-    git_in(
-        &clone_dir,
-        &["checkout", "--quiet", "-B", &req.branch, head.trim()],
-    )
-    .await
-    .map_err(|e| LocalError::Failed(format!("creating the branch: {e}")))?;
-
+    let workdir = prepare::workdir()?;
+    let clone = clean_clone(req, &workdir, events).await?;
+    let mentioned = instructions::mentioned_paths(&req.prompt);
+    let concerns = instructions::existing(&workdir.checkout, mentioned);
+    let found = instructions::read(&workdir.checkout, &concerns);
     let task = AgentTask {
         repo: req.repo.display().to_string(),
         issue: None,
         request: req.prompt.clone(),
         repo_instructions: settings.instructions.clone(),
         test_command: settings.test.clone(),
+        instruction_files: found.files,
+        other_instruction_files: found.others,
     };
-    let result = work::work(
-        sandboxes,
-        agent,
-        Work {
-            run_id,
-            checkout: &clone_dir,
-            task: &task,
-            settings: &settings,
-            events,
-        },
-    )
-    .await
-    .map_err(|e| LocalError::Failed(e.to_string()))?;
-    let applied = apply::apply_copied_tree(
-        result.tree.path(),
-        &result.held_back,
-        &clone_dir,
-        &Policy::default(),
-    )
-    .map_err(|e| LocalError::Failed(format!("applying the sandbox's changes: {e}")))?;
-    let files = clone
-        .changed_files()
+    let work = Work {
+        run_id,
+        checkout: &workdir.checkout,
+        task: &task,
+        settings: &settings,
+        events,
+    };
+    let worked = work::work(sandboxes, agent, work)
         .await
-        .map_err(|e| LocalError::Failed(format!("listing the changes: {e}")))?;
-    let outcome = result.outcome;
+        .map_err(|e| LocalError::from(Failure::from(e)))?;
+    let applied = deliver::apply(&clone, &worked, &Policy::default()).await?;
+    let outcome = worked.outcome;
     let usage = outcome.usage;
     let cost = outcome.cost_usd.unwrap_or(0.0);
-    if files.is_empty() {
-        if let StopReason::Failed(m) = &outcome.stop {
-            return Err(LocalError::Failed(format!(
-                "the agent failed before changing anything: {m}"
-            )));
+    match deliver::verdict(&outcome, &applied) {
+        Verdict::AgentFailed(m) => return Err(deliver::agent_failed(&m).into()),
+        Verdict::Answer => {
+            let answer = outcome.answer();
+            return Ok((LocalOutcome::Answered { answer }, usage, cost));
         }
-        let answer = if outcome.summary.trim().is_empty() {
-            outcome.final_text.clone()
-        } else {
-            outcome.summary.clone()
-        };
-        return Ok((LocalOutcome::Answered { answer }, usage, cost));
+        Verdict::Commit => {}
     }
+    let n = applied.files.len();
     let _ = events.send(RunEvent::progress(
         "commit",
-        format!("committing {} files on {}", files.len(), req.branch),
+        format!("committing {n} files on {}", req.branch),
     ));
-    let message = git::commit_message(&outcome.title, &outcome.summary, None);
-    let commit = clone
-        .commit_all(&message, &identity(&req.repo).await)
+    let commit = deliver::commit(&clone, &outcome, &identity(&req.repo).await, None).await?;
+    fetch_branch(req, &workdir).await?;
+    let committed = LocalOutcome::Committed {
+        branch: req.branch.clone(),
+        commit,
+        files: applied.files,
+        refused: applied.refused,
+        summary: outcome.summary,
+    };
+    Ok((committed, usage, cost))
+}
+
+/// The host's own clone of HEAD, on the new branch: ignored and untracked files stay behind.
+async fn clean_clone(
+    req: &LocalRequest,
+    workdir: &Workdir,
+    events: &EventSender,
+) -> Result<Repo, LocalError> {
+    let source = req.repo.to_string_lossy().into_owned();
+    let _ = events.send(RunEvent::progress(
+        "clone",
+        "copying HEAD into a clean clone",
+    ));
+    let clone = Repo::clone(&source, &workdir.checkout, None, None)
         .await
-        .map_err(|e| LocalError::Failed(format!("committing: {e}")))?
-        .ok_or_else(|| LocalError::Failed("nothing to commit after all".into()))?;
-    // The user's repository fetches the branch from the host's clone; the sandbox never wrote
-    // a `.git` either of them reads.
-    let refspec = format!("refs/heads/{0}:refs/heads/{0}", req.branch);
+        .map_err(|e| LocalError::Failed(format!("cloning the checkout: {e}")))?;
+    let head = git_in(&req.repo, &["rev-parse", "HEAD"])
+        .await
+        .map_err(LocalError::Failed)?;
     git_in(
-        &req.repo,
-        &[
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            &clone_dir.to_string_lossy(),
-            &refspec,
-        ],
+        &workdir.checkout,
+        &["checkout", "--quiet", "-B", &req.branch, head.trim()],
     )
     .await
-    .map_err(|e| LocalError::Failed(format!("bringing the branch into the checkout: {e}")))?;
-    Ok((
-        LocalOutcome::Committed {
-            branch: req.branch.clone(),
-            commit,
-            files,
-            refused: applied.refused,
-            summary: outcome.summary,
-        },
-        usage,
-        cost,
-    ))
+    .map_err(|e| LocalError::Failed(format!("creating the branch: {e}")))?;
+    Ok(clone)
+}
+
+/// The user's repository fetches the branch from the host's clone; the sandbox never wrote a
+/// `.git` either of them reads.
+async fn fetch_branch(req: &LocalRequest, workdir: &Workdir) -> Result<(), LocalError> {
+    let refspec = format!("refs/heads/{0}:refs/heads/{0}", req.branch);
+    let from = workdir.checkout.to_string_lossy();
+    git_in(
+        &req.repo,
+        &["fetch", "--quiet", "--no-tags", &from, &refspec],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| LocalError::Failed(format!("bringing the branch into the checkout: {e}")))
 }
 
 /// Pure: one event as a line of text for the terminal (`None`: nothing to print).

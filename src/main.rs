@@ -1,11 +1,12 @@
-//! The `backspace` command: `serve` runs the GitHub App server. Wiring only; the work lives in
-//! the library.
+//! The `backspace` command: `serve` runs the GitHub App server, `run` a local checkout, `doctor`
+//! checks a configuration. Wiring only; the work lives in the library.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracing::Instrument as _;
 
 use std::sync::Arc;
 
@@ -14,10 +15,9 @@ use backspace::config::{AppCredentials, ServeArgs};
 use backspace::github::{GithubApp, GithubAppConfig};
 use backspace::runner::{RunnerSettings, Services, Workers};
 use backspace::sandbox::{new_instance_id, SandboxSettings, Sandboxes};
-use backspace::server::{self, AppState};
+use backspace::server::{self, AppState, Credentials};
 use backspace::store::Store;
 use backspace::trigger::TriggerContext;
-use backspace::webhook::signature::WebhookSecrets;
 
 #[derive(Parser)]
 #[command(
@@ -41,13 +41,45 @@ enum Command {
     /// commit on a new local branch. Exit codes: 0 committed, 1 failed, 2 bad usage or input,
     /// 3 answered without changing a file.
     Run(backspace::local_run::RunArgs),
+    /// Check every part a run needs with the settings `serve` reads (credentials, store, Docker
+    /// engine and sandbox image, model, PUBLIC_URL): one line per check; exit 0 when all pass.
+    Doctor(ServeArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // A `.env` file in the working directory, as Probot reads it (the environment wins). Read
+    // before the runtime starts any thread: it sets variables.
+    let dotenv = backspace::config::load_dotenv(std::path::Path::new(".env"));
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("backspace: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli, dotenv))
+}
+
+async fn run(
+    cli: Cli,
+    dotenv: Result<Option<Vec<String>>, backspace::config::ConfigError>,
+) -> std::process::ExitCode {
+    let names = match dotenv {
+        Ok(names) => names,
+        Err(e) => {
+            eprintln!("backspace: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args, names).await,
+        Command::Doctor(args) => {
+            return std::process::ExitCode::from(backspace::doctor::main(args).await);
+        }
         Command::Run(args) => {
             // Events are printed; logs only when asked for (RUST_LOG).
             if std::env::var_os("RUST_LOG").is_some() {
@@ -66,8 +98,11 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<()> {
     let telemetry = backspace::telemetry::init(args.log_format, args.otel_endpoint.as_deref());
+    if let Some(names) = dotenv {
+        tracing::info!(variables = %names.join(", "), "read .env");
+    }
     args.validate()?;
     args.remember_secrets();
     let store = Store::connect(&args.database_url)
@@ -77,7 +112,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         command_word: args.command_word.clone(),
         ..TriggerContext::default()
     };
-    let mut workers = None;
     let credentials_path = args.credentials_path();
     let credentials = match args.app_credentials()? {
         Ok(creds) => Ok(creds),
@@ -90,37 +124,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => Err(missing),
         },
     };
-    let state = match credentials {
-        Ok(creds) => {
+    if let Err(missing) = &credentials {
+        tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
+    }
+    let doors = server::DoorsConfig::from_args(&args);
+    let state = AppState::new(store, doors, trigger, credentials);
+    let workers = match state.credentials().app() {
+        Some(creds) => {
             tracing::info!(app_id = creds.app_id, "GitHub App credentials loaded");
-            let state = AppState::new(
-                store.clone(),
-                WebhookSecrets::new(creds.webhook_secrets.clone()),
-                trigger,
-            );
-            state.configure(server::DoorsConfig::from_args(&args));
-            workers = Some(start_workers(&args, &creds, &state).await?);
-            state
+            Some(start_workers(&args, creds, &state).await?)
         }
-        Err(missing) => {
-            tracing::warn!(%missing, "no GitHub App credentials: setup mode, webhooks are answered 503");
-            let note = format!("Backspace is in setup mode: missing {missing}.");
-            let state = AppState::setup_mode(store, missing, trigger);
-            state.configure(server::DoorsConfig::from_args(&args));
+        None => {
+            let missing = match state.credentials() {
+                Credentials::Missing(m) => m.to_string(),
+                Credentials::Ready { .. } => String::new(),
+            };
             eprintln!(
-                "{note}\nSet them in the environment, or register the app at {}",
+                "Backspace is in setup mode: missing {missing}.\nSet them in the environment, or register the app at {}",
                 state.setup_link()
             );
-            state
+            None
         }
     };
     state.metrics().install_global();
+    for warning in backspace::doctor::startup_warnings(&args, workers.is_some()) {
+        tracing::warn!("{warning}");
+    }
+    if workers.is_none() {
+        // The workers (and their engine) start after /setup: say now what the first run needs.
+        tokio::spawn(
+            warn_without_image(args.sandbox_image.clone())
+                .instrument(tracing::info_span!("startup_check")),
+        );
+    }
     // Setup mode: the workers start when /setup has registered the app, without a restart.
     let late_workers = workers.is_none().then(|| {
         let (args, state) = (args.clone(), state.clone());
-        tokio::spawn(async move {
+        let task = async move {
             let mut registered = state.credentials_watch();
-            let creds = registered.wait_for(Option::is_some).await.ok()?.clone()?;
+            let creds = {
+                let ready = registered.wait_for(|c| c.app().is_some()).await.ok()?;
+                ready.app()?.clone()
+            };
             match start_workers(&args, &creds, &state).await {
                 Ok(w) => Some(w),
                 Err(e) => {
@@ -128,7 +173,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     None
                 }
             }
-        })
+        };
+        tokio::spawn(task.instrument(tracing::info_span!("late_workers")))
     });
     let addr: SocketAddr = format!("{}:{}", args.bind, args.port)
         .parse()
@@ -146,14 +192,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("the server failed")?;
+    let mut late_workers_started = None;
     if let Some(late) = late_workers {
         if late.is_finished() {
-            workers = late.await.ok().flatten();
+            late_workers_started = late.await.ok().flatten();
         } else {
             late.abort();
         }
     }
-    if let Some(w) = workers {
+    if let Some(w) = workers.or(late_workers_started) {
         w.shutdown().await;
     }
     // Let in-flight store writes settle before the pool goes.
@@ -186,7 +233,7 @@ async fn start_workers(
     // the server answers webhooks at once, even while GitHub is slow.
     {
         let (github, state) = (github.clone(), state.clone());
-        tokio::spawn(async move {
+        let learn_login = async move {
             loop {
                 match github.bot_login().await {
                     Ok(login) => {
@@ -200,7 +247,8 @@ async fn start_workers(
                     }
                 }
             }
-        });
+        };
+        tokio::spawn(learn_login.instrument(tracing::info_span!("bot_login")));
     }
     state.set_github(github.clone());
 
@@ -214,9 +262,11 @@ async fn start_workers(
         ..SandboxSettings::default()
     })
     .await
-    .context("cannot reach the Docker engine (DOCKER_HOST, or the local socket)")?;
+    .context("the workers cannot start without the Docker engine")?;
+    state.set_sandboxes(sandboxes.clone());
     if !sandboxes.image_present().await.unwrap_or(false) {
-        tracing::warn!(image = %args.sandbox_image, "the sandbox image is not on the Docker engine: runs will fail until it is built (sandbox/Dockerfile)");
+        let fix = backspace::doctor::image_fix(&args.sandbox_image);
+        tracing::warn!(image = %args.sandbox_image, "the sandbox image is not on the Docker engine: runs will fail until it is there: {fix}");
     }
     match sandboxes.reap().await {
         Ok(0) => {}
@@ -226,11 +276,12 @@ async fn start_workers(
     sandboxes.spawn_reaper(Duration::from_secs(300));
     if args.warm_sandboxes > 0 {
         let warm = sandboxes.clone();
-        tokio::spawn(async move {
+        let fill = async move {
             if let Err(e) = warm.warm_up().await {
                 tracing::warn!(error = %e, "could not start the warm sandboxes");
             }
-        });
+        };
+        tokio::spawn(fill.instrument(tracing::info_span!("warm_pool")));
     }
 
     let model = args.model.provider().map_err(anyhow::Error::msg)?;
@@ -254,6 +305,27 @@ async fn start_workers(
     };
     tracing::info!(max_jobs = args.max_jobs, "workers started");
     Ok(Workers::start(services))
+}
+
+/// In setup mode: warns when the Docker engine does not answer or lacks the sandbox image.
+async fn warn_without_image(image: String) {
+    let settings = SandboxSettings {
+        image: image.clone(),
+        ..SandboxSettings::default()
+    };
+    let check = async {
+        let sandboxes = Sandboxes::connect(settings).await?;
+        sandboxes.image_present().await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), check).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            let fix = backspace::doctor::image_fix(&image);
+            tracing::warn!(%image, "the sandbox image is not on the Docker engine: the first run will fail until it is there: {fix}");
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "the Docker engine does not answer: runs need it"),
+        Err(_) => tracing::warn!("the Docker engine did not answer within 10 s: runs need it"),
+    }
 }
 
 /// SIGTERM (Fly.io, Docker) or Ctrl-C.

@@ -1,9 +1,14 @@
 //! Pure: a run's events → the text of its one progress comment. The comment is a view of the
 //! event stream, like the SSE stream and the run page: fold the events with [`Progress::apply`],
-//! then [`Progress::render`]. The GitHub client adds the hidden marker that finds the comment
-//! again after a restart (`github::with_marker`).
+//! then [`Progress::render`] while the run goes (the phases, the turn, how to stop it) and
+//! [`Progress::render_closed`] at its end: the verdict first (a [`Closing`], which the runner's
+//! report phase decides), the phase list folded away under it, the totals last. Text written by
+//! others (the prompt, the agent's words, errors) goes through `safe_text::neutralize`. The
+//! GitHub client adds the hidden marker that finds the comment again after a restart
+//! (`github::with_marker`).
 
 use crate::run_event::{RunEvent, RunStatus, Usage};
+use crate::safe_text::neutralize;
 
 /// The phases a run goes through, in order, with the `stage` names `progress` events use.
 pub const PHASES: [(&str, &str); 6] = [
@@ -34,6 +39,8 @@ pub struct Progress {
     /// Tokens and cost so far, from the agent's progress.
     pub usage: Usage,
     pub cost_usd: Option<f64>,
+    /// How the repository's test command went: the command the `checks` stage ran.
+    pub checks: Option<CheckOutcome>,
     pub finished: Option<Finished>,
 }
 
@@ -45,12 +52,40 @@ pub struct Finished {
     pub cost_usd: f64,
 }
 
-/// What the comment shows besides the events: the time so far (a clock) and the link to the
-/// live log.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The test command's result, as the checks line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub command: String,
+    pub passed: bool,
+    /// `exit 1`.
+    pub status: String,
+}
+
+/// What the comment shows besides the events: the time so far, the link to the live log, and
+/// the command word for "comment `/backspace cancel`".
+#[derive(Debug, Clone, PartialEq)]
 pub struct Live {
     pub elapsed_ms: u64,
     pub log_url: Option<String>,
+    pub command_word: String,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            elapsed_ms: 0,
+            log_url: None,
+            command_word: "backspace".into(),
+        }
+    }
+}
+
+/// A run's last words, decided by the report phase: the verdict line (the outcome and its
+/// links) and what goes under it (the summary, files, tests, what to do next).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closing {
+    pub headline: String,
+    pub body: String,
 }
 
 /// The longest excerpt of an agent message or action shown in the comment.
@@ -97,8 +132,22 @@ impl Progress {
                 }
                 self.last_message = Some(excerpt(message));
             }
-            RunEvent::Tool { name, input, .. } => {
+            RunEvent::Tool {
+                name,
+                input,
+                exit_code,
+                ..
+            } => {
                 self.last_action = Some(describe_tool(name, input));
+                if PHASES[self.phase].0 == "checks" && self.checks.is_none() {
+                    let command = input["command"].as_str().unwrap_or_default().to_owned();
+                    let code = exit_code.unwrap_or(-1);
+                    self.checks = Some(CheckOutcome {
+                        command,
+                        passed: code == 0,
+                        status: format!("exit {code}"),
+                    });
+                }
             }
             RunEvent::AiMessage { text } => {
                 if !text.trim().is_empty() {
@@ -131,98 +180,165 @@ impl Progress {
         }
     }
 
+    /// The run ended with its phase under way done: a pull request, or an answer.
     fn succeeded(&self) -> bool {
         self.finished
             .as_ref()
-            .is_some_and(|f| f.status == RunStatus::Succeeded)
+            .is_some_and(|f| matches!(f.status, RunStatus::Succeeded | RunStatus::Answered))
     }
 
-    /// The comment body.
+    /// The comment while the run goes: what it is doing, and how to stop it.
     pub fn render(&self, live: &Live) -> String {
-        let mut out = String::new();
-        let title = match self.finished.as_ref().map(|f| f.status) {
-            None => "⏳ Backspace is working on this",
-            Some(RunStatus::Succeeded) => "✅ Backspace opened a pull request",
-            Some(RunStatus::Answered) => "💬 Backspace answered",
-            Some(RunStatus::Failed) => "❌ Backspace could not finish",
-            Some(RunStatus::Cancelled) => "⏹️ Backspace run cancelled",
-        };
-        out.push_str(&format!("### {title}\n\n"));
+        let mut out = String::from("### ⏳ Backspace is working on this");
+        if let Some(url) = &live.log_url {
+            out.push_str(&format!(" · [live log]({url})"));
+        }
+        out.push_str("\n\n");
+        self.push_log(&mut out, "");
+        if self.finished.is_none() {
+            if let Some(m) = &self.last_message {
+                out.push_str(&format!("_{}_\n\n", neutralize(&m.replace('\n', " "))));
+            }
+        }
+        out.push_str(&self.totals(live.elapsed_ms));
+        if self.finished.is_none() {
+            out.push_str(&format!(
+                "\nTo stop it, comment `/{} cancel`.\n",
+                live.command_word
+            ));
+        }
+        out
+    }
+
+    /// The comment at the run's end: the verdict and what goes with it first, then the phase
+    /// list folded away, then the totals.
+    pub fn render_closed(&self, closing: &Closing, live: &Live) -> String {
+        let mut out = format!("### {}\n\n", closing.headline.trim());
+        let body = closing.body.trim();
+        if !body.is_empty() {
+            out.push_str(body);
+            out.push_str("\n\n");
+        }
+        out.push_str("<details><summary>How the run went</summary>\n\n");
+        self.push_log(&mut out, body);
+        out.push_str("</details>\n\n");
+        out.push_str(&self.totals(live.elapsed_ms));
+        out
+    }
+
+    /// The prompt, the phase list, notices and errors (but those `shown` already holds).
+    fn push_log(&self, out: &mut String, shown: &str) {
         if let Some(p) = &self.prompt {
             for line in excerpt(p).lines() {
-                out.push_str(&format!("> {line}\n"));
+                out.push_str(&format!("> {}\n", neutralize(line)));
             }
             out.push('\n');
         }
         for (i, (stage, label)) in PHASES.iter().enumerate() {
-            let done = i < self.phase
-                || (i == self.phase && self.succeeded())
-                || (*stage == "pr" && self.pr_url.is_some());
-            let mut line = format!("- [{}] {label}", if done { "x" } else { " " });
-            if i == self.phase && self.finished.is_none() {
-                if *stage == "agent" {
-                    if let Some(t) = self.turn {
-                        line.push_str(&format!(" · turn {t}"));
-                    }
-                    if let Some(a) = &self.last_action {
-                        line.push_str(&format!(" · {a}"));
-                    }
-                } else {
-                    line.push_str(" ⏳");
-                }
-            }
-            out.push_str(&line);
+            out.push_str(&self.phase_line(i, stage, label));
             out.push('\n');
         }
         out.push('\n');
-        if let Some(url) = &self.pr_url {
-            out.push_str(&format!("**Pull request:** {url}\n\n"));
-        }
-        if !self.files_changed.is_empty() {
-            out.push_str(&format!(
-                "**Files changed ({}):** ",
-                self.files_changed.len()
-            ));
-            let shown: Vec<String> = self
-                .files_changed
-                .iter()
-                .take(20)
-                .map(|f| format!("`{f}`"))
-                .collect();
-            out.push_str(&shown.join(", "));
-            if self.files_changed.len() > 20 {
-                out.push_str(&format!(" and {} more", self.files_changed.len() - 20));
+        // At the end the verdict names the pull request and the files.
+        if self.finished.is_none() {
+            if let Some(url) = &self.pr_url {
+                out.push_str(&format!("**Pull request:** {url}\n\n"));
             }
-            out.push_str("\n\n");
+            if !self.files_changed.is_empty() {
+                out.push_str(&files_line(&self.files_changed));
+                out.push_str("\n\n");
+            }
         }
         for n in &self.notices {
-            out.push_str(&format!("ℹ️ {n}\n\n"));
+            out.push_str(&format!("ℹ️ {}\n\n", neutralize(n)));
         }
         for e in &self.errors {
-            out.push_str(&format!("**Error:** {e}\n\n"));
-        }
-        if self.finished.is_none() {
-            if let Some(m) = &self.last_message {
-                out.push_str(&format!("_{}_\n\n", m.replace('\n', " ")));
+            let e = neutralize(e);
+            if !shown.contains(&e) {
+                out.push_str(&format!("**Error:** {e}\n\n"));
             }
         }
-        let (ms, usage, cost) = match &self.finished {
-            Some(f) => (f.duration_ms, f.usage, f.cost_usd),
-            None => (live.elapsed_ms, self.usage, self.cost_usd.unwrap_or(0.0)),
+    }
+
+    fn phase_line(&self, i: usize, stage: &str, label: &str) -> String {
+        let failed_checks = stage == "checks" && self.checks.as_ref().is_some_and(|c| !c.passed);
+        let done = !failed_checks
+            && (i < self.phase
+                || (i == self.phase && self.succeeded())
+                || (stage == "pr" && self.pr_url.is_some()));
+        let mut line = format!("- [{}] {label}", if done { "x" } else { " " });
+        if stage == "checks" {
+            if let Some(c) = &self.checks {
+                let (mark, verdict) = if c.passed {
+                    ("✅", "passed")
+                } else {
+                    ("❌", "failed")
+                };
+                let command = c.command.replace('`', "'");
+                line.push_str(&format!(" · {mark} `{command}` {verdict} ({})", c.status));
+                return line;
+            }
+            if done {
+                line.push_str(" · no test command");
+                return line;
+            }
+        }
+        let ended = self.finished.as_ref().map(|f| f.status);
+        match ended {
+            // Where a failed or cancelled run stopped.
+            Some(RunStatus::Failed) if i == self.phase => line.push_str(" ❌"),
+            Some(RunStatus::Cancelled) if i == self.phase => line.push_str(" ⏹️"),
+            _ => {}
+        }
+        if i == self.phase && ended.is_none() {
+            if stage == "agent" {
+                if let Some(t) = self.turn {
+                    line.push_str(&format!(" · turn {t}"));
+                }
+                if let Some(a) = &self.last_action {
+                    line.push_str(&format!(" · {a}"));
+                }
+            } else {
+                line.push_str(" ⏳");
+            }
+        }
+        line
+    }
+
+    /// `⏱ 1m 35s · 2.9k tokens · $0.01`: the run's totals once it ended (always, so a failed or
+    /// cancelled run says what it cost too), else the time so far and what the agent used.
+    fn totals(&self, elapsed_ms: u64) -> String {
+        let (clock, usage, cost, always) = match &self.finished {
+            Some(f) => (duration(f.duration_ms), f.usage, f.cost_usd, true),
+            None => (
+                format!("{} so far", duration(elapsed_ms)),
+                self.usage,
+                self.cost_usd.unwrap_or(0.0),
+                false,
+            ),
         };
-        let mut footer = vec![format!("⏱ {}", duration(ms))];
+        let mut footer = vec![format!("⏱ {clock}")];
         let tokens = usage.total_input() + usage.output_tokens;
-        if tokens > 0 {
+        if always || tokens > 0 {
             footer.push(format!("{} tokens", count(tokens)));
             footer.push(format!("${cost:.2}"));
         }
-        if let Some(url) = &live.log_url {
-            footer.push(format!("[live log]({url})"));
-        }
-        out.push_str(&footer.join(" · "));
-        out.push('\n');
-        out
+        footer.join(" · ") + "\n"
     }
+}
+
+/// `**Files changed (2):** `a.rs`, `b.rs``, the first 20.
+pub fn files_line(files: &[String]) -> String {
+    let shown: Vec<String> = files
+        .iter()
+        .take(20)
+        .map(|f| format!("`{}`", f.replace('`', "'")))
+        .collect();
+    let mut line = format!("**Files changed ({}):** {}", files.len(), shown.join(", "));
+    if files.len() > 20 {
+        line.push_str(&format!(" and {} more", files.len() - 20));
+    }
+    line
 }
 
 /// `turn 3: …` → 3.
@@ -290,12 +406,12 @@ mod tests {
     }
 
     #[test]
-    fn the_comment_shows_the_phase_turn_and_last_action() {
+    fn the_comment_shows_the_phase_turn_last_action_and_how_to_stop() {
         let mut p = Progress::new("r1");
         p.apply(&RunEvent::Start {
             run_id: "r1".into(),
             repo: None,
-            prompt: Some("add validation".into()),
+            prompt: Some("add validation, cc @octo/team".into()),
         });
         p.apply(&progress("sandbox", "sandbox ready"));
         p.apply(&RunEvent::Progress {
@@ -319,25 +435,41 @@ mod tests {
         let live = Live {
             elapsed_ms: 72_000,
             log_url: Some("https://bs.example/runs/r1?sig=x".into()),
+            command_word: "bs".into(),
         };
         let body = p.render(&live);
         assert!(
-            body.starts_with("### ⏳ Backspace is working on this"),
+            body.starts_with(
+                "### ⏳ Backspace is working on this · [live log](https://bs.example/runs/r1?sig=x)"
+            ),
             "{body}"
         );
-        assert!(body.contains("> add validation"));
+        assert!(
+            body.contains("> add validation, cc @&#8203;octo/team"),
+            "{body}"
+        );
         assert!(body.contains("- [x] Queued\n- [x] Sandbox ready\n- [ ] Agent at work · turn 3 · `bash` `cargo test --all`"), "{body}");
         assert!(
-            body.contains(
-                "⏱ 1m 12s · 12.3k tokens · $0.04 · [live log](https://bs.example/runs/r1?sig=x)"
-            ),
+            body.contains("⏱ 1m 12s so far · 12.3k tokens · $0.04\n"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with("To stop it, comment `/bs cancel`.\n"),
             "{body}"
         );
     }
 
     #[test]
-    fn the_final_comment_has_the_link_files_and_totals() {
+    fn the_closed_comment_puts_the_verdict_first_and_folds_the_phases() {
         let mut p = Progress::new("r2");
+        p.apply(&progress("checks", "running `npm test`"));
+        p.apply(&RunEvent::Tool {
+            name: "bash".into(),
+            input: json!({"command": "npm test"}),
+            output: "ok".into(),
+            exit_code: Some(0),
+            duration_ms: Some(5),
+        });
         p.apply(&progress("push", "pushed backspace/1-x"));
         p.apply(&RunEvent::PrCreated {
             pr_url: "https://github.com/o/r/pull/9".into(),
@@ -355,32 +487,79 @@ mod tests {
             },
             cost_usd: 0.12,
         });
-        let body = p.render(&Live::default());
-        assert!(body.contains("### ✅ Backspace opened a pull request"));
-        assert!(body.contains("- [x] Pushed\n- [x] Pull request"), "{body}");
-        assert!(body.contains("**Pull request:** https://github.com/o/r/pull/9"));
-        assert!(body.contains("**Files changed (2):** `src/a.rs`, `README.md`"));
-        assert!(body.contains("⏱ 1m 35s · 10.0k tokens · $0.12"), "{body}");
+        let closing = Closing {
+            headline: "✅ Opened [#9](https://github.com/o/r/pull/9)".into(),
+            body: "Did it.".into(),
+        };
+        let body = p.render_closed(&closing, &Live::default());
+        assert!(
+            body.starts_with(
+                "### ✅ Opened [#9](https://github.com/o/r/pull/9)\n\nDid it.\n\n<details>"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "- [x] Checks · ✅ `npm test` passed (exit 0)\n- [x] Pushed\n- [x] Pull request"
+            ),
+            "{body}"
+        );
+        assert!(
+            !body.contains("**Files changed"),
+            "the verdict names them: {body}"
+        );
+        assert!(
+            body.ends_with("</details>\n\n⏱ 1m 35s · 10.0k tokens · $0.12\n"),
+            "{body}"
+        );
+        assert!(!body.contains("cancel"), "{body}");
     }
 
     #[test]
-    fn a_failure_says_what_failed() {
+    fn a_failed_test_is_a_cross_not_a_tick() {
+        let mut p = Progress::new("r5");
+        p.apply(&progress("checks", "running `npm test`"));
+        p.apply(&RunEvent::Tool {
+            name: "bash".into(),
+            input: json!({"command": "npm test"}),
+            output: "1 failing".into(),
+            exit_code: Some(1),
+            duration_ms: Some(5),
+        });
+        p.apply(&progress("push", "pushed"));
+        let body = p.render(&Live::default());
+        assert!(
+            body.contains("- [ ] Checks · ❌ `npm test` failed (exit 1)\n"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_failure_shows_what_failed_and_what_it_cost() {
         let mut p = Progress::new("r3");
         p.apply(&progress("agent", "turn 1"));
         p.apply(&RunEvent::Error {
-            message: "the model API answered 529 overloaded five times; try again later".into(),
+            message: "the model API answered 529 overloaded <b>five</b> times".into(),
         });
         p.apply(&RunEvent::Complete {
             run_id: "r3".into(),
             status: RunStatus::Failed,
             duration_ms: 3000,
-            usage: Usage::default(),
-            cost_usd: 0.0,
+            usage: Usage {
+                input_tokens: 2_000,
+                ..Usage::default()
+            },
+            cost_usd: 0.01,
         });
-        let body = p.render(&Live::default());
-        assert!(body.contains("❌ Backspace could not finish"));
-        assert!(body.contains("**Error:** the model API answered 529"));
-        assert!(body.contains("- [ ] Agent at work\n"), "{body}");
+        let body = p.render_closed(&Closing::default(), &Live::default());
+        assert!(
+            body.contains(
+                "**Error:** the model API answered 529 overloaded &lt;b>five&lt;/b> times"
+            ),
+            "{body}"
+        );
+        assert!(body.contains("- [ ] Agent at work ❌\n"), "{body}");
+        assert!(body.ends_with("⏱ 3s · 2.0k tokens · $0.01\n"), "{body}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ use serde::Deserialize;
 /// Where the settings live.
 pub const PATH: &str = ".github/backspace.yml";
 
+/// The label that starts a run when the repository's settings name none.
+pub const DEFAULT_LABEL: &str = "backspace";
+
 /// Larger files are refused unread.
 pub const MAX_BYTES: usize = 64 * 1024;
 

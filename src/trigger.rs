@@ -1,7 +1,11 @@
 //! Pure: which webhook event becomes which job, and which are dropped, and who may start one.
 //!
 //! - `/backspace <prompt>` on an issue → a run; on a pull request → an iteration;
-//! - the label (`backspace` by default) added to an issue → a run with the title and body;
+//! - a label added to an issue → a run with the title and body, which the worker ends quietly
+//!   unless the label is the repository's trigger label ([`is_trigger_label`]: `label:` in its
+//!   `.github/backspace.yml`, `backspace` by default; ingress cannot read those settings);
+//! - a review submitted with `/backspace <prompt>` in its body → an iteration, with the
+//!   review's comments as context;
 //! - `/backspace cancel`, `/backspace help`, and user errors (answered with the usage);
 //! - an issue or pull request closed → its jobs are cancelled;
 //! - dropped: bots, the app's own comments, bodies over 65,536 characters, deleted comments,
@@ -10,10 +14,8 @@
 //! The write-permission check needs GitHub, so the worker makes it (`github::RepoClient::
 //! may_start_run`, failing closed) for the jobs [`needs_permission`] names.
 
-use serde_json::json;
-
 use crate::command::{self, Command, CommandError};
-use crate::job::{JobKind, JobRequest, JobSource};
+use crate::job::{AgentSpec, JobKind, JobRequest, JobSource, JobSpec, ReviewCommentRef, ReviewRef};
 use crate::webhook::{payload, Account, CommentAction, IssueAction, Repository, WebhookEvent};
 
 /// Comment and issue bodies longer than this (in characters) are not read for commands.
@@ -26,8 +28,6 @@ pub struct TriggerContext {
     pub command_word: String,
     /// The app's own login, `<slug>[bot]`, once known.
     pub bot_login: Option<String>,
-    /// The label that starts a run.
-    pub label: String,
 }
 
 impl Default for TriggerContext {
@@ -35,9 +35,15 @@ impl Default for TriggerContext {
         TriggerContext {
             command_word: "backspace".into(),
             bot_login: None,
-            label: "backspace".into(),
         }
     }
+}
+
+/// Whether `added` starts a run in a repository whose settings name `configured` (`label:`),
+/// or the default label when they name none. Labels compare without case, as GitHub's do.
+pub fn is_trigger_label(added: &str, configured: Option<&str>) -> bool {
+    let trigger = configured.unwrap_or(crate::repo_settings::DEFAULT_LABEL);
+    added.trim().eq_ignore_ascii_case(trigger.trim())
 }
 
 /// Why an event starts nothing.
@@ -47,7 +53,6 @@ pub enum Ignored {
     OwnComment,
     BodyTooLong,
     NoCommand,
-    OtherLabel,
     NotActedOn,
 }
 
@@ -58,7 +63,6 @@ impl Ignored {
             Ignored::OwnComment => "the app's own comment",
             Ignored::BodyTooLong => "body over 65,536 characters",
             Ignored::NoCommand => "no command",
-            Ignored::OtherLabel => "another label",
             Ignored::NotActedOn => "not acted on",
         }
     }
@@ -103,8 +107,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 return Decision::Ignore(Ignored::NoCommand);
             };
             let target = Target::issue(*installation_id, repository, issue, sender);
-            let context = json!({ "title": issue.title, "issue_url": issue.html_url, "requester_id": sender.id });
-            Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), context))
+            let spec = issue_spec(issue, sender);
+            Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), spec))
         }
         WebhookEvent::Issues {
             action,
@@ -117,9 +121,6 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 if let Some(why) = dropped_sender(sender, ctx) {
                     return Decision::Ignore(why);
                 }
-                if !label.eq_ignore_ascii_case(&ctx.label) {
-                    return Decision::Ignore(Ignored::OtherLabel);
-                }
                 let body = issue.body.as_deref().unwrap_or_default();
                 if too_long(body) {
                     return Decision::Ignore(Ignored::BodyTooLong);
@@ -130,17 +131,16 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                     format!("{}\n\n{}", issue.title, body.trim())
                 };
                 let target = Target::issue(*installation_id, repository, issue, sender);
-                let context = json!({ "title": issue.title, "issue_url": issue.html_url, "requester_id": sender.id });
-                Decision::Job(target.job(
-                    Ok(Command::Run { prompt }),
-                    JobSource::Label,
-                    None,
-                    context,
-                ))
+                let spec = AgentSpec {
+                    label: Some(label.clone()),
+                    ..issue_spec(issue, sender)
+                };
+                Decision::Job(target.job(Ok(Command::Run { prompt }), JobSource::Label, None, spec))
             }
             IssueAction::Closed => {
                 let target = Target::issue(*installation_id, repository, issue, sender);
-                Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, json!({})))
+                let spec = AgentSpec::default();
+                Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, spec))
             }
             IssueAction::Opened => Decision::Ignore(Ignored::NotActedOn),
         },
@@ -151,7 +151,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             sender,
         } => {
             let target = Target::pull(*installation_id, repository, pull_request, sender);
-            Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, json!({})))
+            let spec = AgentSpec::default();
+            Decision::Job(target.job(Ok(Command::Cancel), JobSource::Closed, None, spec))
         }
         WebhookEvent::ReviewCommentCreated {
             installation_id,
@@ -160,37 +161,85 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             comment,
             sender,
         } => {
-            if let Some(why) = dropped_sender(sender, ctx) {
-                return Decision::Ignore(why);
-            }
             let body = comment.body.as_deref().unwrap_or_default();
-            if too_long(body) {
-                return Decision::Ignore(Ignored::BodyTooLong);
-            }
-            let Some(first) = command::parse_commands(body, &ctx.command_word)
-                .into_iter()
-                .next()
-            else {
-                return Decision::Ignore(Ignored::NoCommand);
+            let first = match first_command(sender, body, ctx) {
+                Ok(c) => c,
+                Err(why) => return Decision::Ignore(why),
             };
             let target = Target::pull(*installation_id, repository, pull_request, sender);
-            let context = json!({
-                "title": pull_request.title,
-                "requester_id": sender.id,
-                "review_comment": {
-                    "id": comment.id,
-                    "path": comment.path,
-                    "line": comment.line.or(comment.original_line),
-                    "diff_hunk": comment.diff_hunk,
-                    "in_reply_to_id": comment.in_reply_to_id,
-                    "commit_id": comment.commit_id,
-                }
-            });
-            Decision::Job(target.job(first, JobSource::ReviewComment, Some(comment.id), context))
+            let spec = AgentSpec {
+                title: pull_request.title.clone(),
+                issue_url: None,
+                requester_id: Some(sender.id),
+                review_comment: Some(ReviewCommentRef {
+                    id: comment.id,
+                    path: Some(comment.path.clone()),
+                    line: comment.line.or(comment.original_line),
+                    diff_hunk: comment.diff_hunk.clone(),
+                    in_reply_to_id: comment.in_reply_to_id,
+                    commit_id: comment.commit_id.clone(),
+                }),
+                ..AgentSpec::default()
+            };
+            Decision::Job(target.job(first, JobSource::ReviewComment, Some(comment.id), spec))
+        }
+        WebhookEvent::ReviewSubmitted {
+            installation_id,
+            repository,
+            pull_request,
+            review,
+            sender,
+        } => {
+            let body = review.body.as_deref().unwrap_or_default();
+            let first = match first_command(sender, body, ctx) {
+                Ok(c) => c,
+                Err(why) => return Decision::Ignore(why),
+            };
+            let target = Target::pull(*installation_id, repository, pull_request, sender);
+            let spec = AgentSpec {
+                title: pull_request.title.clone(),
+                requester_id: Some(sender.id),
+                review: Some(ReviewRef {
+                    id: review.id,
+                    commit_id: review.commit_id.clone(),
+                }),
+                ..AgentSpec::default()
+            };
+            // A review has no reactions API: the progress comment is the first answer.
+            Decision::Job(target.job(first, JobSource::Review, None, spec))
         }
         WebhookEvent::Ping { .. }
         | WebhookEvent::Installation { .. }
         | WebhookEvent::InstallationRepositories { .. } => Decision::Ignore(Ignored::NotActedOn),
+    }
+}
+
+/// The first command of a new body on a pull request's diff or review, unless its sender or its
+/// length rules it out.
+fn first_command(
+    sender: &Account,
+    body: &str,
+    ctx: &TriggerContext,
+) -> Result<command::Parsed, Ignored> {
+    if let Some(why) = dropped_sender(sender, ctx) {
+        return Err(why);
+    }
+    if too_long(body) {
+        return Err(Ignored::BodyTooLong);
+    }
+    command::parse_commands(body, &ctx.command_word)
+        .into_iter()
+        .next()
+        .ok_or(Ignored::NoCommand)
+}
+
+/// What a job on an issue (or a pull request's conversation) knows of it.
+fn issue_spec(issue: &payload::Issue, sender: &Account) -> AgentSpec {
+    AgentSpec {
+        title: Some(issue.title.clone()),
+        issue_url: issue.html_url.clone(),
+        requester_id: Some(sender.id),
+        ..AgentSpec::default()
     }
 }
 
@@ -258,20 +307,22 @@ impl<'a> Target<'a> {
         command: Result<Command, CommandError>,
         source: JobSource,
         comment_id: Option<u64>,
-        mut context: serde_json::Value,
+        agent: AgentSpec,
     ) -> JobRequest {
-        let (kind, prompt) = match command {
-            Ok(Command::Run { prompt }) if self.is_pull_request => (JobKind::Iterate, prompt),
-            Ok(Command::Run { prompt }) => (JobKind::Run, prompt),
-            Ok(Command::Cancel) => (JobKind::Cancel, String::new()),
-            Ok(Command::Help) => (JobKind::Help, String::new()),
+        let (spec, prompt) = match command {
+            Ok(Command::Run { prompt }) if self.is_pull_request => {
+                (JobSpec::Iterate(agent), prompt)
+            }
+            Ok(Command::Run { prompt }) => (JobSpec::Run(agent), prompt),
+            Ok(Command::Cancel) => (JobSpec::Cancel, String::new()),
+            Ok(Command::Help) => (JobSpec::Help, String::new()),
             Err(e) => {
-                context["usage_error"] = json!(e.to_string());
-                (JobKind::UsageError, String::new())
+                let problem = e.to_string();
+                (JobSpec::UsageError { problem }, String::new())
             }
         };
         JobRequest {
-            kind,
+            spec,
             source,
             installation_id: self.installation_id,
             repository: self.repository.full_name.clone(),
@@ -282,7 +333,6 @@ impl<'a> Target<'a> {
             comment_id,
             requester: self.requester.to_owned(),
             prompt,
-            context,
         }
     }
 }
@@ -302,6 +352,7 @@ mod tests {
     use super::*;
     use crate::testing::shared_fixture;
     use crate::webhook::{envelope, parse};
+    use serde_json::json;
 
     fn event(path: &str, edit: impl FnOnce(&mut serde_json::Value)) -> WebhookEvent {
         let mut v: serde_json::Value =
@@ -311,6 +362,25 @@ mod tests {
         let name = path.split('/').next().unwrap();
         let meta = envelope(name, &body).unwrap();
         parse(name, meta.action.as_deref(), &body).unwrap().unwrap()
+    }
+
+    /// The JSON of a review event built on the review comment fixture (the shared fixtures have
+    /// no `pull_request_review` example): its pull request, repository and sender, a review.
+    fn review_payload() -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(&shared_fixture(
+            "webhooks/pull_request_review_comment/created.json",
+        ))
+        .unwrap();
+        let user = v["comment"]["user"].clone();
+        v["action"] = json!("submitted");
+        v["review"] = json!({
+            "id": 80, "node_id": "PRR_1", "user": user,
+            "body": "Nice start.\n\n/backspace address these comments",
+            "state": "commented", "commit_id": "ecdd80bb57125d7ba9641ffaa4d7d2c19d3f3091",
+            "html_url": "https://github.com/Codertocat/Hello-World/pull/2#pullrequestreview-80",
+        });
+        v.as_object_mut().map(|o| o.remove("comment"));
+        v
     }
 
     fn comment(body: &str) -> impl FnOnce(&mut serde_json::Value) + '_ {
@@ -340,7 +410,7 @@ mod tests {
             ),
             &ctx(),
         ));
-        assert_eq!(j.kind, JobKind::Run);
+        assert_eq!(j.kind(), JobKind::Run);
         assert_eq!(j.source, JobSource::Comment);
         assert_eq!(j.prompt, "add input validation");
         assert_eq!(j.repository, "Codertocat/Hello-World");
@@ -384,7 +454,7 @@ mod tests {
         };
         let c = ctx();
         let kind = |e: WebhookEvent| match decide(&e, &c) {
-            Decision::Job(j) => Ok(j.kind),
+            Decision::Job(j) => Ok(j.kind()),
             Decision::Ignore(why) => Err(why),
         };
         assert_eq!(
@@ -471,10 +541,8 @@ mod tests {
             kind(event("issues/opened.json", |_| {})),
             Err(Ignored::NotActedOn)
         );
-        assert_eq!(
-            kind(event("issues/labeled.json", |_| {})),
-            Err(Ignored::OtherLabel)
-        );
+        // Any label queues a run; the worker checks it against the repository's settings.
+        assert_eq!(kind(event("issues/labeled.json", |_| {})), Ok(JobKind::Run));
         assert_eq!(
             kind(event("issues/labeled.json", |v| v["action"] = json!("closed"))),
             Ok(JobKind::Cancel)
@@ -507,23 +575,45 @@ mod tests {
             v["issue"]["body"] = json!("Add validation.");
         });
         let j = job(decide(&e, &ctx()));
-        assert_eq!(j.kind, JobKind::Run);
+        assert_eq!(j.kind(), JobKind::Run);
         assert_eq!(j.source, JobSource::Label);
         assert_eq!(
             j.prompt,
             "Signup form accepts empty email\n\nAdd validation."
         );
         assert_eq!(j.comment_id, None);
-        let custom = TriggerContext {
-            label: "ai".into(),
-            ..ctx()
-        };
-        assert_eq!(decide(&e, &custom), Decision::Ignore(Ignored::OtherLabel));
+        assert_eq!(
+            j.spec.agent().and_then(|a| a.label.as_deref()),
+            Some("backspace")
+        );
         let by_bot = event("issues/labeled.json", |v| {
             v["label"]["name"] = json!("backspace");
             v["sender"]["type"] = json!("Bot");
         });
         assert_eq!(decide(&by_bot, &ctx()), Decision::Ignore(Ignored::Bot));
+    }
+
+    #[test]
+    fn the_repositorys_label_or_the_default_starts_runs() {
+        assert!(is_trigger_label("backspace", None));
+        assert!(is_trigger_label("Backspace", None));
+        assert!(!is_trigger_label("bug", None));
+        assert!(is_trigger_label("AI", Some("ai")));
+        assert!(!is_trigger_label("backspace", Some("ai")));
+    }
+
+    #[test]
+    fn a_review_with_a_command_in_its_body_iterates_on_its_pull_request() {
+        let body = serde_json::to_vec(&review_payload()).unwrap();
+        let ev = parse("pull_request_review", Some("submitted"), &body)
+            .unwrap()
+            .unwrap();
+        let j = job(decide(&ev, &ctx()));
+        assert_eq!((j.kind(), j.source), (JobKind::Iterate, JobSource::Review));
+        assert_eq!(j.prompt, "address these comments");
+        assert_eq!(j.comment_id, None);
+        let review = j.spec.agent().and_then(|a| a.review.clone());
+        assert_eq!(review.map(|r| r.id), Some(80));
     }
 
     #[test]
@@ -533,11 +623,13 @@ mod tests {
             comment("/backspace handle the None case here"),
         );
         let j = job(decide(&e, &ctx()));
-        assert_eq!(j.kind, JobKind::Iterate);
+        assert_eq!(j.kind(), JobKind::Iterate);
         assert_eq!(j.source, JobSource::ReviewComment);
         assert!(j.is_pull_request);
-        assert_eq!(j.context["review_comment"]["path"], "README.md");
-        assert!(j.context["review_comment"]["diff_hunk"].is_string());
+        let rc = j.spec.agent().and_then(|a| a.review_comment.clone());
+        let rc = rc.expect("the review comment");
+        assert_eq!(rc.path.as_deref(), Some("README.md"));
+        assert!(rc.diff_hunk.is_some());
     }
 
     #[test]
@@ -547,10 +639,10 @@ mod tests {
         });
         let j = job(decide(&e, &ctx()));
         assert_eq!(
-            (j.kind, j.source, j.is_pull_request),
+            (j.kind(), j.source, j.is_pull_request),
             (JobKind::Cancel, JobSource::Closed, true)
         );
-        assert!(!needs_permission(j.kind, j.source));
+        assert!(!needs_permission(j.kind(), j.source));
     }
 
     #[test]

@@ -907,7 +907,8 @@ async fn each_request_of_a_ten_turn_session_shares_a_cached_prefix_with_the_one_
         script.push(fa::Reply::text(FINAL).into());
         let fake = FakeAnthropic::start(script).await;
         let ws = MemoryWorkspace::default();
-        let (outcome, _) = run_agent(anthropic_provider(&fake, true), AgentConfig::default(), &ws).await;
+        let provider = anthropic_provider(&fake, true);
+        let (outcome, _) = run_agent(provider, AgentConfig::default(), &ws).await;
         assert_eq!(outcome.stop, StopReason::Finished);
         assert_eq!(outcome.turns, 10);
 

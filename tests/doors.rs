@@ -12,7 +12,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use backspace::github::{GithubApp, GithubAppConfig};
-use backspace::job::{JobKind, JobRequest, JobSource, JobState};
+use backspace::job::{
+    AgentSpec, JobKind, JobRequest, JobResult, JobSource, JobSpec, JobState, RunReport,
+};
 use backspace::run_event::{RunEvent, RunStatus, Usage};
 use backspace::server::{router, run_link, AppState, DoorsConfig, LinkKey};
 use backspace::store::Store;
@@ -23,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use support::db;
 use support::fake_github::{self, FakeGithub};
-use support::webhooks::{delivery, fixture, fixture_with, secrets, SECRET};
+use support::webhooks::{credentials, delivery, fixture, fixture_with, SECRET};
 use tower::ServiceExt;
 
 const KEY: &str = "test-api-key";
@@ -54,8 +56,7 @@ impl Server {
             bot_login: Some("backspace-test[bot]".into()),
             ..Default::default()
         };
-        let state = AppState::new(store, secrets(&[SECRET]), ctx);
-        state.configure(config);
+        let state = AppState::new(store, config, ctx, Ok(credentials(&[SECRET])));
         Server {
             router: router(state.clone()),
             state,
@@ -220,7 +221,10 @@ async fn play_runner(store: Store, pause: Duration) -> String {
             &job.id,
             "test-worker",
             JobState::Succeeded,
-            &json!({ "pr_url": "https://github.com/Codertocat/Hello-World/pull/7" }),
+            &JobResult::Succeeded(RunReport {
+                pr_url: Some("https://github.com/Codertocat/Hello-World/pull/7".into()),
+                ..Default::default()
+            }),
         )
         .await
         .expect("finish");
@@ -421,7 +425,7 @@ async fn accept_json_queues_an_api_run_and_answers_202_at_once() {
                 .unwrap()
                 .starts_with(&format!("https://bot.example.com/runs/{id}?exp=")));
             let job = t.store.job(id).await.unwrap().expect("the job is stored");
-            assert_eq!(job.kind, JobKind::Run);
+            assert_eq!(job.kind(), JobKind::Run);
             assert_eq!(job.source, JobSource::Api);
             assert_eq!(job.state, JobState::Queued);
             assert_eq!(job.number, None);
@@ -492,17 +496,19 @@ async fn the_default_answer_streams_the_run_from_start_to_complete_with_the_pr_u
 async fn an_api_run_through_the_real_workers_streams_to_a_pull_request() {
     within(240, async {
         // The whole bot: real workers, Docker sandbox and git, the fake GitHub and model.
-        let Some(bot) = support::bot::Bot::start(
+        let opts = support::bot::Options {
+            doors: Some(doors("http://backspace.test")),
+            ..Default::default()
+        };
+        let Some(bot) = support::bot::Bot::start_with(
             &[("src/app.js", "export const greet = (n) => 'hi ' + n;\n")],
             support::bot::edit_script("src/app.js", "'hi '", "'Hello, '", "Greet people properly"),
+            opts,
         )
         .await
         else {
             return;
         };
-        let mut config = doors("http://backspace.test");
-        config.github_url = bot.gh.api_url();
-        bot.ingress.state.configure(config);
         let repo_url = format!("{}octo/app", bot.gh.api_url());
         let resp = bot
             .ingress
@@ -656,7 +662,7 @@ async fn a_run_cancelled_before_it_started_still_ends_its_stream() {
         let id = t
             .store
             .insert_job(&JobRequest {
-                kind: JobKind::Run,
+                spec: JobSpec::Run(AgentSpec::default()),
                 source: JobSource::Comment,
                 installation_id: Some(1),
                 repository: "o/r".into(),
@@ -667,7 +673,6 @@ async fn a_run_cancelled_before_it_started_still_ends_its_stream() {
                 comment_id: None,
                 requester: "alice".into(),
                 prompt: "x".into(),
-                context: json!({}),
             })
             .await
             .unwrap();
@@ -968,13 +973,12 @@ async fn the_run_page_shows_events_as_they_arrive_in_headless_chromium() {
 
 fn setup_server(store: Store, gh: &FakeGithub, creds: &std::path::Path) -> (AppState, Router) {
     let missing = backspace::config::MissingCredentials(vec!["APP_ID"]);
-    let state = AppState::setup_mode(store, missing, TriggerContext::default());
     let mut config = doors("https://bot.example.com");
     // The fake serves the web pages' base and the API alike.
     config.github_url = gh.api_url();
     config.github_api_url = gh.api_url();
     config.credentials_path = Some(creds.to_owned());
-    state.configure(config);
+    let state = AppState::new(store, config, TriggerContext::default(), Err(missing));
     (state.clone(), router(state))
 }
 
@@ -1013,7 +1017,7 @@ async fn setup_goes_from_the_form_to_saved_credentials_to_a_verified_webhook() {
         let creds_path = dir.path().join("backspace-credentials.json");
         let (state, router) = setup_server(t.store.clone(), &gh, &creds_path);
         let mut watch = state.credentials_watch();
-        assert!(watch.borrow().is_none());
+        assert!(watch.borrow().app().is_none());
 
         // Before setup, webhooks are answered 503.
         let body = fixture("webhooks/ping/ping.json");
@@ -1100,7 +1104,7 @@ async fn setup_goes_from_the_form_to_saved_credentials_to_a_verified_webhook() {
         // Published for the workers, without a restart.
         within(5, watch.changed()).await.unwrap();
         assert_eq!(
-            watch.borrow().as_ref().map(|c| c.app_id),
+            watch.borrow().app().map(|c| c.app_id),
             Some(fake_github::APP_ID)
         );
 
@@ -1162,7 +1166,7 @@ async fn a_setup_callback_without_a_state_from_this_server_is_refused() {
         .await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         assert!(!creds_path.exists());
-        assert!(state.credentials_watch().borrow().is_none());
+        assert!(state.credentials_watch().borrow().app().is_none());
         assert!(state.link_key().is_none(), "still in setup mode");
     })
     .await
@@ -1245,7 +1249,7 @@ async fn metrics_count_deliveries_jobs_and_runs() {
         assert!(resp.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
-            .starts_with("text/plain; version=0.0.4"));
+            .starts_with("application/openmetrics-text; version=1.0.0"));
         let text = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes())
             .to_string();
         for (series, value) in [
@@ -1273,8 +1277,8 @@ async fn metrics_count_deliveries_jobs_and_runs() {
             ("backspace_jobs{state=\"running\"}", 0.0),
             ("backspace_runs_total{status=\"succeeded\"}", 1.0),
             ("backspace_run_duration_seconds_count", 1.0),
-            ("backspace_run_duration_seconds_bucket{le=\"60\"}", 0.0),
-            ("backspace_run_duration_seconds_bucket{le=\"120\"}", 1.0),
+            ("backspace_run_duration_seconds_bucket{le=\"60.0\"}", 0.0),
+            ("backspace_run_duration_seconds_bucket{le=\"120.0\"}", 1.0),
             ("backspace_model_tokens_total{kind=\"input\"}", 10.0),
             ("backspace_model_cost_usd_total", 0.5),
             ("backspace_sandbox_start_seconds_count", 1.0),

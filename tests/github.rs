@@ -10,14 +10,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backspace::github::{
-    convert_manifest, git_basic_auth_header, with_marker, GateDecision, GithubApp, GithubAppConfig,
-    GithubError, IssueNumber, NewPullRequest, PacingLimits, Permission, ProgressComment,
-    ProgressConfig, ReactionContent, RepoClient, RepoName, RetryPolicy, DENIED_REPLY_MARKER,
-    JWT_LIFETIME_SECS,
+    convert_manifest, git_basic_auth_header, with_marker, CheckConclusion, CheckOutput,
+    GateDecision, GithubApp, GithubAppConfig, GithubError, IssueNumber, NewCheckRun,
+    NewPullRequest, PacingLimits, Permission, ProgressComment, ProgressConfig, ReactionContent,
+    RepoClient, RepoName, RetryPolicy, DENIED_REPLY_MARKER, JWT_LIFETIME_SECS,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use support::fake_github::{app_private_key, other_private_key, FakeGithub};
+use support::fake_github::{app_private_key, other_private_key, FakeGithub, BOT_USER_ID};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -39,6 +39,7 @@ fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(50),
         max_total_wait: Duration::from_secs(10),
         request_timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
     }
 }
 
@@ -275,6 +276,32 @@ async fn the_manifest_code_converts_once_into_the_apps_credentials() {
 
 // --- installation tokens ---
 
+/// An installation made before the app asked for `checks: write` has not granted it until its
+/// owner accepts: GitHub refuses a token that asks for it, so the token is asked again without
+/// it, and the check run (only) is refused.
+#[tokio::test]
+async fn an_installation_that_has_not_granted_checks_still_gets_a_token_without_them() {
+    within(async {
+        let w = world().await;
+        w.gh.withhold_permission(w.client.installation(), "checks");
+        w.client.git_token().await.expect("a token");
+        let asked = w.gh.requests_to(ACCESS_TOKENS);
+        let statuses: Vec<u16> = asked.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![422, 201]);
+        assert_eq!(
+            asked[1]
+                .body
+                .as_ref()
+                .map(|b| b["permissions"].get("checks").is_none()),
+            Some(true)
+        );
+        // The run's other calls work with it.
+        w.client.get_issue(w.issue).await.expect("the issue");
+        w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
 #[tokio::test]
 async fn the_token_is_asked_for_the_one_repository_and_the_run_permissions_only() {
     within(async {
@@ -289,7 +316,7 @@ async fn the_token_is_asked_for_the_one_repository_and_the_run_permissions_only(
             asked[0].body,
             Some(json!({
                 "repositories": ["hello"],
-                "permissions": {"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"}
+                "permissions": {"checks": "write", "contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"}
             }))
         );
         let grants = w.gh.tokens();
@@ -1293,6 +1320,135 @@ async fn git_push_with_an_expired_token_is_refused() {
         )
         .await;
         assert!(!out.status.success());
+        w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
+// --- checks, users, reviews ---
+
+#[tokio::test]
+async fn a_check_run_started_again_for_the_same_run_is_the_same_check_run() {
+    within(async {
+        let w = world().await;
+        let sha = w.gh.branch_sha(&w.repo, "main").expect("main");
+        let new = NewCheckRun {
+            head_sha: &sha,
+            details_url: Some("https://bs.example/runs/r1"),
+            external_id: "r1",
+            output: CheckOutput {
+                title: "working".into(),
+                summary: "…".into(),
+                text: None,
+            },
+        };
+        let first = w.client.start_check_run(&new).await.expect("start");
+        let again = w.client.start_check_run(&new).await.expect("start again");
+        assert_eq!(first.id, again.id);
+        assert_eq!(first.status, "in_progress");
+        let output = CheckOutput {
+            title: "npm test passed".into(),
+            summary: "ok".into(),
+            text: Some("12 passing".into()),
+        };
+        let done = w
+            .client
+            .complete_check_run(first.id, CheckConclusion::Success, &output)
+            .await
+            .expect("complete");
+        assert_eq!(
+            (done.status.as_str(), done.conclusion.as_deref()),
+            ("completed", Some("success"))
+        );
+        let runs = w.gh.check_runs(&w.repo);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            runs[0].details_url.as_deref(),
+            Some("https://bs.example/runs/r1")
+        );
+        // A commit GitHub does not have is refused as GitHub does.
+        let missing = NewCheckRun {
+            head_sha: "0123456789012345678901234567890123456789",
+            ..new
+        };
+        let e = w
+            .client
+            .start_check_run(&missing)
+            .await
+            .expect_err("no such commit");
+        assert_eq!(e.status(), Some(422));
+        w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_bot_user_is_asked_for_once_and_has_its_own_id() {
+    within(async {
+        let w = world().await;
+        let bot = w.app.bot_user(&w.client).await.expect("bot user");
+        let again = w.app.bot_user(&w.client).await.expect("bot user");
+        assert_eq!(bot, again);
+        assert_eq!(
+            (bot.login.as_str(), bot.id),
+            ("backspace-test[bot]", BOT_USER_ID)
+        );
+        assert_ne!(bot.id, w.app.app_id());
+        assert_eq!(w.gh.requests_to("GET /users/{username}").len(), 1);
+        w.gh.assert_requests_fit_openapi();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_reviewer_must_be_a_collaborator_and_a_reviews_comments_are_listed() {
+    within(async {
+        let w = world().await;
+        let branch_files = [("README.md", "# Hello again\n")];
+        w.gh.push_branch(&w.repo, "main", "feature", &branch_files);
+        let pr = w.gh.open_pull(
+            &w.repo,
+            "backspace-test[bot]",
+            &w.repo,
+            "feature",
+            "main",
+            "Change",
+        );
+        w.client
+            .request_reviewers(pr, &["alice"])
+            .await
+            .expect("alice may review");
+        let stranger = w.client.request_reviewers(pr, &["mallory"]).await;
+        assert_eq!(
+            stranger.expect_err("not a collaborator").status(),
+            Some(422)
+        );
+        let pulls = w.gh.pulls(&w.repo);
+        assert_eq!(
+            pulls
+                .iter()
+                .find(|p| p.number == pr.0)
+                .map(|p| p.requested_reviewers.clone()),
+            Some(vec!["alice".to_string()])
+        );
+        let (review, ids) = w.gh.submit_review(
+            &w.repo,
+            pr,
+            "alice",
+            "/backspace fix",
+            &[("README.md", 1, "say hi")],
+        );
+        let comments = w
+            .client
+            .review_comments(pr, review)
+            .await
+            .expect("comments");
+        assert_eq!(comments.len(), 1);
+        assert_eq!(
+            (comments[0].id, comments[0].path.as_str(), comments[0].line),
+            (ids[0], "README.md", Some(1))
+        );
+        assert_eq!(comments[0].body, "say hi");
         w.gh.assert_requests_fit_openapi();
     })
     .await

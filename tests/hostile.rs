@@ -116,7 +116,11 @@ async fn a_4_gib_write_fails_at_the_disk_cap_and_the_run_still_opens_its_pull_re
             .file_on_branch(&bot.repo, &pulls[0].head, "big.bin")
             .is_none());
         let comment = &bot.bot_comments(issue)[0].body;
-        assert!(comment.contains("opened a pull request"), "{comment}");
+        assert!(comment.contains("Opened pull request"), "{comment}");
+        assert!(
+            comment.contains("`big.bin`"),
+            "the refusal is listed: {comment}"
+        );
         assert_eq!(bot.containers_of(&job.id).await, 0);
     })
     .await;
@@ -243,7 +247,7 @@ async fn links_that_leave_the_repository_go_in_and_come_back_byte_for_byte() {
         let pulls = bot.gh.pulls(&bot.repo);
         assert_eq!(pulls.len(), 1);
         assert_eq!(
-            job.result.as_ref().expect("result")["files_changed"],
+            job.result.as_ref().expect("result").to_json()["files_changed"],
             json!(["README.md"]),
             "the links are not changes"
         );
@@ -264,7 +268,7 @@ async fn links_that_leave_the_repository_go_in_and_come_back_byte_for_byte() {
         let (_, answer) = run(&bot, "where does up-link point?").await;
         assert_eq!(answer.state, JobState::Succeeded, "{:?}", answer.result);
         assert_eq!(
-            answer.result.as_ref().expect("result")["status"],
+            answer.result.as_ref().expect("result").to_json()["status"],
             "answered"
         );
         assert_eq!(bot.gh.pulls(&bot.repo).len(), 1, "no second pull request");
@@ -304,7 +308,7 @@ async fn names_git_takes_for_dot_git_and_workflows_in_any_case_are_refused_and_l
             );
         }
         assert_eq!(
-            job.result.as_ref().expect("result")["files_changed"],
+            job.result.as_ref().expect("result").to_json()["files_changed"],
             json!(["README.md"])
         );
         let comment = &bot.bot_comments(issue)[0].body;

@@ -3,7 +3,9 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backspace::job::JobState;
@@ -35,13 +37,37 @@ struct Server {
 
 impl Server {
     fn start(env: &[(&str, String)]) -> Server {
+        Self::start_with_stdout(env, Stdio::null())
+    }
+
+    /// A server whose log lines (stdout) are collected into the returned list as they come.
+    fn start_logging(env: &[(&str, String)]) -> (Server, Arc<Mutex<Vec<String>>>) {
+        let mut server = Self::start_with_stdout(env, Stdio::piped());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = server.child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        (server, lines)
+    }
+
+    fn start_with_stdout(env: &[(&str, String)], stdout: Stdio) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_backspace"));
         cmd.args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            // Away from the checkout, whose .env (if a developer keeps one) serve would read.
+            .current_dir(std::env::temp_dir())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::inherit());
         if let Ok(h) = std::env::var("DOCKER_HOST") {
             cmd.env("DOCKER_HOST", h);
@@ -55,11 +81,21 @@ impl Server {
         }
     }
 
+    /// Waits until `/readyz` says a run could start (store, credentials, workers, engine).
     async fn ready(&mut self) {
+        self.answers("/readyz").await;
+    }
+
+    /// Waits until the process serves HTTP (`/livez`), ready or not (setup mode).
+    async fn live(&mut self) {
+        self.answers("/livez").await;
+    }
+
+    async fn answers(&mut self, probe: &str) {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{}/health", self.port))
+                .get(format!("http://127.0.0.1:{}{probe}", self.port))
                 .send()
                 .await
             {
@@ -72,7 +108,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("backspace never answered /health");
+        panic!("backspace never answered {probe} with 200");
     }
 
     async fn deliver(&self, event: &str, payload: &serde_json::Value) -> serde_json::Value {
@@ -285,9 +321,7 @@ async fn kill_dash_nine_mid_run_then_a_restart_ends_in_one_pull_request_and_no_c
             "one progress comment, found again after the restart"
         );
         assert!(
-            comments[0]
-                .body
-                .contains("✅ Backspace opened a pull request"),
+            comments[0].body.starts_with("### ✅ Opened pull request"),
             "{}",
             comments[0].body
         );
@@ -383,6 +417,7 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_backspace"))
             .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
@@ -394,7 +429,11 @@ async fn serve_without_credentials_starts_in_setup_mode_and_names_what_is_missin
             .spawn()
             .expect("start");
         let mut server = Server { child, port };
-        server.ready().await;
+        server.live().await;
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503, "not ready in setup mode");
         let resp = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/api/github/webhooks"))
             .header("x-github-event", "ping")
@@ -511,7 +550,8 @@ async fn bench_delivery_to_reaction_and_pull_request() {
         let store = world.store().await;
         for _ in 0..600 {
             let c = store.job_counts().await.unwrap();
-            if c.running == 2 && c.queued == 50 && world.model.requests().len() >= 2 * RUNS * 3 + 2 {
+            let calls = world.model.requests().len();
+            if c.running == 2 && c.queued == 50 && calls >= 2 * RUNS * 3 + 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -562,7 +602,13 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         }
         let (endpoint, got) = collector().await;
         let world = World::new(vec![]).await;
-        let mut server = Server::start(&world.env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]));
+        // The SDK's standard variables: JSON rather than the default protobuf, so that the
+        // collector here can read it, and the service's name.
+        let mut server = Server::start(&world.env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_SERVICE_NAME", "backspace-under-test"),
+        ]));
         server.ready().await;
         let issue = world.gh.open_issue(&world.repo, MAINTAINER, "x", "y");
         let (payload, _) =
@@ -575,7 +621,99 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
             bodies.contains("\"delivery\""),
             "no delivery span in {bodies}"
         );
-        assert!(bodies.contains("backspace"), "the service name: {bodies}");
+        assert!(
+            bodies.contains("backspace-under-test"),
+            "the service name from OTEL_SERVICE_NAME: {bodies}"
+        );
+    })
+    .await;
+}
+
+/// The run ids a JSON log line is logged under (its span and every enclosing one).
+fn run_ids_of(line: &serde_json::Value) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let spans = line["spans"].as_array().cloned().unwrap_or_default();
+    for span in spans.iter().chain(std::iter::once(&line["span"])) {
+        if let Some(id) = span["run_id"].as_str() {
+            ids.insert(id.to_owned());
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn two_runs_at_once_log_every_line_under_their_own_run_id_only() {
+    within(240, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        // Each run runs a command in its sandbox, then answers: both are alive at once.
+        let script: Vec<Step> = vec![
+            Reply::bash("sleep 1; echo one").into(),
+            Reply::bash("sleep 1; echo two").into(),
+            Reply::text("TITLE: A\n\nSUMMARY:\nAnswer.").into(),
+            Reply::text("TITLE: B\n\nSUMMARY:\nAnswer.").into(),
+        ];
+        let world = World::new(script).await;
+        let env = world.env(&[("LOG_FORMAT", "json")]);
+        let (mut server, lines) = Server::start_logging(&env);
+        server.ready().await;
+        let mut runs = Vec::new();
+        for title in ["first", "second"] {
+            let issue = world.gh.open_issue(&world.repo, MAINTAINER, title, "?");
+            let (payload, _) =
+                comment_payload(&world.gh, &world.repo, issue, MAINTAINER, "/backspace look");
+            let answer = server.deliver("issue_comment", &payload).await;
+            runs.push(answer["job_id"].as_str().expect("job id").to_owned());
+        }
+        let store = world.store().await;
+        for run in &runs {
+            wait_state(&store, run, JobState::Succeeded, Duration::from_secs(120)).await;
+        }
+        server.signal("-TERM");
+        assert!(server.wait_exit(Duration::from_secs(30)).await.success());
+
+        let lines = lines.lock().unwrap().clone();
+        let (mut started, mut finished, mut outside) = (Vec::new(), Vec::new(), 0);
+        for raw in &lines {
+            let line: serde_json::Value = serde_json::from_str(raw)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {raw}"));
+            let ids = run_ids_of(&line);
+            assert!(ids.len() <= 1, "a line under two runs: {raw}");
+            // A line that names a run anywhere (a container, a job id) is logged under that run.
+            for run in &runs {
+                let other = runs.iter().find(|r| *r != run).expect("two runs");
+                let mut fields = line.clone();
+                fields.as_object_mut().map(|o| o.remove("spans"));
+                fields.as_object_mut().map(|o| o.remove("span"));
+                if fields.to_string().contains(run.as_str()) {
+                    assert!(!ids.contains(other), "{raw}");
+                }
+            }
+            // What the webhook handler logs (a delivery's span) belongs to no run.
+            let in_delivery = line["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == "delivery"));
+            if in_delivery || line["message"] == "listening" {
+                assert!(ids.is_empty(), "a line outside the runs under one: {raw}");
+                outside += 1;
+            }
+            match line["message"].as_str() {
+                Some("job started") => started.extend(ids),
+                Some("job finished") => finished.extend(ids),
+                _ => {}
+            }
+        }
+        started.sort();
+        finished.sort();
+        let mut expected = runs.clone();
+        expected.sort();
+        assert_eq!(started, expected, "each run logs its start under its id");
+        assert_eq!(finished, expected, "each run logs its end under its id");
+        assert!(
+            outside >= 2,
+            "lines of the deliveries, under no run: {outside}"
+        );
     })
     .await;
 }

@@ -4,10 +4,10 @@ mod support;
 
 use std::time::Duration;
 
-use backspace::job::{JobKind, JobRequest, JobSource, JobState};
+use backspace::clock::Clock;
+use backspace::job::{AgentSpec, JobRequest, JobResult, JobSource, JobSpec, JobState, RunReport};
 use backspace::run_event::RunEvent;
 use backspace::store::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery, Store};
-use serde_json::json;
 use support::db;
 
 fn delivery(id: &str) -> NewDelivery {
@@ -22,7 +22,10 @@ fn delivery(id: &str) -> NewDelivery {
 
 fn run_on(number: u64, prompt: &str) -> JobRequest {
     JobRequest {
-        kind: JobKind::Run,
+        spec: JobSpec::Run(AgentSpec {
+            title: Some("t".into()),
+            ..Default::default()
+        }),
         source: JobSource::Comment,
         installation_id: Some(7),
         repository: "octo/app".into(),
@@ -33,8 +36,14 @@ fn run_on(number: u64, prompt: &str) -> JobRequest {
         comment_id: Some(99),
         requester: "alice".into(),
         prompt: prompt.into(),
-        context: json!({"title": "t"}),
     }
+}
+
+fn pushed(pr_url: &str) -> JobResult {
+    JobResult::Succeeded(RunReport {
+        pr_url: Some(pr_url.into()),
+        ..Default::default()
+    })
 }
 
 async fn queue(store: &Store, id: &str, job: &JobRequest) -> String {
@@ -63,7 +72,7 @@ async fn a_delivery_and_its_job_are_stored_once() {
         assert_eq!(stored.prompt, "add validation");
         assert_eq!(stored.number, Some(1));
         assert_eq!(stored.comment_id, Some(99));
-        assert_eq!(stored.context, json!({"title": "t"}));
+        assert_eq!(stored.spec, job.spec);
         assert_eq!(
             s.record_delivery(&delivery("d-1"), DeliveryEffect::Job(&job))
                 .await
@@ -119,14 +128,14 @@ async fn jobs_are_claimed_oldest_first_and_one_at_a_time_per_issue() {
         assert_eq!(c2.id, b1, "{name}");
         assert!(s.claim_next("w3", LEASE).await.unwrap().is_none(), "{name}");
         assert!(s
-            .finish(&a1, "w1", JobState::Succeeded, &json!({"pr_url": "u"}))
+            .finish(&a1, "w1", JobState::Succeeded, &pushed("u"))
             .await
             .unwrap());
         let c3 = s.claim_next("w3", LEASE).await.unwrap().unwrap();
         assert_eq!(c3.id, a2, "{name}");
         let done = s.job(&a1).await.unwrap().unwrap();
         assert_eq!(done.state, JobState::Succeeded);
-        assert_eq!(done.result, Some(json!({"pr_url": "u"})));
+        assert_eq!(done.result, Some(pushed("u")));
         assert!(done.finished_at.is_some());
     }
 }
@@ -140,7 +149,7 @@ async fn a_lease_is_renewed_only_by_its_owner() {
         assert!(s.renew_lease(&id, "w1", LEASE).await.unwrap(), "{name}");
         assert!(!s.renew_lease(&id, "w2", LEASE).await.unwrap(), "{name}");
         assert!(
-            !s.finish(&id, "w2", JobState::Failed, &json!({}))
+            !s.finish(&id, "w2", JobState::Failed, &JobResult::failed("x"))
                 .await
                 .unwrap(),
             "{name}"
@@ -176,6 +185,29 @@ async fn expired_leases_are_retried_once_then_given_up() {
         let (requeued, exhausted) = s.recover_expired(2).await.unwrap();
         assert_eq!((requeued.len(), exhausted.len()), (0, 1), "{name}");
         assert_eq!(exhausted[0].id, id);
+    }
+}
+
+#[tokio::test]
+async fn a_lease_runs_out_by_the_store_clock_not_before() {
+    for (name, t) in db::all().await {
+        let clock = Clock::manual_now();
+        let s = t.store.clone().with_clock(clock.clone());
+        let id = queue(&s, "d1", &run_on(1, "x")).await;
+        s.claim_next("crashed", LEASE).await.unwrap().unwrap();
+        clock.advance(LEASE - Duration::from_secs(1));
+        assert_eq!(
+            s.recover_expired(2).await.unwrap(),
+            (vec![], vec![]),
+            "{name}: the lease still holds"
+        );
+        clock.advance(Duration::from_secs(2));
+        let (requeued, exhausted) = s.recover_expired(2).await.unwrap();
+        assert_eq!(
+            (requeued.len(), exhausted.len(), requeued[0].id.as_str()),
+            (1, 0, id.as_str()),
+            "{name}"
+        );
     }
 }
 
@@ -381,5 +413,122 @@ async fn concurrent_deliveries_without_jobs_are_grouped_and_duplicates_still_det
             DeliveryOutcome::Duplicate,
             "{name}"
         );
+    }
+}
+
+/// Rows exactly as the first release wrote them (its `json!` contexts and results, its id
+/// form), inserted with plain SQL, read by this release's typed store.
+#[tokio::test]
+async fn rows_written_by_the_first_release_still_read() {
+    use secrecy::ExposeSecret;
+    use sqlx::Connection;
+    for (name, t) in db::all().await {
+        let url = t.url.expose_secret().to_owned();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let rows = [
+            (
+                "a0000000000000000000000000000001",
+                "run",
+                "comment",
+                "succeeded",
+                r#"{"title":"Greeting is rude","issue_url":"https://github.com/octo/app/issues/1","requester_id":42}"#,
+                Some(
+                    r#"{"status":"succeeded","pr_url":"https://github.com/octo/app/pull/2","files_changed":["src/app.js"],"title":"Greet","summary":"Changed it.","stop":"the agent finished","usage":{"input_tokens":10,"output_tokens":5,"cache_creation_input_tokens":0,"cache_read_input_tokens":0},"cost_usd":0.01,"cache_read_share":0.0,"turns":2,"test":null,"duration_ms":1500}"#,
+                ),
+            ),
+            (
+                "a0000000000000000000000000000002",
+                "iterate",
+                "review_comment",
+                "queued",
+                r#"{"title":"PR","requester_id":5,"review_comment":{"id":9,"path":"README.md","line":3,"diff_hunk":"@@ -1 +1 @@","in_reply_to_id":null,"commit_id":"abc"}}"#,
+                None,
+            ),
+            (
+                "a0000000000000000000000000000003",
+                "usage_error",
+                "comment",
+                "succeeded",
+                r#"{"title":"x","issue_url":"u","requester_id":1,"usage_error":"unknown command `cancle`"}"#,
+                Some(r#"{"status":"answered"}"#),
+            ),
+            (
+                "a0000000000000000000000000000004",
+                "run",
+                "comment",
+                "cancelled",
+                r#"{}"#,
+                Some(r#"{"reason":"cancelled by @alice"}"#),
+            ),
+            (
+                "a0000000000000000000000000000005",
+                "cancel",
+                "closed",
+                "succeeded",
+                r#"{}"#,
+                Some(r#"{"cancelled_queued":1,"cancelling_running":0}"#),
+            ),
+        ];
+        for (id, kind, source, state, context, result) in rows {
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, source, state, repository, number, requester, prompt, context, result, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'octo/app', 1, 'alice', 'p', $5, $6, 1, 1)",
+            )
+            .bind(id)
+            .bind(kind)
+            .bind(source)
+            .bind(state)
+            .bind(context)
+            .bind(result)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let s = &t.store;
+        let run = s.job(rows[0].0).await.unwrap().unwrap();
+        let JobSpec::Run(spec) = &run.spec else {
+            panic!("{name}: {:?}", run.spec)
+        };
+        assert_eq!(spec.requester_id, Some(42), "{name}");
+        let report = run.result.as_ref().and_then(|r| r.report()).unwrap();
+        assert_eq!(
+            report.pr_url.as_deref(),
+            Some("https://github.com/octo/app/pull/2"),
+            "{name}"
+        );
+        let iterate = s.job(rows[1].0).await.unwrap().unwrap();
+        let rc = iterate.spec.agent().and_then(|a| a.review_comment.clone());
+        assert_eq!(rc.map(|rc| (rc.id, rc.line)), Some((9, Some(3))), "{name}");
+        let usage = s.job(rows[2].0).await.unwrap().unwrap();
+        assert_eq!(
+            usage.spec,
+            JobSpec::UsageError {
+                problem: "unknown command `cancle`".into()
+            },
+            "{name}"
+        );
+        assert!(
+            matches!(usage.result, Some(JobResult::Answered(_))),
+            "{name}"
+        );
+        let cancelled = s.job(rows[3].0).await.unwrap().unwrap();
+        assert_eq!(
+            cancelled.result.as_ref().and_then(|r| r.error()),
+            Some("cancelled by @alice"),
+            "{name}"
+        );
+        let closed = s.job(rows[4].0).await.unwrap().unwrap();
+        assert!(
+            matches!(closed.result, Some(JobResult::Closed(c)) if c.cancelled_queued == 1),
+            "{name}"
+        );
+        // A row no release wrote is an error that names the column, not a panic or a guess.
+        sqlx::query("UPDATE jobs SET context = 'not json' WHERE id = $1")
+            .bind(rows[0].0)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let err = s.job(rows[0].0).await.unwrap_err();
+        assert!(err.to_string().contains("jobs.context"), "{name}: {err}");
     }
 }

@@ -64,14 +64,21 @@ async fn every_payload_example_is_accepted_and_recorded() {
             ))
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{file}: {body}");
-        assert_eq!(body["status"], "recorded", "{file}: {body}");
+        // A person adding a label queues a job: only the worker can read the repository's
+        // `label:` and tell whether it is the trigger label (else the job ends quietly).
+        let expected = if *file == "issues/labeled.json" {
+            "queued"
+        } else {
+            "recorded"
+        };
+        assert_eq!(body["status"], expected, "{file}: {body}");
     }
     assert_eq!(
         t.store.delivery_count().await.unwrap(),
         examples.len() as i64
     );
-    // None of the examples is a command: no job.
-    assert_eq!(t.store.job_counts().await.unwrap().queued, 0);
+    // No example is a command; the label is the one job.
+    assert_eq!(t.store.job_counts().await.unwrap().queued, 1);
 }
 
 #[tokio::test]
@@ -93,7 +100,7 @@ async fn a_command_comment_becomes_a_queued_job() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(job.kind, JobKind::Run);
+    assert_eq!(job.kind(), JobKind::Run);
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.prompt, "add input validation to the signup form");
     assert_eq!(job.repository, "Codertocat/Hello-World");
@@ -427,11 +434,24 @@ async fn a_postgres_outage_answers_503_and_the_redelivery_is_stored_after_it() {
 }
 
 #[tokio::test]
-async fn health_is_ok_when_the_store_answers() {
+async fn health_is_not_ready_until_the_workers_have_an_engine_and_names_what_is_missing() {
     let t = db::sqlite().await;
     let ingress = Ingress::new(t.store.clone());
+    for probe in ["/health", "/readyz"] {
+        let (status, body) = ingress
+            .send(Request::get(probe).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{probe}: {body}");
+        assert_eq!(body["checks"]["store"], "ok", "{body}");
+        assert!(
+            body["checks"]["docker"]
+                .as_str()
+                .is_some_and(|d| d.contains("not connected")),
+            "{body}"
+        );
+    }
     let (status, body) = ingress
-        .send(Request::get("/health").body(Body::empty()).unwrap())
+        .send(Request::get("/livez").body(Body::empty()).unwrap())
         .await;
     assert_eq!(
         (status, body["status"].as_str()),
@@ -442,10 +462,11 @@ async fn health_is_ok_when_the_store_answers() {
 #[tokio::test]
 async fn setup_mode_answers_webhooks_503_and_names_what_is_missing() {
     let t = db::sqlite().await;
-    let state = AppState::setup_mode(
+    let state = AppState::new(
         t.store.clone(),
-        MissingCredentials(vec!["APP_ID", "WEBHOOK_SECRET"]),
+        support::webhooks::test_doors(),
         TriggerContext::default(),
+        Err(MissingCredentials(vec!["APP_ID", "WEBHOOK_SECRET"])),
     );
     let ingress = Ingress {
         router: router(state.clone()),
@@ -462,17 +483,28 @@ async fn setup_mode_answers_webhooks_503_and_names_what_is_missing() {
             .contains("APP_ID, WEBHOOK_SECRET"),
         "{body}"
     );
+    // Not ready in setup mode (a load balancer sends runs elsewhere), but alive: /setup works.
     let (health, body) = ingress
         .send(Request::get("/health").body(Body::empty()).unwrap())
         .await;
     assert_eq!(
         (health, body["setup_mode"].as_bool()),
-        (StatusCode::OK, Some(true))
+        (StatusCode::SERVICE_UNAVAILABLE, Some(true))
     );
+    assert!(
+        body["checks"]["credentials"]
+            .as_str()
+            .is_some_and(|c| c.contains("APP_ID, WEBHOOK_SECRET")),
+        "{body}"
+    );
+    let (live, _) = ingress
+        .send(Request::get("/livez").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(live, StatusCode::OK);
     // Credentials arrive (the manifest flow): verified from then on, no restart.
     ingress
         .state
-        .install_secrets(support::webhooks::secrets(&[SECRET]));
+        .install_credentials(support::webhooks::credentials(&[SECRET]));
     let (status, _) = ingress
         .send(delivery("ping", "d-2", fixture("webhooks/ping/ping.json")))
         .await;

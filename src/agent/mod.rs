@@ -37,7 +37,7 @@ pub mod workspace;
 pub use budget::{BudgetKind, Budgets};
 pub use llm::{LlmError, ModelProvider, ProviderChoice, ProviderSettings, RetryPolicy};
 pub use pricing::{ModelPrice, PriceTable};
-pub use prompt::{AgentTask, IssueComment, IssueContext};
+pub use prompt::{AgentTask, InstructionFile, IssueComment, IssueContext};
 pub use session::{Agent, AgentConfig, AgentOutcome, StopReason};
 pub use tools::ToolLimits;
 pub use workspace::{CommandOutput, Workspace, WorkspaceError};

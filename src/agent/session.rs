@@ -72,6 +72,26 @@ impl AgentOutcome {
     pub fn cache_read_share(&self) -> f64 {
         self.usage.cache_read_share()
     }
+
+    /// What a run that changed no file posts (the one answer rule, for GitHub runs and
+    /// `backspace run` alike): the summary (the final reply with its `TITLE:` and `SUMMARY:`
+    /// read out), or the last text when the summary is empty; and why the agent stopped, when
+    /// it stopped early and the summary does not say so already.
+    pub fn answer(&self) -> String {
+        let text = if self.summary.trim().is_empty() {
+            &self.final_text
+        } else {
+            &self.summary
+        };
+        let mut answer = text.trim().to_owned();
+        if self.stop != StopReason::Finished {
+            let why = self.stop.message();
+            if !answer.contains(&why) {
+                answer.push_str(&format!("\n\n_{why}_"));
+            }
+        }
+        answer
+    }
 }
 
 const TRANSCRIPT_ENTRIES: usize = 40;

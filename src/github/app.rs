@@ -12,15 +12,16 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::jwt::{unix_now, AppKey};
+use super::jwt::AppKey;
 use super::models::{InstallationId, IssueNumber, RepoName};
 use super::pacing::{PacingLimits, WritePacer};
 use super::permission::PermissionGate;
 use super::repo::RepoClient;
-use super::retry::RetryPolicy;
 use super::tokens::{parse_github_time, InstallationToken, TokenCache};
 use super::transport::Transport;
 use super::GithubError;
+use crate::clock::unix_secs;
+use crate::retry::RetryPolicy;
 
 /// How to reach and authenticate as the app.
 #[derive(Debug, Clone)]
@@ -51,16 +52,23 @@ impl GithubAppConfig {
 }
 
 /// The permissions every run's token asks for, and no more.
-pub const RUN_PERMISSIONS: [(&str, &str); 4] = [
+pub const RUN_PERMISSIONS: [(&str, &str); 5] = [
+    ("checks", "write"),
     ("contents", "write"),
     ("issues", "write"),
     ("pull_requests", "write"),
     ("metadata", "read"),
 ];
 
-fn run_permissions() -> serde_json::Value {
+/// Permissions a run can do without: an installation made before the app asked for them has
+/// not granted them until its owner accepts, and GitHub refuses a token that asks for them.
+/// Runs on such an installation get a token without them (and, for `checks`, no check run).
+pub const OPTIONAL_PERMISSIONS: [&str; 1] = ["checks"];
+
+fn run_permissions(with_optional: bool) -> serde_json::Value {
     RUN_PERMISSIONS
         .iter()
+        .filter(|(k, _)| with_optional || !OPTIONAL_PERMISSIONS.contains(k))
         .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
         .collect::<serde_json::Map<_, _>>()
         .into()
@@ -75,6 +83,8 @@ pub(crate) struct Inner {
     pacing: PacingLimits,
     pub gate: PermissionGate,
     bot_login: tokio::sync::OnceCell<String>,
+    /// The bot user and its id (`users.rs`).
+    pub bot_user: tokio::sync::OnceCell<super::users::Account>,
     /// Issues with a denied-user reply being decided, so two denials at once post one reply.
     pub denial_locks: tokio::sync::Mutex<HashSet<(String, IssueNumber)>>,
 }
@@ -123,6 +133,7 @@ impl GithubApp {
                 pacing: config.pacing,
                 gate: config.gate,
                 bot_login: tokio::sync::OnceCell::new(),
+                bot_user: tokio::sync::OnceCell::new(),
                 denial_locks: tokio::sync::Mutex::new(HashSet::new()),
             }),
         })
@@ -134,7 +145,7 @@ impl GithubApp {
 
     /// A fresh app JWT (for `/app/...` routes).
     pub fn jwt(&self) -> Result<SecretString, GithubError> {
-        self.inner.key.sign(self.inner.app_id, unix_now())
+        self.inner.key.sign(self.inner.app_id, unix_secs())
     }
 
     /// The client for one repository of one installation.
@@ -192,7 +203,7 @@ impl GithubApp {
         let slot = self.inner.tokens.slot(installation, repo);
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref() {
-            if token.is_fresh(unix_now()) {
+            if token.is_fresh(unix_secs()) {
                 return Ok(token.token.clone());
             }
         }
@@ -214,17 +225,17 @@ impl GithubApp {
             &installation.0.to_string(),
             "access_tokens",
         ])?;
-        let body = serde_json::json!({
-            "repositories": [repo.name],
-            "permissions": run_permissions(),
-        });
-        let jwt = self.jwt()?;
-        let answer = match self
-            .inner
-            .transport
-            .send(Method::POST, &url, Some(&jwt), Some(&body))
-            .await
-        {
+        let answer = match self.ask_token(&url, repo, true).await {
+            Err(e) if e.status() == Some(422) && e.to_string().contains("not granted") => {
+                tracing::warn!(
+                    installation = installation.0,
+                    "the installation has not granted every permission; a token without the optional ones"
+                );
+                self.ask_token(&url, repo, false).await
+            }
+            other => other,
+        };
+        let answer = match answer {
             Ok(a) => a,
             Err(e) => {
                 if matches!(e.status(), Some(401 | 404)) {
@@ -242,6 +253,23 @@ impl GithubApp {
             token: answer.token,
             expires_at_unix,
         })
+    }
+
+    async fn ask_token(
+        &self,
+        url: &Url,
+        repo: &RepoName,
+        with_optional: bool,
+    ) -> Result<super::transport::Answer, GithubError> {
+        let body = serde_json::json!({
+            "repositories": [repo.name],
+            "permissions": run_permissions(with_optional),
+        });
+        let jwt = self.jwt()?;
+        self.inner
+            .transport
+            .send(Method::POST, url, Some(&jwt), Some(&body))
+            .await
     }
 
     /// Drops what is cached for an installation (deleted, suspended, or its token refused).

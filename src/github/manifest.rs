@@ -8,9 +8,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::retry::RetryPolicy;
 use super::transport::Transport;
 use super::GithubError;
+use crate::retry::RetryPolicy;
 
 /// The registered app, as the conversion returns it.
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@
 //! message in this module holds one.
 
 mod app;
+mod checks;
 mod error;
 mod jwt;
 mod manifest;
@@ -24,10 +25,14 @@ mod permission;
 mod progress_comment;
 mod repo;
 mod retry;
+mod reviews;
 mod tokens;
 mod transport;
+mod users;
 
+pub use crate::retry::{RetryDecision, RetryPolicy};
 pub use app::{GithubApp, GithubAppConfig, RUN_PERMISSIONS};
+pub use checks::{CheckConclusion, CheckOutput, CheckRun, NewCheckRun, CHECK_NAME};
 pub use error::GithubError;
 pub use jwt::{AppKey, JwtClaims, JWT_BACKDATE_SECS, JWT_LIFETIME_SECS};
 pub use manifest::{convert_manifest, ManifestConversion};
@@ -43,8 +48,9 @@ pub use progress_comment::{
     progress_marker, run_id_from_marker, with_marker, ProgressComment, ProgressConfig,
 };
 pub use repo::{NewPullRequest, RepoClient, RepositoryInfo};
-pub use retry::{backoff_delay, RetryDecision, RetryPolicy};
+pub use reviews::ReviewComment;
 pub use tokens::{format_github_time, parse_github_time, InstallationToken, TOKEN_REFRESH_MARGIN};
+pub use users::{noreply_email, Account as GithubAccount};
 
 /// The Basic credentials git sends for an installation token (user `x-access-token`), as the
 /// value of an `Authorization` header: `git -c http.extraHeader="Authorization: <value>" push`.

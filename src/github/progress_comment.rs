@@ -7,15 +7,14 @@
 
 use std::time::Duration;
 
-use rand::Rng as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::models::{Comment, IssueNumber};
 use super::repo::RepoClient;
-use super::retry::{decide, Outcome, RetryDecision};
-use super::transport::Attempt;
 use super::GithubError;
+use crate::retry::{with_retries, Attempt};
 
 /// The marker of a run's progress comment: `<!-- backspace:run:<run_id> -->`.
 pub fn progress_marker(run_id: &str) -> String {
@@ -110,14 +109,16 @@ impl ProgressComment {
             version: 0,
             error: None,
         });
-        let task = tokio::spawn(write_loop(
+        let writer = write_loop(
             client,
             comment.id,
             run_id.to_string(),
             config,
             wanted_rx,
             landed_tx,
-        ));
+        );
+        // The run's own span: the writer's lines belong to the run whose comment it edits.
+        let task = tokio::spawn(writer.in_current_span());
         Ok(ProgressComment {
             comment,
             wanted: wanted_tx,
@@ -201,57 +202,46 @@ async fn write_loop(
         if let Some(last) = last_write {
             tokio::time::sleep_until(last + config.min_edit_interval).await;
         }
-        let policy = client.retry_policy().clone();
-        let mut attempts = 0u32;
-        let mut waited = Duration::ZERO;
-        let mut attempted_version = 0u64;
-        loop {
-            // Always the newest body: a retry never resends a body that was replaced.
-            let Wanted { version, body } = wanted.borrow_and_update().clone();
-            if version != attempted_version {
-                // A newer state is a new write with its own retry budget, so a burst of faults
-                // during intermediate states never uses up the final state's retries.
-                attempts = 0;
-                waited = Duration::ZERO;
-                attempted_version = version;
-            }
-            attempts += 1;
+        // Each version is a write with its own retry budget, so a burst of faults during
+        // intermediate states never uses up the final state's retries; a retry always sends the
+        // newest body, and a newer version ends this write's retries (`Superseded`).
+        let version = wanted.borrow_and_update().version;
+        let tries = with_retries(client.retry_policy(), "progress edit", |_| {
+            let newest = wanted.borrow_and_update().clone();
             last_write = Some(Instant::now());
-            let body = with_marker(&body, &run_id);
-            let (outcome, error) = match client.attempt_update_comment(comment_id, &body).await {
-                Attempt::Done(_) => {
-                    tried = version;
-                    landed.send_replace(Landed {
-                        version,
-                        error: None,
-                    });
-                    break;
+            let client = &client;
+            let body = with_marker(&newest.body, &run_id);
+            async move {
+                if newest.version != version {
+                    return Attempt::Done(Written::Superseded);
                 }
-                Attempt::Failed(e) => (Outcome::Final, e.to_string()),
-                Attempt::Retryable { hint, error } => {
-                    (Outcome::Retryable { hint }, error.to_string())
-                }
-            };
-            let jitter = rand::thread_rng().gen_range(0.0..=1.0);
-            match decide(&policy, outcome, attempts, waited, jitter) {
-                RetryDecision::RetryAfter(wait) => {
-                    tracing::warn!(comment_id, attempts, error = %error, "progress edit failed; retrying");
-                    let started = Instant::now();
-                    tokio::time::sleep(wait).await;
-                    waited += started.elapsed();
-                }
-                RetryDecision::Stop => {
-                    tracing::warn!(comment_id, attempts, error = %error, "progress edit failed");
-                    tried = version;
-                    landed.send_replace(Landed {
-                        version,
-                        error: Some(error),
-                    });
-                    break;
+                match client.attempt_update_comment(comment_id, &body).await {
+                    Attempt::Done(_) => Attempt::Done(Written::Landed),
+                    Attempt::Failed(e) => Attempt::Failed(e),
+                    Attempt::Retry { error, hint } => Attempt::Retry { error, hint },
                 }
             }
-        }
+        })
+        .await;
+        let error = match tries.result {
+            Ok(Written::Superseded) => continue,
+            Ok(Written::Landed) => None,
+            Err(gave_up) => {
+                let error = gave_up.into_error().to_string();
+                tracing::warn!(comment_id, attempts = tries.attempts, error = %error, "progress edit failed");
+                Some(error)
+            }
+        };
+        tried = version;
+        landed.send_replace(Landed { version, error });
     }
+}
+
+/// How one version's write ended.
+enum Written {
+    Landed,
+    /// A newer version was asked for before this one landed: that one is written instead.
+    Superseded,
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ impl RepoClient {
             .await
     }
 
-    fn url(&self, tail: &[&str]) -> Result<url::Url, GithubError> {
+    pub(super) fn url(&self, tail: &[&str]) -> Result<url::Url, GithubError> {
         let mut segments = vec!["repos", self.repo.owner.as_str(), self.repo.name.as_str()];
         segments.extend_from_slice(tail);
         self.app.inner.transport.url(&segments)
@@ -112,7 +112,7 @@ impl RepoClient {
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         url: url::Url,
@@ -146,7 +146,7 @@ impl RepoClient {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: url::Url) -> Result<T, GithubError> {
+    pub(super) async fn get<T: DeserializeOwned>(&self, url: url::Url) -> Result<T, GithubError> {
         self.call(Method::GET, url, None).await?.json()
     }
 
@@ -169,7 +169,7 @@ impl RepoClient {
             .attempt(&Method::PATCH, &url, Some(&token), Some(&body))
             .await;
         match &attempt {
-            Attempt::Failed(e) | Attempt::Retryable { error: e, .. } => self.note_failure(e),
+            Attempt::Failed(e) | Attempt::Retry { error: e, .. } => self.note_failure(e),
             Attempt::Done(_) => {}
         }
         attempt

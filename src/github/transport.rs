@@ -3,18 +3,17 @@
 //! decides. Non-success answers become [`GithubError`]s carrying GitHub's `message`, never a
 //! header or a credential.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::jwt::unix_now;
-use super::retry::{classify, decide, Outcome, RetryDecision, RetryPolicy};
+use super::retry::{classify, Outcome};
 use super::GithubError;
+use crate::retry::{with_retries, GaveUp, RetryPolicy};
 
 /// GitHub's REST API version this client speaks.
 const API_VERSION: &str = "2022-11-28";
@@ -37,15 +36,8 @@ impl Answer {
     }
 }
 
-/// One attempt's result, for callers that run their own retry loop (the progress writer).
-pub(crate) enum Attempt {
-    Done(Answer),
-    Retryable {
-        hint: Option<Duration>,
-        error: GithubError,
-    },
-    Failed(GithubError),
-}
+/// One attempt's result, classified for the retry loop.
+pub(crate) type Attempt = crate::retry::Attempt<Answer, GithubError>;
 
 pub(crate) struct Transport {
     http: reqwest::Client,
@@ -112,7 +104,7 @@ impl Transport {
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Retryable {
+                return Attempt::Retry {
                     hint: None,
                     error: GithubError::Transport {
                         method: method.to_string(),
@@ -128,7 +120,7 @@ impl Transport {
         let body = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                return Attempt::Retryable {
+                return Attempt::Retry {
                     hint: None,
                     error: GithubError::Transport {
                         method: method.to_string(),
@@ -151,9 +143,9 @@ impl Transport {
             path,
             message: github_message(&body),
         };
-        match classify(status, &headers, unix_now()) {
+        match classify(status, &headers, crate::clock::unix_secs()) {
             Outcome::Final => Attempt::Failed(error),
-            Outcome::Retryable { hint } => Attempt::Retryable { hint, error },
+            Outcome::Retryable { hint } => Attempt::Retry { hint, error },
         }
     }
 
@@ -165,48 +157,20 @@ impl Transport {
         credential: Option<&SecretString>,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, GithubError> {
-        let mut attempts = 0u32;
-        let mut waited = Duration::ZERO;
-        loop {
-            attempts += 1;
-            let (hint, error) = match self.attempt(&method, url, credential, body).await {
-                Attempt::Done(answer) => {
-                    record_call(attempts);
-                    return Ok(answer);
-                }
-                Attempt::Failed(e) => {
-                    record_call(attempts);
-                    return Err(e);
-                }
-                Attempt::Retryable { hint, error } => (hint, error),
-            };
-            let jitter = rand::thread_rng().gen_range(0.0..=1.0);
-            let outcome = Outcome::Retryable { hint };
-            match decide(&self.policy, outcome, attempts, waited, jitter) {
-                RetryDecision::RetryAfter(wait) => {
-                    tracing::warn!(
-                        method = %method, path = url.path(), attempts, wait_ms = wait.as_millis() as u64,
-                        error = %error, "GitHub call failed; retrying"
-                    );
-                    let started = Instant::now();
-                    tokio::time::sleep(wait).await;
-                    waited += started.elapsed();
-                }
-                RetryDecision::Stop => {
-                    record_call(attempts);
-                    return Err(match hint {
-                        Some(wait) if attempts < self.policy.max_attempts => {
-                            GithubError::RateLimited {
-                                method: method.to_string(),
-                                path: url.path().to_string(),
-                                wait,
-                            }
-                        }
-                        _ => error,
-                    });
-                }
-            }
-        }
+        let what = format!("GitHub {method} {}", url.path());
+        let tried = with_retries(&self.policy, &what, |_| {
+            self.attempt(&method, url, credential, body)
+        })
+        .await;
+        record_call(tried.attempts);
+        tried.result.map_err(|gave_up| match gave_up {
+            GaveUp::Final(e) | GaveUp::OutOfAttempts(e) => e,
+            GaveUp::WaitTooLong { wait, .. } => GithubError::RateLimited {
+                method: method.to_string(),
+                path: url.path().to_string(),
+                wait,
+            },
+        })
     }
 }
 

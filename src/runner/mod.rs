@@ -1,17 +1,41 @@
-//! Workers and the phases of one run (DESIGN §2): a worker claims a job under a lease, the run
-//! goes through its phases (`run`), the sandbox part of it is shared with the local CLI
-//! (`work`), and the host applies what came back (`apply`) and commits and pushes it (`git`).
-//! Every step is a run event, stored and shown by the `reporter`.
+//! Workers and the phases of one run (DESIGN §2). A worker claims a job under a lease
+//! (`worker`; crashed instances' jobs come back through `recover`) and runs it: a quick job
+//! (`quick`: help, cancel, a usage error) or an agent run, which goes through the phases of
+//! `pipeline`:
+//!
+//! gate → announce → prepare → work → deliver → report
+//!
+//! `gate` checks the requester's permission; `announce` reacts and posts the progress comment;
+//! `prepare` reads the repository's settings, plans the branch, clones it on the host and
+//! writes the agent's task (`task`); `work` runs the sandbox (shared with `backspace run`);
+//! `deliver` applies the sandbox's tree (`apply`), commits and pushes (`git`) and opens the pull
+//! request (`pr_body`); `report` turns any outcome, failures (`failure`) and interrupts
+//! included, into the closing events, comment, reaction and job result. Every step is a run
+//! event, stored and shown by the `reporter`.
 
+mod announce;
 pub mod apply;
+mod check_run;
+pub mod deliver;
+pub mod failure;
+mod gate;
 pub mod git;
+pub mod instructions;
+mod label;
+mod pipeline;
 pub mod pr_body;
+pub mod prepare;
 mod quick;
+mod recover;
+mod report;
 pub mod reporter;
-mod run;
 mod services;
+mod task;
 pub mod work;
 mod worker;
 
+pub use failure::{Cause, Failure};
+pub use gate::denied_reply;
+pub use recover::given_up_comment;
 pub use services::{LinkSigner, RunnerSettings, Services};
 pub use worker::{Interrupt, JobEnd, Workers};

@@ -1,115 +1,133 @@
 //! Jobs that answer at once, without a sandbox: `help`, `cancel`, a mistyped command, and the
-//! cancel that closing an issue or pull request sends.
-
-use serde_json::json;
+//! cancel that closing an issue or pull request sends. They pass the same permission gate as
+//! agent runs (but a close, which needs none).
 
 use crate::command;
-use crate::github::{IssueNumber, ReactionContent};
-use crate::job::{JobKind, JobSource, JobState};
+use crate::github::{IssueNumber, ReactionContent, RepoClient};
+use crate::job::{CloseReport, JobResult, JobSource, JobSpec, RunReport};
+use crate::repo_settings::DEFAULT_LABEL;
 use crate::store::Job;
-use crate::trigger;
 
-use super::run::react;
+use super::announce::react;
+use super::gate;
+use super::prepare::read_settings;
 use super::worker::JobEnd;
 use super::Services;
 
+/// Why a close cancels its issue's jobs.
+const CLOSED_REASON: &str = "the issue or pull request was closed";
+
 pub(crate) async fn quick_job(svc: &Services, job: &Job) -> JobEnd {
     let Some(number) = job.number else {
-        return JobEnd::failed("no issue or pull request on the job".into());
+        return JobEnd::failed("no issue or pull request on the job");
     };
+    if job.spec == JobSpec::Cancel && job.source == JobSource::Closed {
+        return close(svc, job, number).await;
+    }
     let client = match svc.client_for(job).await {
         Ok(c) => c,
         Err(e) => return JobEnd::failed(e),
     };
-    let issue = IssueNumber(number);
-
-    if job.kind == JobKind::Cancel && job.source == JobSource::Closed {
-        return match svc
-            .store
-            .request_cancel(
-                &job.repository,
-                number,
-                "the issue or pull request was closed",
-            )
-            .await
-        {
-            Ok((queued, running)) => JobEnd::finished(
-                JobState::Succeeded,
-                json!({ "cancelled_queued": queued, "cancelling_running": running }),
-            ),
-            Err(e) => JobEnd::failed(e.to_string()),
-        };
+    if let Err(refused) = gate::check(job, &client).await {
+        return refused;
     }
-
-    if trigger::needs_permission(job.kind, job.source)
-        && !client.may_start_run(&job.requester).await.is_allowed()
-    {
-        if !job.requester.ends_with("[bot]") {
-            let text = format!(
-                "Sorry @{}, only people with write access to this repository can use Backspace.",
-                job.requester
-            );
-            if let Err(e) = client.reply_denied_once(issue, &text).await {
-                tracing::warn!(error = %e, "could not reply to a refused requester");
-            }
+    let (reply, reaction) = match &job.spec {
+        JobSpec::Help => (usage(svc, &client).await, ReactionContent::Eyes),
+        JobSpec::UsageError { problem } => {
+            let usage = usage(svc, &client).await;
+            let reply = format!("@{}: {problem}.\n\n{usage}", job.requester);
+            (reply, ReactionContent::Confused)
         }
-        return JobEnd::failed("the requester has no write permission".into());
-    }
-
-    let word = &svc.settings.command_word;
-    let (reply, reaction) = match job.kind {
-        JobKind::Help => (command::usage(word), ReactionContent::Eyes),
-        JobKind::UsageError => {
-            let problem = job.context["usage_error"]
-                .as_str()
-                .unwrap_or("that command is not one Backspace knows");
-            (
-                format!("@{}: {problem}.\n\n{}", job.requester, command::usage(word)),
-                ReactionContent::Confused,
-            )
-        }
-        JobKind::Cancel => match svc
-            .store
-            .request_cancel(
-                &job.repository,
-                number,
-                &format!("cancelled by @{}", job.requester),
-            )
-            .await
-        {
-            Ok((0, 0)) => (
-                format!(
-                    "@{}: there is no Backspace run here to cancel.",
-                    job.requester
-                ),
-                ReactionContent::Eyes,
-            ),
-            Ok((queued, running)) => {
-                let mut parts = Vec::new();
-                if running > 0 {
-                    parts.push(
-                        "stopping the running job (its comment will say when it has stopped)"
-                            .to_string(),
-                    );
-                }
-                if queued > 0 {
-                    parts.push(format!(
-                        "{queued} waiting job{} cancelled",
-                        if queued == 1 { "" } else { "s" }
-                    ));
-                }
-                (
-                    format!("@{}: {}.", job.requester, parts.join("; ")),
-                    ReactionContent::Eyes,
-                )
-            }
-            Err(e) => return JobEnd::failed(e.to_string()),
+        JobSpec::Cancel => match cancel(svc, job, number).await {
+            Ok(reply) => (reply, ReactionContent::Eyes),
+            Err(end) => return end,
         },
-        JobKind::Run | JobKind::Iterate => return JobEnd::failed("not a quick job".into()),
+        JobSpec::Run(_) | JobSpec::Iterate(_) => return JobEnd::failed("not a quick job"),
     };
-    react(&client, job, reaction).await;
-    match client.create_comment(issue, &reply).await {
-        Ok(_) => JobEnd::finished(JobState::Succeeded, json!({ "status": "answered" })),
+    answer(&client, job, number, &reply, reaction).await
+}
+
+/// The usage, with the repository's trigger label (the default when its settings name none
+/// or cannot be read).
+async fn usage(svc: &Services, client: &RepoClient) -> String {
+    let label = read_settings(client).await.ok().and_then(|s| s.label);
+    let label = label.as_deref().unwrap_or(DEFAULT_LABEL);
+    command::usage(&svc.settings.command_word, label)
+}
+
+/// A close: the issue's queued jobs are cancelled and its running one is asked to stop.
+async fn close(svc: &Services, job: &Job, number: u64) -> JobEnd {
+    match svc
+        .store
+        .request_cancel(&job.repository, number, CLOSED_REASON)
+        .await
+    {
+        Ok((queued, running)) => JobEnd::Finished(JobResult::Closed(CloseReport {
+            cancelled_queued: queued,
+            cancelling_running: running,
+        })),
+        Err(e) => JobEnd::failed(e.to_string()),
+    }
+}
+
+/// `/backspace cancel`: cancels, and says what it cancelled.
+async fn cancel(svc: &Services, job: &Job, number: u64) -> Result<String, JobEnd> {
+    let why = format!("cancelled by @{}", job.requester);
+    let (queued, running) = svc
+        .store
+        .request_cancel(&job.repository, number, &why)
+        .await
+        .map_err(|e| JobEnd::failed(e.to_string()))?;
+    Ok(cancel_reply(&job.requester, queued, running))
+}
+
+/// Pure: what a cancel says it did.
+fn cancel_reply(requester: &str, queued: u64, running: u64) -> String {
+    if queued == 0 && running == 0 {
+        return format!("@{requester}: there is no Backspace run here to cancel.");
+    }
+    let mut parts = Vec::new();
+    if running > 0 {
+        parts.push("stopping the running job (its comment will say when it has stopped)".into());
+    }
+    if queued > 0 {
+        let s = if queued == 1 { "" } else { "s" };
+        parts.push(format!("{queued} waiting job{s} cancelled"));
+    }
+    format!("@{requester}: {}.", parts.join("; "))
+}
+
+async fn answer(
+    client: &RepoClient,
+    job: &Job,
+    number: u64,
+    reply: &str,
+    reaction: ReactionContent,
+) -> JobEnd {
+    react(client, job, reaction).await;
+    match client.create_comment(IssueNumber(number), reply).await {
+        Ok(_) => JobEnd::Finished(JobResult::Answered(RunReport::default())),
         Err(e) => JobEnd::failed(format!("could not post the answer: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_says_what_it_stopped() {
+        assert_eq!(
+            cancel_reply("alice", 0, 0),
+            "@alice: there is no Backspace run here to cancel."
+        );
+        assert_eq!(
+            cancel_reply("alice", 2, 1),
+            "@alice: stopping the running job (its comment will say when it has stopped); 2 waiting jobs cancelled."
+        );
+        assert_eq!(
+            cancel_reply("alice", 1, 0),
+            "@alice: 1 waiting job cancelled."
+        );
     }
 }

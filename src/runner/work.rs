@@ -9,8 +9,11 @@ use std::time::Instant;
 use crate::agent::{Agent, AgentOutcome, AgentTask};
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
-use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, HeldBack, SandboxError, Sandboxes};
+use crate::sandbox::{
+    CreateOptions, ExecOutcome, ExecOutput, HeldBack, Sandbox, SandboxError, Sandboxes,
+};
 
+use super::failure::{Cause, Failure, ADVICE_REPOSITORY, ADVICE_SANDBOX, ADVICE_SETUP};
 use super::pr_body::TestResult;
 
 /// What the sandbox phase needs.
@@ -56,11 +59,18 @@ impl WorkError {
     pub fn is_repository_content(&self) -> bool {
         matches!(self, WorkError::Sandbox(e) if e.is_content())
     }
+}
 
-    /// What to do about an error of [`WorkError::is_repository_content`].
-    pub const CONTENT_HINT: &'static str = "This comes from the repository's content, not from \
-         the Backspace server: make the repository (or the request) smaller, or ask the \
-         operator to raise BACKSPACE_SANDBOX_DISK.";
+impl From<WorkError> for Failure {
+    fn from(e: WorkError) -> Failure {
+        match e {
+            WorkError::Setup { .. } => Failure::new(Cause::Setup, e.to_string(), ADVICE_SETUP),
+            e if e.is_repository_content() => {
+                Failure::new(Cause::Repository, e.to_string(), ADVICE_REPOSITORY)
+            }
+            other => Failure::new(Cause::Sandbox, other.to_string(), ADVICE_SANDBOX),
+        }
+    }
 }
 
 /// How much of a command's output the events and the PR keep.
@@ -106,6 +116,41 @@ fn tool_event(command: &str, out: &ExecOutput) -> RunEvent {
     }
 }
 
+/// The repository's `setup` commands, in order; the first that fails ends the run.
+async fn run_setup(sandbox: &Sandbox, w: &Work<'_>) -> Result<(), WorkError> {
+    for command in &w.settings.setup {
+        let what = format!("setup: `{command}`");
+        emit(w.events, RunEvent::progress("sandbox", what));
+        let out = sandbox.exec(sandbox.command(command.as_str())).await?;
+        emit(w.events, tool_event(command, &out));
+        if !out.success() {
+            return Err(WorkError::Setup {
+                command: command.clone(),
+                status: status_of(&out),
+                output: tail(&out),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The repository's `test` command, after the agent, when it has one.
+async fn run_test(sandbox: &Sandbox, w: &Work<'_>) -> Result<Option<TestResult>, WorkError> {
+    let Some(command) = &w.settings.test else {
+        return Ok(None);
+    };
+    let what = format!("running `{command}`");
+    emit(w.events, RunEvent::progress("checks", what));
+    let out = sandbox.exec(sandbox.command(command.as_str())).await?;
+    emit(w.events, tool_event(command, &out));
+    Ok(Some(TestResult {
+        command: command.clone(),
+        passed: out.success(),
+        summary: status_of(&out),
+        output: tail(&out),
+    }))
+}
+
 /// Runs the sandbox phase. The agent's own failures are in the outcome; an error here means the
 /// sandbox or a setup command failed, and no agent ran (or its work could not be copied out).
 pub async fn work(
@@ -123,6 +168,9 @@ pub async fn work(
         .create_with(w.run_id, w.checkout, CreateOptions { network })
         .await?;
     let sandbox_start = asked.elapsed();
+    if let Some(m) = crate::metrics::global() {
+        m.sandbox_started(sandbox_start);
+    }
     emit(
         w.events,
         RunEvent::progress(
@@ -133,21 +181,7 @@ pub async fn work(
     // From here the sandbox is removed on every path: `destroy` below, or its drop guard when
     // this future is dropped (cancellation).
     let result = async {
-        for command in &w.settings.setup {
-            emit(
-                w.events,
-                RunEvent::progress("sandbox", format!("setup: `{command}`")),
-            );
-            let out = sandbox.exec(sandbox.command(command.as_str())).await?;
-            emit(w.events, tool_event(command, &out));
-            if !out.success() {
-                return Err(WorkError::Setup {
-                    command: command.clone(),
-                    status: status_of(&out),
-                    output: tail(&out),
-                });
-            }
-        }
+        run_setup(&sandbox, &w).await?;
         if network {
             sandbox.cut_network().await?;
             emit(
@@ -156,23 +190,7 @@ pub async fn work(
             );
         }
         let outcome = agent.run(w.task, &sandbox, w.events).await;
-        let test = match &w.settings.test {
-            Some(command) => {
-                emit(
-                    w.events,
-                    RunEvent::progress("checks", format!("running `{command}`")),
-                );
-                let out = sandbox.exec(sandbox.command(command.as_str())).await?;
-                emit(w.events, tool_event(command, &out));
-                Some(TestResult {
-                    command: command.clone(),
-                    passed: out.success(),
-                    summary: status_of(&out),
-                    output: tail(&out),
-                })
-            }
-            None => None,
-        };
+        let test = run_test(&sandbox, &w).await?;
         let tree = tempfile::tempdir().map_err(WorkError::TempDir)?;
         let copied = sandbox.copy_out_report(tree.path()).await?;
         Ok(WorkResult {
@@ -205,5 +223,9 @@ mod tests {
         let image = WorkError::Sandbox(SandboxError::ImageMissing { image: "x".into() });
         assert!(!image.is_repository_content());
         assert!(too_big.to_string().contains("BACKSPACE_SANDBOX_DISK"));
+        let failure = Failure::from(too_big);
+        assert_eq!(failure.cause, Cause::Repository);
+        assert_eq!(failure.advice, ADVICE_REPOSITORY);
+        assert_eq!(Failure::from(engine).advice, ADVICE_SANDBOX);
     }
 }

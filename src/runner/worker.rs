@@ -1,23 +1,24 @@
 //! The workers: claim queued jobs under a lease (renewed while they run), at most
 //! `max_jobs` at once; stop a job when its cancel is asked for or its lease is lost; on shutdown,
 //! stop taking work, give running jobs a grace period, then release their leases. Jobs left by
-//! a crashed instance are retried once from the start when their lease expires, then failed
-//! with a comment.
+//! a crashed instance go back to the queue or are given up (`recover`).
+//!
+//! Every job runs in a task of its own under a `run` span (run id, repository, number, kind),
+//! so its log lines and exported spans carry its run id and no other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
-use crate::github::{IssueNumber, ProgressComment, ReactionContent};
-use crate::job::{JobKind, JobState};
+use crate::job::{JobResult, JobState};
 use crate::store::Job;
 
-use super::{quick, run, Services};
+use super::{pipeline, quick, recover, Services};
 
 /// Why a running job must stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +32,11 @@ pub enum Interrupt {
 }
 
 /// How a job's task ended.
+// One per job, moved once into the store: boxing the result would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEnd {
-    Finished {
-        state: JobState,
-        result: Value,
-    },
+    Finished(JobResult),
     /// Back to the queue (shutdown).
     Release,
     /// Not ours any more (lease lost): touch nothing.
@@ -44,14 +44,15 @@ pub enum JobEnd {
 }
 
 impl JobEnd {
-    pub fn finished(state: JobState, result: Value) -> Self {
-        JobEnd::Finished { state, result }
+    pub fn failed(reason: impl Into<String>) -> Self {
+        JobEnd::Finished(JobResult::failed(reason))
     }
 
-    pub fn failed(reason: String) -> Self {
-        JobEnd::Finished {
-            state: JobState::Failed,
-            result: json!({ "status": "failed", "error": reason }),
+    /// The state the job ends in, when it ends here.
+    pub fn state(&self) -> Option<JobState> {
+        match self {
+            JobEnd::Finished(result) => Some(result.state()),
+            JobEnd::Release | JobEnd::Abandon => None,
         }
     }
 }
@@ -69,7 +70,8 @@ impl Workers {
     /// Starts the pool: recovers expired jobs, then claims and runs jobs until shut down.
     pub fn start(svc: Services) -> Workers {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(supervise(svc, stop.clone()));
+        let span = tracing::info_span!("workers", instance = %svc.settings.instance_id);
+        let task = tokio::spawn(supervise(svc, stop.clone()).instrument(span));
         Workers { stop, task }
     }
 
@@ -107,7 +109,9 @@ async fn supervise(svc: Services, stop: CancellationToken) {
             break;
         }
         if last_recovery.is_none_or(|t| t.elapsed() >= settings.lease / 2) {
-            recover(&svc).await;
+            recover::recover(&svc)
+                .instrument(tracing::info_span!("recover"))
+                .await;
             last_recovery = Some(Instant::now());
         }
         if tasks.len() < settings.max_jobs {
@@ -122,7 +126,9 @@ async fn supervise(svc: Services, stop: CancellationToken) {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(job.id.clone(), tx);
-                    tasks.spawn(job_task(svc.clone(), job, rx, interrupts.clone()));
+                    let span = run_span(&job);
+                    let task = job_task(svc.clone(), job, rx, interrupts.clone());
+                    tasks.spawn(task.instrument(span));
                     continue;
                 }
                 Ok(None) => {}
@@ -158,7 +164,12 @@ async fn drain(svc: &Services, tasks: &mut JoinSet<()>, interrupts: &Interrupts)
     if tasks.is_empty() {
         return;
     }
-    tracing::info!(running = tasks.len(), grace = ?settings.grace, "shutting down: letting running jobs finish");
+    let (running, grace) = (tasks.len(), settings.grace);
+    tracing::info!(
+        running,
+        ?grace,
+        "shutting down: letting running jobs finish"
+    );
     let grace = tokio::time::sleep(settings.grace);
     tokio::pin!(grace);
     loop {
@@ -181,25 +192,38 @@ async fn drain(svc: &Services, tasks: &mut JoinSet<()>, interrupts: &Interrupts)
     }
 }
 
+/// The span a job's task runs in: every line it logs names its run.
+fn run_span(job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        "run",
+        run_id = %job.id,
+        repo = %job.repository,
+        number = ?job.number,
+        kind = %job.kind()
+    )
+}
+
 async fn job_task(
     svc: Services,
     job: Job,
     interrupt: watch::Receiver<Option<Interrupt>>,
     interrupts: Interrupts,
 ) {
-    let span = tracing::info_span!("run", run_id = %job.id, repo = %job.repository, number = ?job.number, kind = %job.kind);
-    let _enter = span.enter();
     let owner = svc.settings.instance_id.clone();
     let tx = interrupts
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&job.id)
         .cloned();
-    let keeper = tx.map(|tx| tokio::spawn(keep_lease(svc.clone(), job.id.clone(), tx)));
+    let keeper = tx.map(|tx| {
+        let keep = keep_lease(svc.clone(), job.id.clone(), tx);
+        tokio::spawn(keep.in_current_span())
+    });
     tracing::info!(attempt = job.attempts, "job started");
-    let end = match job.kind {
-        JobKind::Run | JobKind::Iterate => run::agent_job(&svc, &job, interrupt).await,
-        JobKind::Help | JobKind::Cancel | JobKind::UsageError => quick::quick_job(&svc, &job).await,
+    let end = if job.kind().runs_agent() {
+        pipeline::agent_job(&svc, &job, interrupt).await
+    } else {
+        quick::quick_job(&svc, &job).await
     };
     if let Some(k) = keeper {
         k.abort();
@@ -209,9 +233,10 @@ async fn job_task(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&job.id);
     let stored = match &end {
-        JobEnd::Finished { state, result } => {
+        JobEnd::Finished(result) => {
+            let state = result.state();
             tracing::info!(state = %state, "job finished");
-            svc.store.finish(&job.id, &owner, *state, result).await
+            svc.store.finish(&job.id, &owner, state, result).await
         }
         JobEnd::Release => {
             tracing::info!("job released for another worker");
@@ -258,79 +283,4 @@ async fn keep_lease(svc: Services, id: String, tx: watch::Sender<Option<Interrup
             Err(e) => tracing::warn!(error = %e, "could not check for a cancel"),
         }
     }
-}
-
-/// Jobs whose lease expired (their instance crashed): queued again while they have attempts
-/// left, otherwise failed with a comment that says so.
-async fn recover(svc: &Services) {
-    let (requeued, exhausted) = match svc.store.recover_expired(svc.settings.max_attempts).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not look for interrupted jobs");
-            return;
-        }
-    };
-    for job in &requeued {
-        tracing::warn!(run_id = %job.id, attempts = job.attempts, "an interrupted job goes back to the queue");
-    }
-    if !requeued.is_empty() {
-        svc.wake.notify_one();
-    }
-    for job in exhausted {
-        tracing::warn!(run_id = %job.id, attempts = job.attempts, "an interrupted job is given up");
-        let owner = job.lease_owner.clone().unwrap_or_default();
-        let reason = format!(
-            "the run was interrupted {} times (the server restarted or crashed) and was given up",
-            job.attempts
-        );
-        match svc
-            .store
-            .finish(
-                &job.id,
-                &owner,
-                JobState::Failed,
-                &json!({ "status": "failed", "error": reason }),
-            )
-            .await
-        {
-            Ok(true) => report_given_up(svc, &job, &reason).await,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not fail an interrupted job"),
-        }
-    }
-}
-
-async fn report_given_up(svc: &Services, job: &Job, reason: &str) {
-    let Some(number) = job.number else { return };
-    let client = match svc.client_for(job).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot tell the issue that the run was given up");
-            return;
-        }
-    };
-    let body = format!(
-        "### ❌ Backspace could not finish\n\n> {}\n\n**Error:** {reason}.\n\n**What to do:** comment `/{} {}` to try again.\n",
-        job.prompt.lines().next().unwrap_or_default(),
-        svc.settings.command_word,
-        job.prompt.lines().next().unwrap_or_default()
-    );
-    // The run's own progress comment, found again by its marker, carries the failure.
-    match ProgressComment::start(
-        client.clone(),
-        IssueNumber(number),
-        &job.id,
-        &body,
-        svc.settings.progress.clone(),
-    )
-    .await
-    {
-        Ok(c) => {
-            if let Err(e) = c.finish(body).await {
-                tracing::warn!(error = %e, "could not write the failure comment");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not write the failure comment"),
-    }
-    run::react(&client, job, ReactionContent::Confused).await;
 }

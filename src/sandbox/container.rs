@@ -25,7 +25,6 @@
 //! workspace with it).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
@@ -60,13 +59,6 @@ pub const IDLE_USER: &str = "65534:65534";
 /// The user every command, file operation and copy runs as.
 pub const AGENT_USER: &str = "1000:1000";
 
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A container name from a run id: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub fn container_name(run_id: &str) -> String {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -93,7 +85,10 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
     let labels = HashMap::from([
         (LABEL_RUN.to_string(), run_id.to_string()),
         (LABEL_INSTANCE.to_string(), settings.instance_id.clone()),
-        (LABEL_CREATED.to_string(), now_unix().to_string()),
+        (
+            LABEL_CREATED.to_string(),
+            crate::clock::unix_secs().to_string(),
+        ),
     ]);
     // `exec` overrides Docker's default `noexec`: builds and test runners run binaries
     // from /workspace and /tmp. /tmp is also HOME, so the only writable places are /workspace

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub enum SandboxError {
     #[error("the Docker engine does not answer: {0}")]
     Connect(#[source] bollard::errors::Error),
+    #[error(transparent)]
+    Engine(#[from] super::engine::EngineError),
     #[error("sandbox image {image} is not present on the Docker engine (build it; nothing can be pulled)")]
     ImageMissing { image: String },
     #[error("Docker call failed while {action}: {source}")]

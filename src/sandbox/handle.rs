@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::archive::{self, Limits};
 use super::container::{self, AGENT_USER};
@@ -98,14 +99,16 @@ impl Sandbox {
         let id = self.id.clone();
         let expired = self.expired.clone();
         let deadline = tokio::time::Instant::from_std(self.deadline);
-        self.watchdog = Some(tokio::spawn(async move {
+        let watchdog = async move {
             tokio::time::sleep_until(deadline).await;
             expired.store(true, Ordering::SeqCst);
             tracing::warn!(container = %id, "run time limit reached: removing its sandbox");
             if let Err(e) = container::remove(&docker, &id).await {
                 tracing::warn!(container = %id, error = %e, "could not remove an expired sandbox");
             }
-        }));
+        };
+        // The run's own span: the watchdog's lines belong to the run that armed it.
+        self.watchdog = Some(tokio::spawn(watchdog.in_current_span()));
     }
 
     /// A command with this sandbox's default time limit, idle limit and output cap (from its

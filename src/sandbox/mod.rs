@@ -32,6 +32,7 @@
 
 mod archive;
 mod container;
+mod engine;
 mod error;
 mod exec;
 pub mod git_path;
@@ -48,6 +49,7 @@ pub use archive::{
     Unpacked,
 };
 pub use container::{LABEL_CREATED, LABEL_INSTANCE, LABEL_RUN, SANDBOX_ENV};
+pub use engine::{DockerEndpoint, EngineError, TlsFiles};
 pub use error::SandboxError;
 pub use exec::{ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
 pub use handle::Sandbox;

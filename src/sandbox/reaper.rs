@@ -81,7 +81,7 @@ pub async fn reap(
         .await
         .map_err(SandboxError::docker("listing sandboxes"))?;
     let host = this_host(own_instance);
-    let now = container::now_unix();
+    let now = crate::clock::unix_secs();
     let mut removed = 0;
     for summary in containers {
         let (Some(id), Some(labels)) = (summary.id, summary.labels) else {

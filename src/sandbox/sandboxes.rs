@@ -11,8 +11,10 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::container;
+use super::engine::DockerEndpoint;
 use super::error::{is_not_found, SandboxError};
 use super::handle::Sandbox;
 use super::pool::Pool;
@@ -56,15 +58,24 @@ impl std::fmt::Debug for Sandboxes {
 }
 
 impl Sandboxes {
-    /// Connects to the engine named by `DOCKER_HOST` (or the local socket), agrees on an API
-    /// version both speak, and checks that the engine answers.
+    /// Connects to the engine the environment names as the `docker` CLI reads it
+    /// (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`; the local socket by default).
     pub async fn connect(settings: SandboxSettings) -> Result<Sandboxes, SandboxError> {
-        let docker = Docker::connect_with_defaults().map_err(SandboxError::Connect)?;
+        Self::connect_to(&DockerEndpoint::from_env()?, settings).await
+    }
+
+    /// Connects to `endpoint`, agrees on an API version both speak, and checks that the engine
+    /// answers.
+    pub async fn connect_to(
+        endpoint: &DockerEndpoint,
+        settings: SandboxSettings,
+    ) -> Result<Sandboxes, SandboxError> {
+        let docker = endpoint.client()?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(SandboxError::Connect)?;
-        docker.ping().await.map_err(SandboxError::Connect)?;
+            .map_err(|e| endpoint.explain(&e))?;
+        docker.ping().await.map_err(|e| endpoint.explain(&e))?;
         Ok(Sandboxes {
             shared: Arc::new(Shared {
                 docker,
@@ -203,11 +214,12 @@ impl Sandboxes {
         let (warm, stale) = self.shared.pool.take();
         if !stale.is_empty() {
             let docker = self.shared.docker.clone();
-            tokio::spawn(async move {
+            let remove = async move {
                 for id in stale {
                     let _ = container::remove(&docker, &id).await;
                 }
-            });
+            };
+            tokio::spawn(remove.instrument(tracing::info_span!("remove_stale_warm")));
         }
         warm
     }
@@ -241,11 +253,12 @@ impl Sandboxes {
             return;
         }
         let sandboxes = self.clone();
-        tokio::spawn(async move {
+        let refill = async move {
             if let Err(e) = sandboxes.warm_up().await {
                 tracing::warn!(error = %e, "could not refill the warm sandbox pool");
             }
-        });
+        };
+        tokio::spawn(refill.instrument(tracing::info_span!("warm_pool_refill")));
     }
 
     /// Removes the warm containers nobody took and stops refilling (at shutdown). Returns
@@ -308,7 +321,7 @@ impl Sandboxes {
     /// Reaps now and then every `every`, until the handle is aborted.
     pub fn spawn_reaper(&self, every: Duration) -> JoinHandle<()> {
         let sandboxes = self.clone();
-        tokio::spawn(async move {
+        let reap = async move {
             loop {
                 match sandboxes.reap().await {
                     Ok(0) => {}
@@ -317,7 +330,8 @@ impl Sandboxes {
                 }
                 tokio::time::sleep(every).await;
             }
-        })
+        };
+        tokio::spawn(reap.instrument(tracing::info_span!("sandbox_reaper")))
     }
 
     /// Ids of the containers (running or not) of `run_id`: labelled with it, or taken from

@@ -1,4 +1,4 @@
-//! `GET /metrics` (Prometheus text) and the layer that counts webhook deliveries by event and
+//! `GET /metrics` (OpenMetrics text, which Prometheus scrapes) and the layer that counts webhook deliveries by event and
 //! result.
 
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut resp = (StatusCode::OK, state.metrics().render(jobs.as_ref())).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     resp
 }

@@ -20,9 +20,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use tokio::sync::watch;
+
+use crate::clock::Clock;
 use crate::config::{AppCredentials, MissingCredentials};
 use crate::github::GithubApp;
 use crate::metrics::Metrics;
+use crate::sandbox::Sandboxes;
 use crate::store::Store;
 use crate::trigger::TriggerContext;
 use crate::webhook::signature::WebhookSecrets;
@@ -39,11 +43,12 @@ pub struct AppState {
 
 struct Inner {
     store: Store,
-    /// `None` in setup mode: webhooks cannot be verified yet.
-    secrets: RwLock<Option<WebhookSecrets>>,
-    missing: RwLock<Option<MissingCredentials>>,
+    /// The app's credentials: the one place that says whether the server is set up, with what
+    /// secrets webhooks are verified, and (for `serve`, watching it) when `/setup` registered
+    /// the app.
+    credentials: watch::Sender<Credentials>,
     trigger: RwLock<TriggerContext>,
-    doors: RwLock<Arc<doors::Doors>>,
+    doors: doors::Doors,
     metrics: Metrics,
     setup: setup::SetupState,
     /// Poked when a job is queued, so an idle worker claims it at once.
@@ -51,44 +56,64 @@ struct Inner {
     /// Cancelled on shutdown: event streams end, so that graceful shutdown is not held open
     /// by a run page left open (its EventSource reconnects with `Last-Event-ID`).
     closing: tokio_util::sync::CancellationToken,
-    /// The GitHub App client, once credentials are known.
+    /// The GitHub App client, once the workers built it from the credentials.
     github: RwLock<Option<GithubApp>>,
+    /// The Docker engine the workers use, once they started (for `/readyz`).
+    sandboxes: RwLock<Option<Sandboxes>>,
+}
+
+/// The app's credentials as the server knows them.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// Setup mode: these settings are missing, and webhooks are answered 503.
+    Missing(MissingCredentials),
+    /// Set up: webhooks are verified with `secrets` (the app's webhook secrets).
+    Ready {
+        app: AppCredentials,
+        secrets: WebhookSecrets,
+    },
+}
+
+impl Credentials {
+    pub fn ready(app: AppCredentials) -> Credentials {
+        let secrets = WebhookSecrets::new(app.webhook_secrets.clone());
+        Credentials::Ready { app, secrets }
+    }
+
+    /// The app's credentials, once set up.
+    pub fn app(&self) -> Option<&AppCredentials> {
+        match self {
+            Credentials::Ready { app, .. } => Some(app),
+            Credentials::Missing(_) => None,
+        }
+    }
 }
 
 impl AppState {
-    /// A state whose webhooks are verified with `secrets`.
-    pub fn new(store: Store, secrets: WebhookSecrets, trigger: TriggerContext) -> Self {
-        Self::build(store, Ok(secrets), trigger)
-    }
-
-    /// Setup mode: webhooks are answered 503 until credentials arrive.
-    pub fn setup_mode(store: Store, missing: MissingCredentials, trigger: TriggerContext) -> Self {
-        Self::build(store, Err(missing), trigger)
-    }
-
-    fn build(
+    /// The server's state: `credentials` from the environment or the credentials file, or what
+    /// is missing (setup mode: webhooks are answered 503 until `/setup` registers the app).
+    pub fn new(
         store: Store,
-        secrets: Result<WebhookSecrets, MissingCredentials>,
+        doors: DoorsConfig,
         trigger: TriggerContext,
+        credentials: Result<AppCredentials, MissingCredentials>,
     ) -> Self {
-        let (secrets, missing) = match secrets {
-            Ok(s) => (Some(s), None),
-            Err(m) => (None, Some(m)),
+        let credentials = match credentials {
+            Ok(app) => Credentials::ready(app),
+            Err(missing) => Credentials::Missing(missing),
         };
         AppState {
             inner: Arc::new(Inner {
                 store,
-                secrets: RwLock::new(secrets),
-                missing: RwLock::new(missing),
+                credentials: watch::channel(credentials).0,
                 trigger: RwLock::new(trigger),
-                doors: RwLock::new(Arc::new(doors::Doors::new(DoorsConfig::new(
-                    url::Url::parse("http://localhost:3000").expect("a valid URL"),
-                )))),
+                doors: doors::Doors::new(doors),
                 metrics: Metrics::new(),
                 setup: setup::SetupState::default(),
                 wake: Arc::new(tokio::sync::Notify::new()),
                 closing: tokio_util::sync::CancellationToken::new(),
                 github: RwLock::new(None),
+                sandboxes: RwLock::new(None),
             }),
         }
     }
@@ -107,15 +132,35 @@ impl AppState {
         read(&self.inner.github).clone()
     }
 
+    /// Gives `/readyz` the Docker engine the workers drive.
+    pub fn set_sandboxes(&self, sandboxes: Sandboxes) {
+        *write(&self.inner.sandboxes) = Some(sandboxes);
+    }
+
+    pub(crate) fn sandboxes(&self) -> Option<Sandboxes> {
+        read(&self.inner.sandboxes).clone()
+    }
+
     /// What the workers wait on between polls of the queue.
     pub fn wake(&self) -> Arc<tokio::sync::Notify> {
         self.inner.wake.clone()
     }
 
-    /// Leaves setup mode (the manifest flow stored credentials): webhooks are verified from now.
-    pub fn install_secrets(&self, secrets: WebhookSecrets) {
-        *write(&self.inner.secrets) = Some(secrets);
-        *write(&self.inner.missing) = None;
+    /// Leaves setup mode (the manifest flow registered the app): webhooks are verified from
+    /// now, and whoever watches [`AppState::credentials_watch`] (serve) starts the workers.
+    pub fn install_credentials(&self, app: AppCredentials) {
+        self.inner.credentials.send_replace(Credentials::ready(app));
+    }
+
+    /// The credentials now.
+    pub fn credentials(&self) -> Credentials {
+        self.inner.credentials.borrow().clone()
+    }
+
+    /// The credentials now and as they change: `serve` waits on it in setup mode to start the
+    /// GitHub client and the workers without a restart.
+    pub fn credentials_watch(&self) -> watch::Receiver<Credentials> {
+        self.inner.credentials.subscribe()
     }
 
     /// The app's own login, learned from `GET /app`, so that its comments never trigger it.
@@ -124,11 +169,9 @@ impl AppState {
     }
 
     pub(crate) fn secrets(&self) -> Result<WebhookSecrets, MissingCredentials> {
-        match &*read(&self.inner.secrets) {
-            Some(s) => Ok(s.clone()),
-            None => Err(read(&self.inner.missing)
-                .clone()
-                .unwrap_or(MissingCredentials(vec![]))),
+        match &*self.inner.credentials.borrow() {
+            Credentials::Ready { secrets, .. } => Ok(secrets.clone()),
+            Credentials::Missing(missing) => Err(missing.clone()),
         }
     }
 
@@ -136,18 +179,18 @@ impl AppState {
         read(&self.inner.trigger).clone()
     }
 
-    /// Sets what the API, the run page and setup need (URLs, API key, credentials path).
-    pub fn configure(&self, config: DoorsConfig) {
-        *write(&self.inner.doors) = Arc::new(doors::Doors::new(config));
-    }
-
-    pub(crate) fn doors(&self) -> Arc<doors::Doors> {
-        read(&self.inner.doors).clone()
+    pub(crate) fn doors(&self) -> &doors::Doors {
+        &self.inner.doors
     }
 
     /// The metrics recorder; clone it into workers.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The process's clock (the store's: one "now" for stored rows and signed links).
+    pub fn clock(&self) -> &Clock {
+        self.inner.store.clock()
     }
 
     /// The key run links are signed with (derived from the webhook secrets); `None` in setup
@@ -161,12 +204,12 @@ impl AppState {
     /// The signed link to a run's live page, valid for [`RUN_LINK_TTL`]; `None` in setup mode.
     pub fn run_link(&self, run_id: &str) -> Option<String> {
         let key = self.link_key()?;
-        let public = self.doors().config.public_url.clone();
+        let public = &self.doors().config.public_url;
         Some(run_link(
-            &public,
+            public,
             run_id,
             &key,
-            run_link::unix_now(),
+            self.clock().unix_secs(),
             RUN_LINK_TTL,
         ))
     }
@@ -190,12 +233,6 @@ impl AppState {
             self.inner.setup.access_token()
         )
     }
-
-    /// Credentials registered through `/setup` while serving: `None` until then. `serve`
-    /// watches it to start the GitHub client and the workers without a restart.
-    pub fn credentials_watch(&self) -> tokio::sync::watch::Receiver<Option<AppCredentials>> {
-        self.inner.setup.subscribe()
-    }
 }
 
 // A poisoned lock only means a panic happened while it was held; the data (a secret list, a
@@ -217,7 +254,10 @@ pub fn router(state: AppState) -> Router {
             metrics::count_deliveries,
         ));
     Router::new()
-        .route("/health", get(health::health))
+        .route("/", get(health::home))
+        .route("/health", get(health::ready))
+        .route("/livez", get(health::live))
+        .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .route("/api/code", post(api::create_run))
         .route("/api/runs/{id}", get(api::get_run))

@@ -137,14 +137,6 @@ pub fn run_link(public_url: &Url, run_id: &str, key: &LinkKey, now: u64, ttl: Du
     )
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::html::{self, escape};
-use super::run_link::{unix_now, LinkError};
+use super::run_link::LinkError;
 use super::{api, AppState};
 use crate::store::Job;
 
@@ -48,8 +48,13 @@ impl IntoResponse for Refused {
 /// Checks the link's expiry and signature.
 fn check_link(state: &AppState, id: &str, q: &LinkQuery) -> Result<(), Refused> {
     let key = state.link_key().ok_or(Refused::NotSetUp)?;
-    key.verify(id, q.exp.as_deref(), q.sig.as_deref(), unix_now())
-        .map_err(Refused::Link)
+    key.verify(
+        id,
+        q.exp.as_deref(),
+        q.sig.as_deref(),
+        state.clock().unix_secs(),
+    )
+    .map_err(Refused::Link)
 }
 
 fn not_found() -> Response {
@@ -245,12 +250,12 @@ pub fn render_page(job: &Job, events_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{JobKind, JobSource, JobState};
+    use crate::job::{AgentSpec, JobSource, JobSpec, JobState};
 
     fn job(prompt: &str) -> Job {
         Job {
             id: "abc".into(),
-            kind: JobKind::Run,
+            spec: JobSpec::Run(AgentSpec::default()),
             source: JobSource::Api,
             state: JobState::Queued,
             installation_id: None,
@@ -262,7 +267,6 @@ mod tests {
             comment_id: None,
             requester: "api".into(),
             prompt: prompt.into(),
-            context: serde_json::json!({}),
             attempts: 0,
             lease_owner: None,
             lease_expires_at: None,

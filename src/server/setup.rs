@@ -21,14 +21,11 @@ use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use super::html::{self, escape};
 use super::{run_link, AppState};
-use crate::config::AppCredentials;
 use crate::github::{convert_manifest, RetryPolicy};
 use crate::setup_store::{save_credentials, SavedCredentials};
-use crate::webhook::signature::WebhookSecrets;
 
 /// The manifest at the repository's root, built in.
 pub const APP_MANIFEST: &str = include_str!("../../app-manifest.json");
@@ -45,7 +42,6 @@ pub(crate) struct SetupState {
     pending: Mutex<HashMap<String, Instant>>,
     /// One conversion at a time: a second callback waits, then finds the app set up.
     converting: tokio::sync::Mutex<()>,
-    credentials: watch::Sender<Option<AppCredentials>>,
 }
 
 impl Default for SetupState {
@@ -54,16 +50,11 @@ impl Default for SetupState {
             access: random_token(),
             pending: Mutex::new(HashMap::new()),
             converting: tokio::sync::Mutex::new(()),
-            credentials: watch::channel(None).0,
         }
     }
 }
 
 impl SetupState {
-    pub fn subscribe(&self) -> watch::Receiver<Option<AppCredentials>> {
-        self.credentials.subscribe()
-    }
-
     /// The token of the setup link.
     pub fn access_token(&self) -> &str {
         &self.access
@@ -297,9 +288,7 @@ pub async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQue
             "setup: no credentials path; the credentials live in memory only until restart"
         );
     }
-    let creds = saved.to_app_credentials();
-    state.install_secrets(WebhookSecrets::new(creds.webhook_secrets.clone()));
-    state.inner.setup.credentials.send_replace(Some(creds));
+    state.install_credentials(saved.to_app_credentials());
     tracing::info!(app_id = app.id, slug = %app.slug, "setup: GitHub App registered; webhooks are verified from now");
     let target = format!("{}/installations/new", app.html_url.trim_end_matches('/'));
     let mut resp = (StatusCode::SEE_OTHER, "").into_response();
@@ -330,9 +319,13 @@ mod tests {
             "https://bot.example.com/api/github/webhooks"
         );
         assert_eq!(m["redirect_url"], "https://bot.example.com/setup/callback");
+        // The homepage and the page after an installation: this server's own, which exist.
+        assert_eq!(m["url"], "https://bot.example.com/");
+        assert_eq!(m["setup_url"], "https://bot.example.com/");
         assert_eq!(m["public"], false);
-        assert!(m["name"].is_string() && m["url"].is_string());
+        assert!(m["name"].is_string());
         for (k, v) in [
+            ("checks", "write"),
             ("contents", "write"),
             ("issues", "write"),
             ("pull_requests", "write"),
@@ -350,10 +343,14 @@ mod tests {
             "issue_comment",
             "issues",
             "pull_request",
+            "pull_request_review",
             "pull_request_review_comment",
-            "installation_repositories",
         ] {
             assert!(events.contains(&e), "{e}");
+        }
+        // GitHub sends these to every app and refuses them in a manifest's subscriptions.
+        for e in ["installation", "installation_repositories"] {
+            assert!(!events.contains(&e), "{e} cannot be subscribed to");
         }
         assert!(!m.to_string().contains("{PUBLIC_URL}"));
     }

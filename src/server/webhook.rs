@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::{json_error, AppState};
 use crate::store::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
@@ -139,7 +140,11 @@ fn header_token(
 
 pub async fn receive(State(state): State<AppState>, delivery: VerifiedDelivery) -> Response {
     let span = tracing::info_span!("delivery", id = %delivery.delivery_id, event = %delivery.event);
-    let _guard = span.enter();
+    handle(state, delivery).instrument(span).await
+}
+
+/// Parses, decides, stores and answers, inside the delivery's span.
+async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
     let VerifiedDelivery {
         event,
         delivery_id,

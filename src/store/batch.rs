@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use super::{to_i64, NewDelivery, StoreError};
 
@@ -38,7 +39,8 @@ impl std::fmt::Debug for Pending {
 impl DeliveryBatcher {
     pub(super) fn start(pool: AnyPool) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(write_loop(pool, rx));
+        let writer = write_loop(pool, rx).instrument(tracing::info_span!("delivery_batcher"));
+        tokio::spawn(writer);
         DeliveryBatcher { tx }
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use sqlx::Row;
 
-use super::{jobs, now_ms, to_i64, Store, StoreError};
+use super::{jobs, to_i64, Store, StoreError};
 use crate::job::JobRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl Store {
         d: &NewDelivery,
         effect: DeliveryEffect<'_>,
     ) -> Result<DeliveryOutcome, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let outcome = match effect {
             DeliveryEffect::Nothing { reason } => format!("ignored: {reason}"),
             DeliveryEffect::Job(_) => "queued".to_owned(),

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Store, StoreError};
+use super::{Store, StoreError};
 use crate::run_event::RunEvent;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ impl Store {
             .bind(seq)
             .bind(event.kind())
             .bind(&payload)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -7,14 +7,15 @@ use std::time::Duration;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{now_ms, opt_u64, to_i64, Backend, Store, StoreError};
-use crate::job::{JobKind, JobRequest, JobSource, JobState};
+use super::{opt_u64, to_i64, Backend, Store, StoreError};
+use crate::job::{CancelReport, JobKind, JobRequest, JobResult, JobSource, JobSpec, JobState};
 
 /// A stored job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: String,
-    pub kind: JobKind,
+    /// What the job is asked to do (its `kind` column and `context` JSON, typed).
+    pub spec: JobSpec,
     pub source: JobSource,
     pub state: JobState,
     pub installation_id: Option<u64>,
@@ -26,15 +27,20 @@ pub struct Job {
     pub comment_id: Option<u64>,
     pub requester: String,
     pub prompt: String,
-    pub context: serde_json::Value,
     pub attempts: u32,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub cancel_requested: bool,
-    pub result: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        self.spec.kind()
+    }
 }
 
 /// Jobs by state (metrics, tests).
@@ -67,9 +73,10 @@ fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
     let state: String = row.try_get("state")?;
     let context: String = row.try_get("context")?;
     let result: Option<String> = row.try_get("result")?;
+    let kind: JobKind = kind.parse().map_err(|e| corrupt("jobs.kind", e))?;
     Ok(Job {
         id: row.try_get("id")?,
-        kind: kind.parse().map_err(|e| corrupt("jobs.kind", e))?,
+        spec: JobSpec::from_stored(kind, &context).map_err(|e| corrupt("jobs.context", e))?,
         source: source.parse().map_err(|e| corrupt("jobs.source", e))?,
         state: state.parse().map_err(|e| corrupt("jobs.state", e))?,
         installation_id: opt_u64(row, "installation_id")?,
@@ -81,13 +88,12 @@ fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
         comment_id: opt_u64(row, "comment_id")?,
         requester: row.try_get("requester")?,
         prompt: row.try_get("prompt")?,
-        context: serde_json::from_str(&context).map_err(|e| corrupt("jobs.context", e))?,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: row.try_get("lease_expires_at")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         result: result
-            .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("jobs.result", e)))
+            .map(|r| JobResult::from_stored(&r).map_err(|e| corrupt("jobs.result", e)))
             .transpose()?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
@@ -104,7 +110,9 @@ pub(super) async fn insert_job<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    // Time-ordered ids (UUIDv7, monotonic within the process): jobs queued in the same
+    // millisecond are still claimed in the order they came.
+    let id = uuid::Uuid::now_v7().simple().to_string();
     sqlx::query(
         "INSERT INTO jobs (id, delivery_id, kind, source, state, installation_id, repository, clone_url,
              default_branch, number, is_pull_request, comment_id, requester, prompt, context, created_at, updated_at)
@@ -112,7 +120,7 @@ where
     )
     .bind(&id)
     .bind(delivery_id)
-    .bind(job.kind.as_str())
+    .bind(job.kind().as_str())
     .bind(job.source.as_str())
     .bind(job.installation_id.map(to_i64))
     .bind(&job.repository)
@@ -123,7 +131,7 @@ where
     .bind(job.comment_id.map(to_i64))
     .bind(&job.requester)
     .bind(&job.prompt)
-    .bind(job.context.to_string())
+    .bind(job.spec.context_json())
     .bind(now)
     .execute(exec)
     .await?;
@@ -137,7 +145,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 impl Store {
     /// Queues a job that came from elsewhere than a webhook (the HTTP API, the CLI).
     pub async fn insert_job(&self, job: &JobRequest) -> Result<String, StoreError> {
-        insert_job(&self.pool, job, None, now_ms()).await
+        insert_job(&self.pool, job, None, self.now_ms()).await
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
@@ -186,10 +194,10 @@ impl Store {
         // A concurrent claim of the same target loses on the unique index: try again, a few
         // times, so that another eligible job is still found.
         for _ in 0..5 {
-            let now = now_ms();
+            let now = self.now_ms();
             let res = sqlx::query(&sql)
                 .bind(owner)
-                .bind(now + lease.as_millis() as i64)
+                .bind(now + crate::clock::duration_ms(lease))
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await;
@@ -210,11 +218,11 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let n = sqlx::query(
             "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
         )
-        .bind(now + lease.as_millis() as i64)
+        .bind(now + crate::clock::duration_ms(lease))
         .bind(now)
         .bind(id)
         .bind(owner)
@@ -230,16 +238,16 @@ impl Store {
         id: &str,
         owner: &str,
         state: JobState,
-        result: &serde_json::Value,
+        result: &JobResult,
     ) -> Result<bool, StoreError> {
         debug_assert!(state.is_final());
-        let now = now_ms();
+        let now = self.now_ms();
         let n = sqlx::query(
             "UPDATE jobs SET state = $1, result = $2, finished_at = $3, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $4 AND lease_owner = $5 AND state = 'running'",
         )
         .bind(state.as_str())
-        .bind(result.to_string())
+        .bind(result.to_json().to_string())
         .bind(now)
         .bind(id)
         .bind(owner)
@@ -255,7 +263,7 @@ impl Store {
             "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
              WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
         )
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(id)
         .bind(owner)
         .execute(&self.pool)
@@ -272,13 +280,20 @@ impl Store {
         number: u64,
         reason: &str,
     ) -> Result<(u64, u64), StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.pool.begin().await?;
         let queued = sqlx::query(&format!(
             "UPDATE jobs SET state = 'cancelled', result = $1, finished_at = $2, updated_at = $2
              WHERE repository = $3 AND number = $4 AND state = 'queued' AND kind IN {AGENT_KINDS}"
         ))
-        .bind(serde_json::json!({ "reason": reason }).to_string())
+        .bind(
+            JobResult::Cancelled(CancelReport {
+                reason: Some(reason.to_owned()),
+                ..CancelReport::default()
+            })
+            .to_json()
+            .to_string(),
+        )
         .bind(now)
         .bind(repository)
         .bind(to_i64(number))
@@ -317,7 +332,7 @@ impl Store {
         &self,
         max_attempts: u32,
     ) -> Result<(Vec<Job>, Vec<Job>), StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE state = 'running' AND lease_expires_at < $1"
         ))

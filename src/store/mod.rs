@@ -6,17 +6,24 @@ mod deliveries;
 mod events;
 mod jobs;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
+
+use crate::clock::Clock;
 
 pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 pub use events::StoredEvent;
 pub use jobs::{Job, JobCounts};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The migrations this build applies (the doctor compares them with a store's).
+pub fn migrator() -> &'static sqlx::migrate::Migrator {
+    &MIGRATOR
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -74,6 +81,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     deliveries: batch::DeliveryBatcher,
+    /// What "now" is for every stored time (a manual clock in tests).
+    clock: Clock,
 }
 
 impl Store {
@@ -125,7 +134,24 @@ impl Store {
             pool,
             backend,
             deliveries,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same store reading time from `clock` (tests age rows and expire leases with a manual
+    /// clock instead of sleeping).
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Unix time in milliseconds, by the store's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.unix_ms()
     }
 
     pub fn backend(&self) -> Backend {
@@ -151,14 +177,6 @@ fn sqlite_url(raw: &str) -> String {
     }
     let sep = if raw.contains('?') { '&' } else { '?' };
     format!("{raw}{sep}mode=rwc")
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn to_i64(v: u64) -> i64 {

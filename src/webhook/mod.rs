@@ -84,6 +84,14 @@ pub enum WebhookEvent {
         comment: payload::ReviewComment,
         sender: Account,
     },
+    /// A pull request review was submitted (its body may hold a command).
+    ReviewSubmitted {
+        installation_id: Option<u64>,
+        repository: Repository,
+        pull_request: payload::PullRequest,
+        review: payload::Review,
+        sender: Account,
+    },
     Installation {
         action: InstallationAction,
         installation: payload::Installation,
@@ -170,6 +178,12 @@ pub fn parse_delivery(
                 review_comment(p),
             )
         }),
+        "pull_request_review" => fast(body).map(|p: payload::ReviewPayload| {
+            (
+                meta(&p.action, &p.installation, Some(&p.repository)),
+                review(p),
+            )
+        }),
         "installation" => fast(body).map(|p: payload::InstallationPayload| {
             let m = DeliveryMeta {
                 action: Some(p.action.clone()),
@@ -223,6 +237,7 @@ pub fn parse(
         }
         ("pull_request", Some("closed")) => pull_request(decode(event, body)?),
         ("pull_request_review_comment", Some("created")) => review_comment(decode(event, body)?),
+        ("pull_request_review", Some("submitted")) => review(decode(event, body)?),
         ("installation", Some("created" | "deleted" | "suspend" | "unsuspend")) => {
             installation(decode(event, body)?)
         }
@@ -311,6 +326,16 @@ fn review_comment(p: payload::ReviewCommentPayload) -> Option<WebhookEvent> {
         repository: p.repository,
         pull_request: p.pull_request,
         comment: p.comment,
+        sender: p.sender,
+    })
+}
+
+fn review(p: payload::ReviewPayload) -> Option<WebhookEvent> {
+    (p.action == "submitted").then(|| WebhookEvent::ReviewSubmitted {
+        installation_id: p.installation.map(|i| i.id),
+        repository: p.repository,
+        pull_request: p.pull_request,
+        review: p.review,
         sender: p.sender,
     })
 }

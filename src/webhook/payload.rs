@@ -159,6 +159,29 @@ pub struct ReviewCommentPayload {
     pub installation: Option<InstallationRef>,
 }
 
+/// A submitted pull request review: its body and who wrote it (its comments are fetched by the
+/// worker).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Review {
+    pub id: u64,
+    pub body: Option<String>,
+    pub user: Account,
+    /// `approved`, `changes_requested`, `commented`.
+    pub state: Option<String>,
+    pub commit_id: Option<String>,
+    pub html_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewPayload {
+    pub action: String,
+    pub review: Review,
+    pub pull_request: PullRequest,
+    pub repository: Repository,
+    pub sender: Account,
+    pub installation: Option<InstallationRef>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct InstallationRepository {
     pub id: u64,

@@ -13,6 +13,7 @@ use backspace::github::{GithubApp, GithubAppConfig, IssueNumber, RepoName};
 use backspace::job::JobState;
 use backspace::runner::{RunnerSettings, Services, Workers};
 use backspace::sandbox::Sandboxes;
+use backspace::server::DoorsConfig;
 use backspace::store::{Job, Store};
 use backspace::trigger::TriggerContext;
 use backspace::webhook::signature::sign;
@@ -43,6 +44,10 @@ pub struct Options {
     pub store: Option<super::db::TestStore>,
     pub start_workers: bool,
     pub lease: Duration,
+    /// The API, run page and setup settings (`github_url` is set to the fake's).
+    pub doors: Option<DoorsConfig>,
+    /// The Docker engine connection, when not the default one (a remote engine over TLS).
+    pub sandboxes: Option<Sandboxes>,
 }
 
 impl Default for Options {
@@ -52,6 +57,8 @@ impl Default for Options {
             store: None,
             start_workers: true,
             lease: Duration::from_secs(30),
+            doors: None,
+            sandboxes: None,
         }
     }
 }
@@ -78,7 +85,10 @@ impl Bot {
         script: Vec<Step>,
         opts: Options,
     ) -> Option<Bot> {
-        let sandboxes = super::docker::sandboxes().await?;
+        let sandboxes = match opts.sandboxes {
+            Some(s) => s,
+            None => super::docker::sandboxes().await?,
+        };
         let gh = FakeGithub::start().await;
         let repo = gh.repo_with_files("octo/app", files);
         gh.add_collaborator(&repo, MAINTAINER, "write");
@@ -88,7 +98,9 @@ impl Bot {
             None => super::db::sqlite().await,
         };
         let store = db.store.clone();
-        let ingress = Ingress::with_secrets(store.clone(), &[fake_github::WEBHOOK_SECRET]);
+        let mut doors = opts.doors.unwrap_or_else(super::webhooks::test_doors);
+        doors.github_url = gh.api_url();
+        let ingress = Ingress::with_doors(store.clone(), &[fake_github::WEBHOOK_SECRET], doors);
         ingress.state.set_bot_login(gh.bot_login());
         let mut bot = Bot {
             gh,
@@ -116,6 +128,7 @@ impl Bot {
         ))
         .expect("app");
         self.ingress.state.set_github(github.clone());
+        self.ingress.state.set_sandboxes(self.sandboxes.clone());
         let mut settings = RunnerSettings::new(
             format!(
                 "{instance}:{}:{}",
@@ -225,6 +238,13 @@ impl Bot {
         comment["line"] = json!(line);
         comment["diff_hunk"] = json!(format!("@@ -1,3 +1,3 @@\n-old line\n+{path} line {line}"));
         p["comment"] = comment;
+        self.point_at_pull(&mut p, pr);
+        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
+        (status, answer, id)
+    }
+
+    /// The `pull_request` of a payload made from the review comment example, made `pr`.
+    fn point_at_pull(&self, p: &mut Value, pr: IssueNumber) {
         let pull = self
             .gh
             .pulls(&self.repo)
@@ -236,8 +256,36 @@ impl Bot {
         p["pull_request"]["head"]["repo"] = self.gh.repository_json(&self.repo);
         p["pull_request"]["base"]["ref"] = json!(pull.base);
         p["pull_request"]["base"]["repo"] = self.gh.repository_json(&self.repo);
-        let (status, answer) = self.deliver("pull_request_review_comment", p).await;
-        (status, answer, id)
+    }
+
+    /// `author` submits a review of pull request `pr` with `body` and inline `comments` (path,
+    /// line, text), and GitHub delivers `pull_request_review` (action `submitted`); the shared
+    /// fixtures have no example of it, so the payload is the review comment example's pull
+    /// request, repository and sender with the review GitHub's reference describes.
+    pub async fn review(
+        &self,
+        pr: IssueNumber,
+        author: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (StatusCode, Value, Vec<u64>) {
+        let (id, comment_ids) = self
+            .gh
+            .submit_review(&self.repo, pr, author, body, comments);
+        let mut p = base_payload(
+            &self.gh,
+            &self.repo,
+            "webhooks/pull_request_review_comment/created.json",
+            author,
+        );
+        if let Some(o) = p.as_object_mut() {
+            o.remove("comment");
+        }
+        p["action"] = json!("submitted");
+        p["review"] = self.gh.review_json(id);
+        self.point_at_pull(&mut p, pr);
+        let (status, answer) = self.deliver("pull_request_review", p).await;
+        (status, answer, comment_ids)
     }
 
     /// `who` adds `label` to issue `n`.

@@ -4,17 +4,20 @@
 //! in small chunks); Anthropic's error bodies for 429 (with `retry-after`), 500 and 529; and it
 //! checks every request as the real API does, answering 400 `invalid_request_error` otherwise.
 //! Usage fields simulate the prompt cache from the request's `cache_control` breakpoints.
-//! Every request is recorded for assertions.
+//! Every request is recorded for assertions. `GET /v1/models/{model_id}` answers as the Models
+//! API does (the model's info, or 404 `not_found_error`). A key marked revoked is refused on
+//! every route with 401 `authentication_error` "invalid x-api-key", as Anthropic answers a bad
+//! key.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -152,6 +155,8 @@ struct FakeState {
     recorded: Vec<Recorded>,
     next_id: u64,
     cached_prefixes: HashSet<u64>,
+    /// Keys refused with 401.
+    revoked: HashSet<String>,
 }
 
 pub struct FakeAnthropic {
@@ -182,6 +187,7 @@ impl FakeAnthropic {
         }));
         let app = Router::new()
             .route("/v1/messages", post(messages))
+            .route("/v1/models/{model_id}", get(model_info))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -209,6 +215,15 @@ impl FakeAnthropic {
             .filter(|r| r.status == 200)
             .map(|r| r.body)
             .collect()
+    }
+
+    /// Refuses `key` from now on, as Anthropic refuses a revoked or mistyped key.
+    pub fn revoke_key(&self, key: &str) {
+        self.state
+            .lock()
+            .expect("fake state")
+            .revoked
+            .insert(key.to_owned());
     }
 
     /// Script steps not yet served.
@@ -245,11 +260,55 @@ fn error_response(
     resp
 }
 
+/// The models the fake knows: Claude ids, as the Models API resolves them.
+fn known_model(id: &str) -> bool {
+    id.starts_with("claude-")
+}
+
+/// `GET /v1/models/{model_id}`: costs nothing, needs a valid key.
+async fn model_info(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    Path(model_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_headers(&headers).and_then(|()| check_key(&state, &headers)) {
+        return error_response(r.status, r.error_type, &r.message, None);
+    }
+    if !known_model(&model_id) {
+        return error_response(404, "not_found_error", &format!("model: {model_id}"), None);
+    }
+    axum::Json(json!({
+        "type": "model",
+        "id": model_id,
+        "display_name": "Claude (fake)",
+        "created_at": "2025-09-29T00:00:00Z"
+    }))
+    .into_response()
+}
+
+fn check_key(state: &Mutex<FakeState>, headers: &HeaderMap) -> Result<(), Rejection> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if state.lock().expect("fake state").revoked.contains(key) {
+        return Err(Rejection {
+            status: 401,
+            error_type: "authentication_error",
+            message: "invalid x-api-key".into(),
+        });
+    }
+    Ok(())
+}
+
 async fn messages(
     State(state): State<Arc<Mutex<FakeState>>>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    if let Err(r) = check_key(&state, &headers) {
+        return error_response(r.status, r.error_type, &r.message, None);
+    }
     match answer(State(state), headers, body) {
         Ok(response) => response,
         Err(stall) => {

@@ -4,7 +4,8 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use backspace::server::{router, AppState};
+use backspace::config::AppCredentials;
+use backspace::server::{router, AppState, DoorsConfig};
 use backspace::store::Store;
 use backspace::trigger::TriggerContext;
 use backspace::webhook::signature::{sign, WebhookSecrets};
@@ -43,6 +44,23 @@ pub fn secrets(list: &[&str]) -> WebhookSecrets {
     )
 }
 
+/// App credentials with these webhook secrets (the id and key are never used by ingress).
+pub fn credentials(list: &[&str]) -> AppCredentials {
+    AppCredentials {
+        app_id: 1,
+        private_key: SecretString::from("not used by ingress".to_string()),
+        webhook_secrets: list
+            .iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect(),
+    }
+}
+
+/// The doors of a test server at `http://backspace.test`.
+pub fn test_doors() -> DoorsConfig {
+    DoorsConfig::new(url::Url::parse("http://backspace.test/").expect("url"))
+}
+
 /// The real router over a real store.
 pub struct Ingress {
     pub state: AppState,
@@ -55,11 +73,15 @@ impl Ingress {
     }
 
     pub fn with_secrets(store: Store, list: &[&str]) -> Self {
+        Self::with_doors(store, list, test_doors())
+    }
+
+    pub fn with_doors(store: Store, list: &[&str], doors: DoorsConfig) -> Self {
         let ctx = TriggerContext {
             bot_login: Some("backspace-test[bot]".into()),
             ..Default::default()
         };
-        let state = AppState::new(store, secrets(list), ctx);
+        let state = AppState::new(store, doors, ctx, Ok(credentials(list)));
         Ingress {
             router: router(state.clone()),
             state,

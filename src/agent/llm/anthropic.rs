@@ -2,8 +2,6 @@
 //! `anthropic-version`, streaming or not, with retries; and the request body, including the
 //! prompt-cache breakpoints (tools, system, and the two newest user turns).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
@@ -11,9 +9,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::retry::{server_delay, should_retry_header, RetryPolicy};
+use super::retry::{server_delay, should_retry_header};
 use super::sse::{read_stream, ErrorBody};
 use super::types::{ContentBlock, Message, ModelRequest, ModelResponse, Role, StopKind, WireUsage};
+use super::RetryPolicy;
 use super::{with_retries, AttemptFailure, LlmError, ModelProvider};
 
 const PROVIDER: &str = "Anthropic";
@@ -31,8 +30,6 @@ pub struct AnthropicConfig {
     /// Stream responses (SSE). Long generations need it to avoid idle-connection timeouts.
     pub stream: bool,
     pub retry: RetryPolicy,
-    /// Time limit of one HTTP attempt, body included.
-    pub request_timeout: Duration,
     /// Put `cache_control` breakpoints on tools, system and conversation.
     pub prompt_caching: bool,
 }
@@ -44,8 +41,7 @@ impl AnthropicConfig {
             api_key,
             model: model.into(),
             stream: true,
-            retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(600),
+            retry: RetryPolicy::model(),
             prompt_caching: true,
         }
     }
@@ -70,7 +66,7 @@ pub struct AnthropicClient {
 
 impl AnthropicClient {
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
-        let http = super::http_client(PROVIDER, config.request_timeout)?;
+        let http = super::http_client(PROVIDER, config.retry.request_timeout)?;
         let endpoint = format!(
             "{}/v1/messages",
             config.base_url.as_str().trim_end_matches('/')

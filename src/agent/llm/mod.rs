@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use retry::RetryPolicy;
+use crate::retry::{Attempt, GaveUp};
+
+pub use crate::retry::RetryPolicy;
 pub use types::{ClientTool, ContentBlock, Message, ModelRequest, ModelResponse, Role, StopKind};
 
 /// Why a model call failed. No variant ever holds an API key.
@@ -129,40 +131,35 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AttemptFailure>>,
 {
-    let max = policy.max_attempts.max(1);
-    let mut n = 0;
-    let record = |retried: bool| {
-        if let Some(m) = crate::metrics::global() {
-            m.model_call(retried);
-        }
-    };
-    loop {
-        let failure = match attempt().await {
-            Ok(v) => {
-                record(n > 0);
-                return Ok(v);
+    let tried = crate::retry::with_retries(policy, "model", |_| {
+        let next = attempt();
+        async move {
+            match next.await {
+                Ok(v) => Attempt::Done(v),
+                Err(f) if f.should_retry.unwrap_or_else(|| f.error.is_retryable()) => {
+                    Attempt::Retry {
+                        error: f.error,
+                        hint: f.server_delay,
+                    }
+                }
+                Err(f) => Attempt::Failed(f.error),
             }
-            Err(f) => f,
-        };
-        n += 1;
-        let retry = failure
-            .should_retry
-            .unwrap_or_else(|| failure.error.is_retryable());
-        if !retry {
-            record(n > 1);
-            return Err(failure.error);
         }
-        if n >= max {
-            record(n > 1);
-            return Err(LlmError::Exhausted {
-                attempts: n,
-                last: Box::new(failure.error),
-            });
-        }
-        let wait = policy.delay(n - 1, failure.server_delay);
-        tracing::warn!(attempt = n, wait_ms = wait.as_millis() as u64, error = %failure.error, "model call failed, retrying");
-        tokio::time::sleep(wait).await;
+    })
+    .await;
+    if let Some(m) = crate::metrics::global() {
+        m.model_call(tried.attempts > 1);
     }
+    let attempts = tried.attempts;
+    tried.result.map_err(|gave_up| match gave_up {
+        GaveUp::Final(e) => e,
+        GaveUp::OutOfAttempts(last) | GaveUp::WaitTooLong { error: last, .. } => {
+            LlmError::Exhausted {
+                attempts,
+                last: Box::new(last),
+            }
+        }
+    })
 }
 
 /// A model the loop can talk to.
@@ -302,7 +299,7 @@ impl ProviderSettings {
             openai_base_url: None,
             openai_api_key: None,
             openai_model: None,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::model(),
             stream: true,
         }
     }

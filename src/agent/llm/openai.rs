@@ -6,8 +6,6 @@
 //! `/v1/chat/completions`, any other path gets `/chat/completions` (so `https://api.openai.com/v1`
 //! and `http://localhost:8000` both work; a proxy at `https://host/openai/v1` works too).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,8 +13,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::retry::{server_delay, should_retry_header, RetryPolicy};
+use super::retry::{server_delay, should_retry_header};
 use super::types::{ContentBlock, ModelRequest, ModelResponse, Role, StopKind};
+use super::RetryPolicy;
 use super::{with_retries, AttemptFailure, LlmError, ModelProvider};
 use crate::run_event::Usage;
 
@@ -28,7 +27,6 @@ pub struct OpenAiConfig {
     pub api_key: Option<SecretString>,
     pub model: String,
     pub retry: RetryPolicy,
-    pub request_timeout: Duration,
 }
 
 impl OpenAiConfig {
@@ -37,8 +35,7 @@ impl OpenAiConfig {
             base_url,
             api_key,
             model: model.into(),
-            retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(600),
+            retry: RetryPolicy::model(),
         }
     }
 }
@@ -71,7 +68,7 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
-        let http = super::http_client(PROVIDER, config.request_timeout)?;
+        let http = super::http_client(PROVIDER, config.retry.request_timeout)?;
         Ok(OpenAiClient {
             http,
             endpoint: chat_completions_url(&config.base_url),

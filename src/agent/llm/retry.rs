@@ -1,59 +1,10 @@
-//! When and how long to wait before retrying a model call: 429, 529, 5xx and connection errors,
-//! honouring `retry-after-ms` / `retry-after` and `x-should-retry`, otherwise bounded exponential
-//! backoff with jitter. Pure, so the policy is tested without a server.
+//! Which model answers are worth another attempt (429, 529, 5xx, connection errors) and what
+//! wait the server asked for (`retry-after-ms` / `retry-after`, `x-should-retry`). The policy and
+//! the loop are the crate's one [`crate::retry`]. Pure, so it is tested without a server.
 
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::HeaderMap;
-
-/// Bounds of the retry loop. Tests shrink them; production keeps the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// A server's `retry-after` longer than this is cut to it.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(1000),
-            max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Fast bounds for tests.
-    pub fn fast() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(10),
-        }
-    }
-
-    /// The wait before attempt `attempt + 1` (attempt counts from 0 for the first try).
-    /// A server-given delay wins; otherwise `initial * 2^attempt`, capped, with 50–100 % jitter.
-    pub fn delay(&self, attempt: u32, server: Option<Duration>) -> Duration {
-        if let Some(d) = server {
-            return d.min(self.max_retry_after);
-        }
-        let exp = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.max_backoff);
-        let factor: f64 = rand::thread_rng().gen_range(0.5..=1.0);
-        exp.mul_f64(factor)
-    }
-}
 
 /// Whether an HTTP status is worth retrying: 408, 409, 429, 529 and other 5xx.
 pub fn retryable_status(status: u16) -> bool {
@@ -101,10 +52,10 @@ mod tests {
         assert_eq!(server_delay(&h), Some(Duration::from_secs(3)));
         h.insert("retry-after-ms", HeaderValue::from_static("250.5"));
         assert_eq!(server_delay(&h), Some(Duration::from_micros(250_500)));
-        let p = RetryPolicy::default();
+        let p = crate::retry::RetryPolicy::model();
         assert_eq!(
-            p.delay(0, Some(Duration::from_secs(3600))),
-            p.max_retry_after
+            p.decide(Some(Duration::from_secs(3600)), 1, Duration::ZERO, 0.5),
+            crate::retry::RetryDecision::RetryAfter(p.max_hint)
         );
         h.insert(
             "retry-after",
@@ -112,21 +63,6 @@ mod tests {
         );
         h.remove("retry-after-ms");
         assert_eq!(server_delay(&h), None);
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_with_jitter_and_stays_bounded() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-            max_retry_after: Duration::from_secs(5),
-        };
-        for attempt in 0..10 {
-            let d = p.delay(attempt, None);
-            let full = Duration::from_millis(100 * 2u64.pow(attempt)).min(p.max_backoff);
-            assert!(d <= full && d >= full / 2, "attempt {attempt}: {d:?}");
-        }
     }
 
     #[test]

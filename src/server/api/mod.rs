@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 
 use super::{events, json_error, run_link, AppState};
 use crate::github::RepoName;
-use crate::job::{JobKind, JobRequest, JobSource};
+use crate::job::{AgentSpec, JobRequest, JobResult, JobSource, JobSpec};
 use crate::run_event::RunEvent;
 use input::{parse_code_request, InputError};
 
@@ -219,7 +219,7 @@ pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body:
         req.repo.name
     );
     let job = JobRequest {
-        kind: JobKind::Run,
+        spec: JobSpec::Run(AgentSpec::default()),
         source: JobSource::Api,
         installation_id: Some(installation),
         repository: req.repo.full_name(),
@@ -230,7 +230,6 @@ pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body:
         comment_id: None,
         requester: "api".into(),
         prompt: req.prompt,
-        context: json!({}),
     };
     let run_id = match state.store().insert_job(&job).await {
         Ok(id) => id,
@@ -295,7 +294,7 @@ pub async fn get_run(
         "runId": job.id,
         "state": job.state.as_str(),
         "status": summary.status,
-        "kind": job.kind.as_str(),
+        "kind": job.kind().as_str(),
         "source": job.source.as_str(),
         "repository": job.repository,
         "number": job.number,
@@ -369,7 +368,7 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    pub fn of<'a>(events: impl Iterator<Item = &'a RunEvent>, result: Option<&Value>) -> Self {
+    pub fn of<'a>(events: impl Iterator<Item = &'a RunEvent>, result: Option<&JobResult>) -> Self {
         let mut s = RunSummary::default();
         for e in events {
             match e {
@@ -397,29 +396,21 @@ impl RunSummary {
             }
         }
         if let Some(r) = result {
-            let str_of = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
-            s.pr_url = s.pr_url.or_else(|| str_of("pr_url"));
-            s.error = s
-                .error
-                .or_else(|| str_of("error"))
-                .or_else(|| str_of("reason"));
-            s.usage = s.usage.or_else(|| r.get("usage").cloned());
-            s.cost_usd = s
-                .cost_usd
-                .or_else(|| r.get("cost_usd").and_then(Value::as_f64));
-            s.status = s.status.or_else(|| r.get("status").cloned());
-            s.duration_ms = s
-                .duration_ms
-                .or_else(|| r.get("duration_ms").and_then(Value::as_u64));
+            let report = r.report();
+            s.pr_url = s.pr_url.or_else(|| report.and_then(|p| p.pr_url.clone()));
+            s.error = s.error.or_else(|| r.error().map(str::to_owned));
+            s.usage = s
+                .usage
+                .or_else(|| report.and_then(|p| serde_json::to_value(p.usage).ok()));
+            s.cost_usd = s.cost_usd.or_else(|| report.and_then(|p| p.cost_usd));
+            s.status = s.status.or_else(|| r.to_json().get("status").cloned());
+            s.duration_ms = s.duration_ms.or_else(|| r.duration_ms());
             if s.files_changed.is_empty() {
-                if let Some(files) = r.get("files_changed").and_then(Value::as_array) {
-                    s.files_changed = files
-                        .iter()
-                        .filter_map(|f| f.as_str().map(str::to_owned))
-                        .collect();
+                if let Some(p) = report {
+                    s.files_changed = p.files_changed.clone();
                 }
             }
-            s.summary = str_of("summary");
+            s.summary = report.and_then(|p| p.summary.clone());
         }
         s
     }
@@ -428,6 +419,7 @@ impl RunSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::RunReport;
     use crate::run_event::{RunStatus, Usage};
 
     #[test]
@@ -448,7 +440,11 @@ mod tests {
                 cost_usd: 0.5,
             },
         ];
-        let s = RunSummary::of(events.iter(), Some(&json!({ "pr_url": "ignored" })));
+        let ignored = JobResult::Succeeded(RunReport {
+            pr_url: Some("ignored".into()),
+            ..Default::default()
+        });
+        let s = RunSummary::of(events.iter(), Some(&ignored));
         assert_eq!(s.pr_url.as_deref(), Some("https://github.com/o/r/pull/3"));
         assert_eq!(s.status, Some(json!("succeeded")));
         assert_eq!(s.cost_usd, Some(0.5));
@@ -457,15 +453,15 @@ mod tests {
 
     #[test]
     fn the_summary_falls_back_on_the_job_result() {
-        let s = RunSummary::of([].iter(), Some(&json!({ "reason": "cancelled by alice" })));
+        let cancelled = JobResult::from_stored(r#"{ "reason": "cancelled by alice" }"#).unwrap();
+        let s = RunSummary::of([].iter(), Some(&cancelled));
         assert_eq!(s.error.as_deref(), Some("cancelled by alice"));
         assert_eq!(s.pr_url, None);
-        let s = RunSummary::of(
-            [].iter(),
-            Some(
-                &json!({ "status": "answered", "summary": "It works already.", "files_changed": [], "duration_ms": 5 }),
-            ),
-        );
+        let answered = JobResult::from_stored(
+            r#"{ "status": "answered", "summary": "It works already.", "files_changed": [], "duration_ms": 5 }"#,
+        )
+        .unwrap();
+        let s = RunSummary::of([].iter(), Some(&answered));
         assert_eq!(s.summary.as_deref(), Some("It works already."));
         assert_eq!(s.duration_ms, Some(5));
         assert_eq!(s.status, Some(json!("answered")));

@@ -27,6 +27,8 @@ use serde_json::{json, Value};
 pub const APP_ID: u64 = 4242;
 /// The app's slug; the bot's login is `backspace-test[bot]`.
 pub const APP_SLUG: &str = "backspace-test";
+/// The bot user's id (`GET /users/backspace-test[bot]`): like on GitHub, not the app's id.
+pub const BOT_USER_ID: u64 = 180_004_242;
 /// The webhook secret the manifest conversion hands out.
 pub const WEBHOOK_SECRET: &str = "fake-webhook-secret";
 /// Where GitHub's error answers point.
@@ -105,6 +107,24 @@ pub struct FakePull {
     pub base: String,
     pub state: String,
     pub draft: bool,
+    pub requested_reviewers: Vec<String>,
+}
+
+/// A check run as tests see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCheckRun {
+    pub id: u64,
+    pub repo: String,
+    pub head_sha: String,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub details_url: Option<String>,
+    pub external_id: Option<String>,
+    /// The last `output` sent.
+    pub output: Value,
+    /// Every status it had, in order (creation included).
+    pub statuses: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +159,17 @@ struct PullRec {
     head: String,
     base: String,
     draft: bool,
+    reviewers: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct ReviewRec {
+    id: u64,
+    repo: String,
+    pull: u64,
+    author: String,
+    body: String,
+    commit_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +203,11 @@ struct CommentRec {
     updated_at: u64,
     /// `Some(in_reply_to)` for pull request review comments.
     review: Option<Option<u64>>,
+    /// The review a review comment belongs to.
+    review_id: Option<u64>,
+    /// Where a review comment sits, when the test said.
+    path: Option<String>,
+    line: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +230,9 @@ struct InstallationRec {
     id: u64,
     account: String,
     suspended: bool,
+    /// What the installation's owner granted (less than the app asks for until they accept a
+    /// change of the app's permissions).
+    granted: Value,
 }
 
 struct FakeState {
@@ -203,6 +242,8 @@ struct FakeState {
     users: HashMap<String, u64>,
     comments: BTreeMap<u64, CommentRec>,
     reactions: Vec<ReactionRec>,
+    check_runs: BTreeMap<u64, FakeCheckRun>,
+    reviews: BTreeMap<u64, ReviewRec>,
     tokens: HashMap<String, TokenGrant>,
     token_ttl: Duration,
     faults: Vec<Fault>,
@@ -280,9 +321,11 @@ impl FakeGithub {
             base_url: format!("http://{addr}"),
             installations: BTreeMap::new(),
             repos: BTreeMap::new(),
-            users: HashMap::new(),
+            users: HashMap::from([(format!("{APP_SLUG}[bot]"), BOT_USER_ID)]),
             comments: BTreeMap::new(),
             reactions: Vec::new(),
+            check_runs: BTreeMap::new(),
+            reviews: BTreeMap::new(),
             tokens: HashMap::new(),
             token_ttl: Duration::from_secs(3600),
             faults: Vec::new(),
@@ -329,6 +372,11 @@ impl FakeGithub {
         format!("{APP_SLUG}[bot]")
     }
 
+    /// The bot user's id, as `GET /users/{login}` gives it.
+    pub fn bot_user_id(&self) -> u64 {
+        BOT_USER_ID
+    }
+
     // --- setup ---
 
     /// The installation of the app on `account`, created on first use.
@@ -345,6 +393,7 @@ impl FakeGithub {
                 id,
                 account: account.to_string(),
                 suspended: false,
+                granted: default_permissions(),
             },
         );
         InstallationId(id)
@@ -413,6 +462,16 @@ impl FakeGithub {
                 .expect("repo")
                 .installation,
         )
+    }
+
+    /// The installation's owner has not granted `permission` (an installation made before the
+    /// app asked for it): tokens that ask for it are refused with GitHub's 422.
+    pub fn withhold_permission(&self, id: InstallationId, permission: &str) {
+        if let Some(i) = self.state().installations.get_mut(&id.0) {
+            if let Some(o) = i.granted.as_object_mut() {
+                o.remove(permission);
+            }
+        }
     }
 
     pub fn suspend_installation(&self, id: InstallationId) {
@@ -484,6 +543,7 @@ impl FakeGithub {
                 head: head.into(),
                 base: base.into(),
                 draft: false,
+                reviewers: Vec::new(),
             });
         }
         n
@@ -511,6 +571,68 @@ impl FakeGithub {
     ) -> u64 {
         let mut s = self.state();
         insert_comment(&mut s, &repo.full_name(), pull.0, author, body, Some(None))
+    }
+
+    /// `author` submits a review of pull request `pull` with `body` and inline `comments`
+    /// (path, line, text); returns the review's id and its comments' ids.
+    pub fn submit_review(
+        &self,
+        repo: &RepoName,
+        pull: IssueNumber,
+        author: &str,
+        body: &str,
+        comments: &[(&str, u64, &str)],
+    ) -> (u64, Vec<u64>) {
+        let sha = self
+            .pulls(repo)
+            .into_iter()
+            .find(|p| p.number == pull.0)
+            .and_then(|p| self.branch_sha(repo, &p.head))
+            .unwrap_or_else(|| "0".repeat(40));
+        let mut s = self.state();
+        s.user_id(author);
+        let id = s.id();
+        s.reviews.insert(
+            id,
+            ReviewRec {
+                id,
+                repo: repo.full_name(),
+                pull: pull.0,
+                author: author.into(),
+                body: body.into(),
+                commit_id: sha,
+            },
+        );
+        let mut ids = Vec::new();
+        for (path, line, text) in comments {
+            let c = insert_comment(&mut s, &repo.full_name(), pull.0, author, text, Some(None));
+            if let Some(rec) = s.comments.get_mut(&c) {
+                rec.review_id = Some(id);
+                rec.path = Some((*path).to_owned());
+                rec.line = Some(*line);
+            }
+            ids.push(c);
+        }
+        (id, ids)
+    }
+
+    /// A review as GitHub renders it (`review` in `pull_request_review` payloads).
+    pub fn review_json(&self, id: u64) -> Value {
+        let mut s = self.state();
+        let r = s.reviews.get(&id).expect("review").clone();
+        let uid = s.user_id(&r.author);
+        let base = s.base_url.clone();
+        shapes::review(&base, &r, uid)
+    }
+
+    /// The check runs created on `repo`, oldest first.
+    pub fn check_runs(&self, repo: &RepoName) -> Vec<FakeCheckRun> {
+        self.state()
+            .check_runs
+            .values()
+            .filter(|c| c.repo.eq_ignore_ascii_case(&repo.full_name()))
+            .cloned()
+            .collect()
     }
 
     /// Commits `files` on top of `from` as branch `branch`, straight in the repository (as if
@@ -761,6 +883,7 @@ impl FakeGithub {
                             base: p.base.clone(),
                             state: i.state.clone(),
                             draft: p.draft,
+                            requested_reviewers: p.reviewers.clone(),
                         })
                     })
                     .collect()
@@ -832,6 +955,20 @@ impl FakeGithub {
         Some(String::from_utf8_lossy(&out).trim().to_string())
     }
 
+    /// `git log -1 --format=<format>` of a branch (`%an <%ae>`, `%B`), if it exists.
+    pub fn last_commit(&self, repo: &RepoName, branch: &str, format: &str) -> Option<String> {
+        let out = git::git_maybe(
+            &self.bare(repo),
+            &[
+                "log",
+                "-1",
+                &format!("--format={format}"),
+                &format!("refs/heads/{branch}"),
+            ],
+        )?;
+        Some(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
     /// A file's text on a branch, if both exist.
     pub fn file_on_branch(&self, repo: &RepoName, branch: &str, path: &str) -> Option<String> {
         let out = git::git_maybe(
@@ -877,13 +1014,16 @@ fn insert_comment(
             created_at: t,
             updated_at: t,
             review,
+            review_id: None,
+            path: None,
+            line: None,
         },
     );
     id
 }
 
 fn default_permissions() -> Value {
-    json!({"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"})
+    json!({"checks": "write", "contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"})
 }
 
 fn mint(

@@ -13,14 +13,33 @@ pub fn fixtures_dir() -> PathBuf {
     super::super::fixtures::shared_fixtures_dir()
 }
 
-/// The dereferenced subset, loaded once per test binary.
+fn load(path: &std::path::Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// The dereferenced subset, loaded once per test binary, with the operations it lacks (the
+/// Checks API, `GET /users/{username}`, a review's comments) from
+/// `tests/fixtures/github-openapi-extra.json`, transcribed from GitHub's REST reference.
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let path = fixtures_dir().join("github-openapi-subset.deref.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+        let mut spec = load(&fixtures_dir().join("github-openapi-subset.deref.json"));
+        let extra = load(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/github-openapi-extra.json"),
+        );
+        if let (Some(paths), Some(more)) =
+            (spec["paths"].as_object_mut(), extra["paths"].as_object())
+        {
+            for (template, item) in more {
+                paths
+                    .entry(template.clone())
+                    .or_insert_with(|| item.clone());
+            }
+        }
+        spec
     })
 }
 

@@ -59,6 +59,18 @@ const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
     ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments",
+    ),
+    ("POST", "/repos/{owner}/{repo}/check-runs"),
+    ("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}"),
+    ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
+    ("GET", "/users/{username}"),
 ];
 
 fn route(method: &str, path: &str) -> Option<(&'static str, HashMap<String, String>)> {
@@ -286,7 +298,9 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
 fn needed_permission(method: &str, template: &str) -> (&'static str, &'static str) {
     let write = method != "GET";
     let level = if write { "write" } else { "read" };
-    if template.contains("/contents/") {
+    if template.contains("/check-runs") {
+        ("checks", level)
+    } else if template.contains("/contents/") {
         ("contents", level)
     } else if template.contains("/pulls") {
         ("pull_requests", level)
@@ -412,8 +426,8 @@ fn rest(
             let permissions = body
                 .and_then(|b| b.get("permissions").cloned())
                 .unwrap_or_else(default_permissions);
-            // Nothing beyond what the app itself was granted.
-            let granted = default_permissions();
+            // Nothing beyond what the installation granted the app.
+            let granted = inst.granted.clone();
             let within_grant = permissions.as_object().is_some_and(|asked| {
                 asked.iter().all(|(k, v)| {
                     matches!(
@@ -449,6 +463,19 @@ fn rest(
                     "repositories": covered,
                 }),
             )
+        }
+        // Public: GitHub answers it with any credential or none.
+        ("GET", "/users/{username}") => {
+            let login = p("username");
+            let found = s
+                .users
+                .iter()
+                .find(|(l, _)| l.eq_ignore_ascii_case(&login))
+                .map(|(l, id)| (l.clone(), *id));
+            match found {
+                Some((login, id)) => json_answer(200, &shapes::full_user(&base, &login, id)),
+                None => error(404, "Not Found"),
+            }
         }
         ("GET", "/repos/{owner}/{repo}/installation") => {
             match s
@@ -801,6 +828,7 @@ fn repo_route(
                     head: head_branch.into(),
                     base: base_branch.into(),
                     draft: body.and_then(|b| b["draft"].as_bool()).unwrap_or(false),
+                    reviewers: Vec::new(),
                 }),
             };
             r.issues.insert(number, rec.clone());
@@ -841,19 +869,9 @@ fn repo_route(
             let Some(n) = num("pull_number") else {
                 return error(404, "Not Found");
             };
-            let list: Vec<CommentRec> = s
-                .comments
-                .values()
-                .filter(|c| c.review.is_some() && c.repo == full && c.issue == n)
-                .cloned()
-                .collect();
-            let items: Vec<Value> = list
-                .iter()
-                .map(|c| {
-                    let uid = s.user_id(&c.author);
-                    shapes::review_comment(base, &full, c, uid)
-                })
-                .collect();
+            let items = review_comments_json(s, base, &full, |c| {
+                c.review.is_some() && c.repo == full && c.issue == n
+            });
             json_answer(200, &Value::Array(items))
         }
         ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies") => {
@@ -876,8 +894,215 @@ fn repo_route(
             let uid = s.user_id(&bot);
             json_answer(201, &shapes::review_comment(base, &full, &c, uid))
         }
+        ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers") => {
+            request_reviewers(s, base, repo, num("pull_number"), body)
+        }
+        ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments") => {
+            let (Some(n), Some(review)) = (num("pull_number"), num("review_id")) else {
+                return error(404, "Not Found");
+            };
+            let known = s
+                .reviews
+                .get(&review)
+                .is_some_and(|r| r.repo.eq_ignore_ascii_case(&full) && r.pull == n);
+            if !known {
+                return error(404, "Not Found");
+            }
+            let items = review_comments_json(s, base, &full, |c| c.review_id == Some(review));
+            json_answer(200, &Value::Array(items))
+        }
+        ("POST", "/repos/{owner}/{repo}/check-runs") => create_check_run(s, base, repo, body),
+        ("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}") => {
+            update_check_run(s, base, &full, num("check_run_id"), body)
+        }
+        ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs") => {
+            list_check_runs(s, base, repo, &p("ref"), query)
+        }
         _ => error(404, "Not Found"),
     }
+}
+
+/// The review comments `keep` selects, as GitHub renders them.
+fn review_comments_json(
+    s: &mut FakeState,
+    base: &str,
+    full: &str,
+    keep: impl Fn(&CommentRec) -> bool,
+) -> Vec<Value> {
+    let list: Vec<CommentRec> = s.comments.values().filter(|c| keep(c)).cloned().collect();
+    list.iter()
+        .map(|c| {
+            let uid = s.user_id(&c.author);
+            shapes::review_comment(base, full, c, uid)
+        })
+        .collect()
+}
+
+/// `POST .../requested_reviewers`: only collaborators, never the pull request's author.
+fn request_reviewers(
+    s: &mut FakeState,
+    base: &str,
+    repo: &RepoRec,
+    number: Option<u64>,
+    body: Option<&Value>,
+) -> Answer {
+    let full = repo.full_name();
+    let Some(n) = number.filter(|n| repo.issues.get(n).is_some_and(|i| i.pull.is_some())) else {
+        return error(404, "Not Found");
+    };
+    let asked: Vec<String> = body
+        .and_then(|b| b["reviewers"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let author = repo.issues[&n].author.clone();
+    if asked.iter().any(|r| r.eq_ignore_ascii_case(&author)) {
+        return error(422, "Review cannot be requested from pull request author.");
+    }
+    if asked
+        .iter()
+        .any(|r| !repo.collaborators.contains_key(&r.to_ascii_lowercase()))
+    {
+        return error(422, &format!("Reviews may only be requested from collaborators. One or more of the users or teams you specified is not a collaborator of the {full} repository."));
+    }
+    let Some(r) = s.repo_mut(&full) else {
+        return error(404, "Not Found");
+    };
+    let Some(i) = r.issues.get_mut(&n) else {
+        return error(404, "Not Found");
+    };
+    if let Some(pr) = i.pull.as_mut() {
+        for a in asked {
+            if !pr.reviewers.contains(&a) {
+                pr.reviewers.push(a);
+            }
+        }
+    }
+    let rec = i.clone();
+    let repo = r.clone();
+    json_answer(201, &pull_json(s, base, &repo, &rec))
+}
+
+/// `POST .../check-runs`: on a commit of the repository; `completed` needs a conclusion.
+fn create_check_run(s: &mut FakeState, base: &str, repo: &RepoRec, body: Option<&Value>) -> Answer {
+    let text = |k: &str| body.and_then(|b| b[k].as_str()).map(str::to_owned);
+    let (Some(name), Some(head_sha)) = (text("name"), text("head_sha")) else {
+        return error(422, "Validation Failed");
+    };
+    let on_a_commit = repo.bare.as_ref().is_some_and(|d| {
+        git::git_maybe(d, &["cat-file", "-e", &format!("{head_sha}^{{commit}}")]).is_some()
+    });
+    if !on_a_commit {
+        return error(422, &format!("No commit found for SHA: {head_sha}"));
+    }
+    let status = text("status").unwrap_or_else(|| "queued".into());
+    let conclusion = text("conclusion");
+    if status == "completed" && conclusion.is_none() {
+        return error(
+            422,
+            "Validation Failed: conclusion is required when status is completed",
+        );
+    }
+    let id = s.id();
+    let run = FakeCheckRun {
+        id,
+        repo: repo.full_name(),
+        head_sha,
+        name,
+        status: status.clone(),
+        conclusion,
+        details_url: text("details_url"),
+        external_id: text("external_id"),
+        output: body.map(|b| b["output"].clone()).unwrap_or(Value::Null),
+        statuses: vec![status],
+    };
+    s.check_runs.insert(id, run.clone());
+    json_answer(201, &shapes::check_run(base, &run))
+}
+
+/// `PATCH .../check-runs/{id}`.
+fn update_check_run(
+    s: &mut FakeState,
+    base: &str,
+    full: &str,
+    id: Option<u64>,
+    body: Option<&Value>,
+) -> Answer {
+    let Some(run) = id
+        .and_then(|id| s.check_runs.get_mut(&id))
+        .filter(|r| r.repo.eq_ignore_ascii_case(full))
+    else {
+        return error(404, "Not Found");
+    };
+    let text = |k: &str| body.and_then(|b| b[k].as_str()).map(str::to_owned);
+    let status = text("status").unwrap_or_else(|| run.status.clone());
+    let conclusion = text("conclusion").or_else(|| run.conclusion.clone());
+    if status == "completed" && conclusion.is_none() {
+        return error(
+            422,
+            "Validation Failed: conclusion is required when status is completed",
+        );
+    }
+    if let Some(url) = text("details_url") {
+        run.details_url = Some(url);
+    }
+    if let Some(output) = body.and_then(|b| b.get("output")) {
+        run.output = output.clone();
+    }
+    run.statuses.push(status.clone());
+    run.status = status;
+    run.conclusion = conclusion;
+    let run = run.clone();
+    json_answer(200, &shapes::check_run(base, &run))
+}
+
+/// `GET .../commits/{ref}/check-runs`: by name, the latest per name unless `filter=all`.
+fn list_check_runs(
+    s: &FakeState,
+    base: &str,
+    repo: &RepoRec,
+    git_ref: &str,
+    query: &str,
+) -> Answer {
+    let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let sha = repo
+        .bare
+        .as_ref()
+        .and_then(|d| {
+            git::git_maybe(
+                d,
+                &["rev-parse", "--verify", &format!("{git_ref}^{{commit}}")],
+            )
+        })
+        .map(|o| String::from_utf8_lossy(&o).trim().to_string());
+    let Some(sha) = sha else {
+        return error(422, &format!("No commit found for SHA: {git_ref}"));
+    };
+    let mut runs: Vec<&FakeCheckRun> = s
+        .check_runs
+        .values()
+        .filter(|r| r.repo.eq_ignore_ascii_case(&repo.full_name()) && r.head_sha == sha)
+        .filter(|r| q.get("check_name").is_none_or(|n| &r.name == n))
+        .collect();
+    if q.get("filter").map(String::as_str) != Some("all") {
+        let mut latest: Vec<&FakeCheckRun> = Vec::new();
+        for r in runs.iter().rev() {
+            if !latest.iter().any(|l| l.name == r.name) {
+                latest.push(r);
+            }
+        }
+        runs = latest;
+    }
+    let items: Vec<Value> = runs.iter().map(|r| shapes::check_run(base, r)).collect();
+    json_answer(
+        200,
+        &json!({"total_count": items.len(), "check_runs": items}),
+    )
 }
 
 fn pull_json(s: &mut FakeState, base: &str, repo: &RepoRec, i: &IssueRec) -> Value {
@@ -886,6 +1111,7 @@ fn pull_json(s: &mut FakeState, base: &str, repo: &RepoRec, i: &IssueRec) -> Val
         head: String::new(),
         base: repo.default_branch.clone(),
         draft: false,
+        reviewers: Vec::new(),
     });
     let uid = s.user_id(&i.author);
     let sha = |r: &RepoRec, b: &str| {
@@ -901,9 +1127,19 @@ fn pull_json(s: &mut FakeState, base: &str, repo: &RepoRec, i: &IssueRec) -> Val
         .unwrap_or_else(|| repo.clone());
     let head_sha = sha(&head_repo, &pr.head);
     let base_sha = sha(repo, &pr.base);
-    shapes::pull(
+    let mut v = shapes::pull(
         base, repo, &head_repo, i, &pr.head, &head_sha, &pr.base, &base_sha, pr.draft, uid,
-    )
+    );
+    let reviewers: Vec<Value> = pr
+        .reviewers
+        .iter()
+        .map(|r| {
+            let id = s.user_id(r);
+            shapes::user(base, r, id)
+        })
+        .collect();
+    v["requested_reviewers"] = Value::Array(reviewers);
+    v
 }
 
 async fn serve_git(

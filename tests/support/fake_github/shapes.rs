@@ -7,7 +7,9 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::openapi::{example, example_named};
-use super::{CommentRec, IssueRec, RepoRec, APP_ID, APP_SLUG, WEBHOOK_SECRET};
+use super::{
+    CommentRec, FakeCheckRun, IssueRec, RepoRec, ReviewRec, APP_ID, APP_SLUG, WEBHOOK_SECRET,
+};
 
 fn set(v: &mut Value, fields: Value) {
     if let (Some(obj), Some(new)) = (v.as_object_mut(), fields.as_object()) {
@@ -56,8 +58,8 @@ pub fn app(base: &str) -> Value {
         json!({
             "id": APP_ID, "slug": APP_SLUG, "name": "Backspace (test)",
             "html_url": format!("{base}/apps/{APP_SLUG}"),
-            "permissions": {"contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"},
-            "events": ["issue_comment", "issues", "pull_request", "pull_request_review_comment", "installation", "installation_repositories"],
+            "permissions": {"checks": "write", "contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"},
+            "events": ["issue_comment", "issues", "pull_request", "pull_request_review", "pull_request_review_comment", "installation", "installation_repositories"],
         }),
     );
     a
@@ -170,6 +172,72 @@ pub fn review_comment(base: &str, full: &str, c: &CommentRec, uid: u64) -> Value
     if let (Some(o), Some(Some(parent))) = (v.as_object_mut(), c.review) {
         o.insert("in_reply_to_id".into(), json!(parent));
     }
+    if let Some(review) = c.review_id {
+        set(&mut v, json!({"pull_request_review_id": review}));
+    }
+    if let Some(path) = &c.path {
+        set(
+            &mut v,
+            json!({"path": path, "line": c.line, "original_line": c.line}),
+        );
+    }
+    v
+}
+
+/// A user as `GET /users/{username}` renders it (the bot user like GitHub's `dependabot[bot]`).
+pub fn full_user(base: &str, login: &str, id: u64) -> Value {
+    let mut u = example("GET", "/users/{username}", 200);
+    let short = user(base, login, id);
+    set(&mut u, short);
+    let html = if login.ends_with("[bot]") {
+        format!("{base}/apps/{}", login.trim_end_matches("[bot]"))
+    } else {
+        format!("{base}/{login}")
+    };
+    set(&mut u, json!({"html_url": html}));
+    u
+}
+
+/// A submitted review, as `pull_request_review` payloads carry it.
+pub fn review(base: &str, r: &ReviewRec, uid: u64) -> Value {
+    json!({
+        "id": r.id, "node_id": format!("PRR_{}", r.id), "user": user(base, &r.author, uid),
+        "body": r.body, "commit_id": r.commit_id, "state": "commented",
+        "submitted_at": "2026-01-01T00:00:00Z", "author_association": "COLLABORATOR",
+        "html_url": format!("{base}/{}/pull/{}#pullrequestreview-{}", r.repo, r.pull, r.id),
+        "pull_request_url": format!("{base}/repos/{}/pulls/{}", r.repo, r.pull),
+        "_links": {
+            "html": {"href": format!("{base}/{}/pull/{}#pullrequestreview-{}", r.repo, r.pull, r.id)},
+            "pull_request": {"href": format!("{base}/repos/{}/pulls/{}", r.repo, r.pull)},
+        },
+    })
+}
+
+/// A check run as the Checks API renders it.
+pub fn check_run(base: &str, c: &FakeCheckRun) -> Value {
+    let mut v = example("POST", "/repos/{owner}/{repo}/check-runs", 201);
+    let full = &c.repo;
+    let output = json!({
+        "title": c.output["title"], "summary": c.output["summary"],
+        "text": c.output.get("text").cloned().unwrap_or(Value::Null),
+        "annotations_count": 0,
+        "annotations_url": format!("{base}/repos/{full}/check-runs/{}/annotations", c.id),
+    });
+    set(
+        &mut v,
+        json!({
+            "id": c.id, "node_id": format!("CR_{}", c.id), "head_sha": c.head_sha, "name": c.name,
+            "external_id": c.external_id, "details_url": c.details_url,
+            "url": format!("{base}/repos/{full}/check-runs/{}", c.id),
+            "html_url": format!("{base}/{full}/runs/{}", c.id),
+            "status": c.status, "conclusion": c.conclusion,
+            "started_at": "2026-01-01T00:00:00Z",
+            "completed_at": if c.status == "completed" { json!("2026-01-01T00:01:00Z") } else { Value::Null },
+            "output": output, "check_suite": {"id": 1},
+            "app": {"id": APP_ID, "slug": APP_SLUG, "node_id": "A_1", "name": "Backspace (test)", "owner": user(base, "octo", 1)},
+            "pull_requests": [],
+        }),
+    );
     v
 }
 

@@ -1,0 +1,71 @@
+//! The first phase of every job that needs it: may the requester start it? Only people with
+//! write, maintain or admin permission (GitHub's permission API is the authority, failing
+//! closed). A refused human gets one short reply per issue, worded the same for every kind of
+//! job; a bot gets none.
+
+use crate::github::{GateDecision, IssueNumber, RepoClient};
+use crate::store::Job;
+use crate::trigger;
+
+use super::worker::JobEnd;
+
+/// The reply to someone who may not use Backspace here.
+pub fn denied_reply(requester: &str) -> String {
+    format!(
+        "Sorry @{requester}, only people with write access to this repository can use Backspace."
+    )
+}
+
+/// Why the job was refused, for its result.
+pub fn refusal_reason(decision: &GateDecision) -> String {
+    match decision {
+        GateDecision::Denied(p) => format!("the requester's permission is {p}"),
+        GateDecision::Unknown(r) => format!("the requester's permission could not be read: {r}"),
+        GateDecision::Allowed(p) => format!("the requester's permission is {p}"),
+    }
+}
+
+/// Passes the job on, or ends it (after the one reply a refused human gets).
+pub(crate) async fn check(job: &Job, client: &RepoClient) -> Result<(), JobEnd> {
+    if !trigger::needs_permission(job.kind(), job.source) {
+        return Ok(());
+    }
+    let decision = client.may_start_run(&job.requester).await;
+    if decision.is_allowed() {
+        return Ok(());
+    }
+    tracing::info!(requester = %job.requester, ?decision, "refused: no write permission");
+    if let (Some(n), false) = (job.number, job.requester.ends_with("[bot]")) {
+        let reply = denied_reply(&job.requester);
+        if let Err(e) = client.reply_denied_once(IssueNumber(n), &reply).await {
+            tracing::warn!(error = %e, "could not reply to a refused requester");
+        }
+    }
+    Err(JobEnd::failed(refusal_reason(&decision)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::Permission;
+
+    #[test]
+    fn the_reply_names_the_requester_and_what_is_needed() {
+        assert_eq!(
+            denied_reply("octocat"),
+            "Sorry @octocat, only people with write access to this repository can use Backspace."
+        );
+    }
+
+    #[test]
+    fn the_reason_says_what_permission_was_found_or_why_none_was() {
+        assert_eq!(
+            refusal_reason(&GateDecision::Denied(Permission::Read)),
+            "the requester's permission is read"
+        );
+        assert_eq!(
+            refusal_reason(&GateDecision::Unknown("timed out".into())),
+            "the requester's permission could not be read: timed out"
+        );
+    }
+}
