@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// The command word: comments start with `/<word>`.
     #[arg(long, env = "BACKSPACE_COMMAND", default_value = "backspace")]
     pub command_word: String,
+    /// What a sandbox may write, its working directory and /tmp together (2GiB, 512M, bytes).
+    #[arg(long, env = "BACKSPACE_SANDBOX_DISK", default_value = "2GiB", value_parser = crate::sandbox::parse_size)]
+    pub sandbox_disk: u64,
+    /// A command that prints nothing this many seconds is stopped.
+    #[arg(long, env = "BACKSPACE_COMMAND_IDLE_SECS", default_value = "300", value_parser = crate::sandbox::parse_secs)]
+    pub command_idle_secs: std::time::Duration,
 }
 
 /// Which model answers, shared by `serve` and `run`.
@@ -129,6 +135,16 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Registers the model keys with the redactor (`crate::redact::remember`).
+    pub fn remember_secrets(&self) {
+        for key in [&self.anthropic_api_key, &self.openai_api_key]
+            .into_iter()
+            .flatten()
+        {
+            crate::redact::remember(key);
+        }
+    }
+
     /// The provider these settings name: Anthropic, falling back to the OpenAI-compatible one
     /// when both are set.
     pub fn provider(&self) -> Result<std::sync::Arc<dyn crate::agent::ModelProvider>, String> {
@@ -153,6 +169,16 @@ pub struct AppCredentials {
     pub app_id: u64,
     pub private_key: SecretString,
     pub webhook_secrets: Vec<SecretString>,
+}
+
+impl AppCredentials {
+    /// Registers the private key and the webhook secrets with the redactor.
+    pub fn remember_secrets(&self) {
+        crate::redact::remember(&self.private_key);
+        for secret in &self.webhook_secrets {
+            crate::redact::remember(secret);
+        }
+    }
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -269,6 +295,22 @@ pub fn split_webhook_secrets(raw: &SecretString) -> Vec<SecretString> {
 }
 
 impl ServeArgs {
+    /// Registers every secret among the settings with the redactor, so no run event, comment
+    /// or log shows one: the API key, the database URL's password, the model keys, and the app
+    /// credentials given in the environment (those saved by /setup: [`AppCredentials`]).
+    pub fn remember_secrets(&self) {
+        for secret in [&self.private_key, &self.api_key].into_iter().flatten() {
+            crate::redact::remember(secret);
+        }
+        if let Some(raw) = &self.webhook_secret {
+            for secret in split_webhook_secrets(raw) {
+                crate::redact::remember(&secret);
+            }
+        }
+        crate::redact::remember(&self.database_url);
+        self.model.remember_secrets();
+    }
+
     /// The app credentials, or the names of those that are missing (setup mode).
     pub fn app_credentials(
         &self,

@@ -14,7 +14,6 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use clap::Args;
-use tokio::process::Command;
 
 use crate::agent::{Agent, AgentConfig, AgentTask};
 use crate::config::ModelArgs;
@@ -118,8 +117,10 @@ pub struct LocalRequest {
     pub prompt: String,
 }
 
-/// Runs git in `dir` with hooks and fsmonitor off (the user's repository is trusted less than
-/// nothing here: its config may name programs).
+/// Runs git in `dir` with the host's hygiene (`git::command`: hooks and fsmonitor off, the
+/// local transport only, none of the shell's `GIT_*`), since the user's repository is trusted
+/// less than nothing here: its config may name programs. The user's own global configuration
+/// still applies (their identity is there).
 async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
     git_bytes(dir, args)
         .await
@@ -128,13 +129,11 @@ async fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
 
 /// Like [`git_in`], but the output's bytes (a file at a revision need not be text).
 async fn git_bytes(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.fsmonitor=false",
-        ])
+    let mut cmd = git::command(Some("file"));
+    if let Some(home) = std::env::var_os("HOME") {
+        cmd.env("HOME", home).env_remove("GIT_CONFIG_GLOBAL");
+    }
+    let out = cmd
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -327,7 +326,7 @@ async fn run_inner(
     let worked = work::work(sandboxes, agent, work)
         .await
         .map_err(|e| LocalError::from(Failure::from(e)))?;
-    let applied = deliver::apply(&clone, worked.tree.path(), &Policy::default()).await?;
+    let applied = deliver::apply(&clone, &worked, &Policy::default()).await?;
     let outcome = worked.outcome;
     let usage = outcome.usage;
     let cost = outcome.cost_usd.unwrap_or(0.0);
@@ -458,6 +457,7 @@ pub async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<RunEvent>
     let tty = std::io::stderr().is_terminal() && !json;
     let mut pending_progress = false;
     while let Some(e) = rx.recv().await {
+        let e = crate::redact::redact_event(&e);
         let mut out = std::io::stderr().lock();
         if json {
             if let Ok(line) = serde_json::to_string(&e) {
@@ -493,6 +493,7 @@ pub async fn main(args: RunArgs) -> u8 {
             return e.exit_code();
         }
     };
+    args.model.remember_secrets();
     let model = match args.model.provider() {
         Ok(m) => m,
         Err(e) => {

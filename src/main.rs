@@ -104,6 +104,7 @@ async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<(
         tracing::info!(variables = %names.join(", "), "read .env");
     }
     args.validate()?;
+    args.remember_secrets();
     let store = Store::connect(&args.database_url)
         .await
         .context("could not open the job store at DATABASE_URL")?;
@@ -221,6 +222,7 @@ async fn start_workers(
     creds: &AppCredentials,
     state: &AppState,
 ) -> anyhow::Result<Workers> {
+    creds.remember_secrets();
     let github = GithubApp::new(GithubAppConfig::new(
         creds.app_id,
         creds.private_key.clone(),
@@ -255,6 +257,8 @@ async fn start_workers(
         image: args.sandbox_image.clone(),
         instance_id: instance_id.clone(),
         warm_pool: args.warm_sandboxes,
+        disk_bytes: args.sandbox_disk,
+        command_idle: args.command_idle_secs,
         ..SandboxSettings::default()
     })
     .await

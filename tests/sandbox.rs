@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backspace::sandbox::{
-    CreateOptions, ExecOutcome, ExecSpec, Sandbox, SandboxError, SandboxSettings, Sandboxes,
+    CreateOptions, ExecOutcome, ExecSpec, HoldReason, Sandbox, SandboxError, SandboxSettings,
+    Sandboxes,
 };
 
 /// Every test ends within its own limit.
@@ -1013,6 +1014,243 @@ async fn bench_cold_start_and_exec_round_trip() {
     .await;
 }
 
+/// A git repository of about 50 MB: 24 MiB of incompressible data in the working tree and again
+/// in `.git`, and 2,000 small files.
+fn repo_of_50_mb() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..24 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    fs::write(p.join("data.bin"), data).expect("write");
+    for i in 0..2000 {
+        let d = p.join(format!("src/m{}", i % 40));
+        fs::create_dir_all(&d).expect("mkdir");
+        fs::write(d.join(format!("f{i}.rs")), format!("pub fn f{i}() {{}}\n")).expect("write");
+    }
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+    dir
+}
+
+/// The sandbox as it was before the disk cap (main at 7c1fcc0): an anonymous volume at
+/// `/workspace`, the repository uploaded through Docker's archive API while the container
+/// starts. For the before/after benchmark only.
+async fn legacy_create(
+    docker: &bollard::Docker,
+    settings: &SandboxSettings,
+    repo: &Path,
+) -> String {
+    use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum};
+    let host_config = HostConfig {
+        network_mode: Some("none".into()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(std::collections::HashMap::from([(
+            "/tmp".to_string(),
+            format!("rw,exec,nosuid,nodev,size={},mode=1777", settings.tmp_bytes),
+        )])),
+        mounts: Some(vec![Mount {
+            target: Some("/workspace".into()),
+            typ: Some(MountTypeEnum::VOLUME),
+            ..Default::default()
+        }]),
+        memory: Some(settings.memory_bytes),
+        memory_swap: Some(settings.memory_bytes),
+        nano_cpus: Some((settings.cpus * 1e9) as i64),
+        pids_limit: Some(settings.pids_limit),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(settings.image.clone()),
+        user: Some("1000:1000".into()),
+        working_dir: Some("/workspace".into()),
+        cmd: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
+        ]),
+        entrypoint: Some(vec![]),
+        labels: Some(std::collections::HashMap::from([(
+            backspace::sandbox::LABEL_RUN.to_string(),
+            "bench-legacy".to_string(),
+        )])),
+        network_disabled: Some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .expect("create")
+        .id;
+    // Streamed as it is packed, as main did.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+    let root = repo.to_path_buf();
+    let packing = tokio::task::spawn_blocking(move || {
+        let writer = std::io::BufWriter::with_capacity(256 * 1024, Sender(tx));
+        backspace::sandbox::pack_into(&root, writer)
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map(drop)
+    });
+    let upload = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+        .path("/workspace")
+        .build();
+    let body = bollard::body_try_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let start = None::<bollard::query_parameters::StartContainerOptions>;
+    let (started, uploaded) = tokio::join!(
+        docker.start_container(&id, start),
+        docker.upload_to_container(&id, Some(upload), body),
+    );
+    started.expect("start");
+    uploaded.expect("upload");
+    packing.await.expect("join").expect("pack");
+    id
+}
+
+/// The packer's end of the legacy upload.
+struct Sender(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for Sender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::other("the upload stopped"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One plain exec of `echo ready` as the agent: the same first command for both ways.
+async fn plain_echo(docker: &bollard::Docker, id: &str) {
+    use futures::StreamExt;
+    let config = bollard::models::ExecConfig {
+        attach_stdout: Some(true),
+        cmd: Some(vec!["echo".into(), "ready".into()]),
+        user: Some("1000:1000".into()),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(id, config).await.expect("exec");
+    let started = docker.start_exec(&exec.id, None).await.expect("start");
+    let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+        panic!("detached");
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = output.next().await {
+        out.extend_from_slice(&chunk.expect("output").into_bytes());
+    }
+    assert_eq!(out, b"ready\n");
+}
+
+async fn remove(docker: &bollard::Docker, id: &str) {
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    docker
+        .remove_container(id, Some(options))
+        .await
+        .expect("remove");
+}
+
+/// BENCHMARKS.md's before/after of the disk cap: create → ready (repository in) → first output
+/// of one plain exec, the old way (volume + archive upload) and the new (tmpfs + tar in an
+/// exec), alternating, for the small repository and one of 50 MB.
+/// `cargo test --release --test sandbox -- --ignored bench_copy_in --nocapture --test-threads=1`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_copy_in_before_and_after_the_disk_cap() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    let settings = SandboxSettings {
+        disk_bytes: 1 << 30,
+        ..docker::test_settings()
+    };
+    let sandboxes = docker::sandboxes_with(settings.clone())
+        .await
+        .unwrap_or(sandboxes);
+    let docker = sandboxes.docker().clone();
+    within(1200, async {
+        let small = small_repo();
+        let big = repo_of_50_mb();
+        let n = 11;
+        for (name, repo) in [("small", small.path()), ("50 MB", big.path())] {
+            let (mut old_ready, mut old_first) = (Vec::new(), Vec::new());
+            let (mut new_ready, mut new_first, mut new_exec) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..n {
+                let started = Instant::now();
+                let id = legacy_create(&docker, &settings, repo).await;
+                old_ready.push(started.elapsed());
+                plain_echo(&docker, &id).await;
+                old_first.push(started.elapsed());
+                remove(&docker, &id).await;
+
+                let started = Instant::now();
+                let sandbox = sandboxes
+                    .create(&run_id(&format!("benchnew{i}")), repo)
+                    .await
+                    .expect("create");
+                new_ready.push(started.elapsed());
+                plain_echo(&docker, sandbox.id()).await;
+                new_first.push(started.elapsed());
+                let exec_started = Instant::now();
+                let out = sandbox
+                    .exec(ExecSpec::new("echo ready"))
+                    .await
+                    .expect("exec");
+                new_exec.push(exec_started.elapsed());
+                assert_eq!(out.stdout, "ready\n");
+                sandbox.destroy().await.expect("destroy");
+            }
+            let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+            let (or, nr) = (median(old_ready.clone()), median(new_ready.clone()));
+            let (of, nf) = (median(old_first.clone()), median(new_first.clone()));
+            println!(
+                "BENCH {name} repo: create->ready before {or:?} after {nr:?} (x{:.2}); \
+                 create->first output before {of:?} after {nf:?} (x{:.2}); \
+                 a wrapped Sandbox::exec after it {:?} (n={n})",
+                ratio(or, nr),
+                ratio(of, nf),
+                median(new_exec),
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_working_directory_is_an_error_not_a_hang() {
     let Some(sandboxes) = docker::sandboxes().await else {
@@ -1038,14 +1276,14 @@ async fn a_missing_working_directory_is_an_error_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destroy_removes_the_workspace_volume_too() {
+async fn the_workspace_is_a_sized_tmpfs_and_no_volume_is_made() {
     let Some(sandboxes) = docker::sandboxes().await else {
         return;
     };
     within(60, async {
         let repo = small_repo();
         let sandbox = sandboxes
-            .create(&run_id("volume"), repo.path())
+            .create(&run_id("tmpfs"), repo.path())
             .await
             .expect("create");
         let info = sandboxes
@@ -1056,21 +1294,366 @@ async fn destroy_removes_the_workspace_volume_too() {
             )
             .await
             .expect("inspect");
-        let volume = info
-            .mounts
-            .into_iter()
-            .flatten()
-            .find(|m| m.destination.as_deref() == Some("/workspace"))
-            .and_then(|m| m.name)
-            .expect("workspace volume");
+        assert!(
+            info.mounts.iter().flatten().next().is_none(),
+            "no volume, no bind mount: {:?}",
+            info.mounts
+        );
+        let settings = docker::test_settings();
+        let df = sh(
+            &sandbox,
+            "df -B1 --output=target,size /workspace /tmp | tail -n 2",
+        )
+        .await;
+        let sizes: Vec<(String, u64)> = df
+            .stdout
+            .lines()
+            .map(|l| {
+                let mut parts = l.split_whitespace();
+                let target = parts.next().expect("target").to_string();
+                let size = parts.next().expect("size").parse().expect("number");
+                (target, size)
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("/workspace".to_string(), settings.workspace_share()),
+                ("/tmp".to_string(), settings.tmp_share())
+            ]
+        );
         let spec = sandbox.command("echo default");
-        assert_eq!(spec.timeout, docker::test_settings().command_timeout);
+        assert_eq!(spec.timeout, settings.command_timeout);
+        assert_eq!(spec.idle, Some(settings.command_idle));
         assert!(sandbox.exec(spec).await.expect("exec").success());
         sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+/// Bytes free on the file system that holds Docker's data (and, here, the host's clones).
+fn host_free_bytes() -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail", "/var/lib/docker"])
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4_gib_write_fails_at_the_disk_cap_and_the_sandbox_goes_on() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(120, async {
+        let settings = docker::test_settings();
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("disk"), repo.path())
+            .await
+            .expect("create");
+        let free_before = host_free_bytes();
+        let big = sandbox
+            .exec(
+                ExecSpec::new(
+                    "dd if=/dev/zero of=big.bin bs=1M count=4096 2>&1; stat -c %s big.bin",
+                )
+                .timeout(Duration::from_secs(60)),
+            )
+            .await
+            .expect("exec");
+        assert_eq!(big.outcome, ExecOutcome::Exited, "{big:?}");
         assert!(
-            sandboxes.docker().inspect_volume(&volume).await.is_err(),
-            "volume {volume} left"
+            big.stdout.contains("No space left on device"),
+            "{}",
+            big.stdout
         );
+        let written: u64 = big
+            .stdout
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("size");
+        assert!(written <= settings.workspace_share(), "{written}");
+        // /tmp is full at its share too: both together hold the cap, no more.
+        let tmp = sh(
+            &sandbox,
+            "dd if=/dev/zero of=/tmp/big bs=1M count=4096 2>&1; stat -c %s /tmp/big",
+        )
+        .await;
+        assert!(tmp.stdout.contains("No space left on device"), "{tmp:?}");
+        let in_tmp: u64 = tmp
+            .stdout
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("size");
+        assert!(written + in_tmp <= settings.disk_bytes);
+        // None of it is on the host's disk (other builds write there too: a generous margin,
+        // still far below the 4 GiB asked for).
+        let dropped = free_before.saturating_sub(host_free_bytes());
+        assert!(dropped < 1 << 30, "the host lost {dropped} bytes");
+        // With the disk full the processes still have their memory: no OOM kill.
+        let memory = sh(
+            &sandbox,
+            "python3 -c 'b = bytearray(128 * 1024 * 1024); print(len(b))'",
+        )
+        .await;
+        assert_eq!(memory.outcome, ExecOutcome::Exited, "{memory:?}");
+        assert_eq!(memory.stdout, "134217728\n");
+        assert!(sh(&sandbox, "rm big.bin /tmp/big && echo more > small.txt")
+            .await
+            .success());
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_loop_at_the_process_limit_is_stopped_soon_and_the_next_command_works() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(120, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("pidloop"), repo.path())
+            .await
+            .expect("create");
+        let started = Instant::now();
+        let out = sandbox
+            .exec(
+                ExecSpec::new("echo looping; while :; do sleep 1000 & done")
+                    .timeout(Duration::from_secs(600)),
+            )
+            .await
+            .expect("exec");
+        let took = started.elapsed();
+        eprintln!("the loop at the process limit was stopped after {took:?}");
+        assert_eq!(out.outcome, ExecOutcome::ProcessLimit, "{out:?}");
+        assert!(took < Duration::from_secs(30), "stopped after {took:?}");
+        assert!(
+            out.stderr.contains("[process limit reached"),
+            "the agent is told: {}",
+            out.stderr
+        );
+        let after = sh(&sandbox, "echo alive; ps -e --no-headers | wc -l").await;
+        assert!(after.success(), "{after:?}");
+        let lines: Vec<&str> = after.stdout.lines().collect();
+        assert_eq!(lines[0], "alive");
+        let procs: u32 = lines[1].trim().parse().expect("count");
+        assert!(procs < 10, "{procs} processes left after the loop");
+        assert_eq!(
+            sh(&sandbox, "true").await.outcome,
+            ExecOutcome::Exited,
+            "an old hit is not counted again"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_prints_nothing_for_the_idle_limit_is_stopped() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(90, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("idle"), repo.path())
+            .await
+            .expect("create");
+        let started = Instant::now();
+        let out = sandbox
+            .exec(
+                ExecSpec::new("echo start; sleep 500 & sleep 100")
+                    .timeout(Duration::from_secs(300))
+                    .idle(Duration::from_secs(2)),
+            )
+            .await
+            .expect("exec");
+        assert_eq!(out.outcome, ExecOutcome::Idle, "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(out.stdout, "start\n");
+        assert!(out.stderr.contains("no output for 2 s"), "{}", out.stderr);
+        let left = sh(&sandbox, "ps -eo args | grep -c '^sleep [15]00$' || true").await;
+        assert_eq!(left.stdout, "0\n", "what it started is killed");
+        // Output keeps a command alive, however long it runs.
+        let chatty = sandbox
+            .exec(
+                ExecSpec::new("for i in 1 2 3 4 5; do echo $i; sleep 1; done")
+                    .idle(Duration::from_secs(2)),
+            )
+            .await
+            .expect("exec");
+        assert!(chatty.success(), "{chatty:?}");
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_that_leave_the_tree_go_in_as_links_and_are_held_back_on_the_way_out() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        std::os::unix::fs::symlink("../outside-the-repo", repo.path().join("up-link"))
+            .expect("symlink");
+        std::os::unix::fs::symlink("/etc/passwd", repo.path().join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("README.md", repo.path().join("inner")).expect("symlink");
+        let sandbox = sandboxes
+            .create(&run_id("links"), repo.path())
+            .await
+            .expect("a repository with links that leave it goes in");
+        let inside = sh(&sandbox, "readlink up-link abs inner; cat inner").await;
+        assert_eq!(
+            inside.stdout,
+            "../outside-the-repo\n/etc/passwd\nREADME.md\n# test repo\n"
+        );
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = sandbox
+            .copy_out_report(dest.path())
+            .await
+            .expect("copy out");
+        let held: Vec<(String, HoldReason)> = report
+            .held_back
+            .iter()
+            .map(|h| (h.path.clone(), h.reason.clone()))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                (
+                    "abs".to_string(),
+                    HoldReason::LinkOutside {
+                        target: "/etc/passwd".into()
+                    }
+                ),
+                (
+                    "up-link".to_string(),
+                    HoldReason::LinkOutside {
+                        target: "../outside-the-repo".into()
+                    }
+                ),
+            ]
+        );
+        assert!(fs::symlink_metadata(dest.path().join("up-link")).is_err());
+        assert_eq!(
+            fs::read_link(dest.path().join("inner")).expect("inner link"),
+            Path::new("README.md")
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_git_takes_for_dot_git_are_refused_at_copy_out_and_listed() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("dotgit"), repo.path())
+            .await
+            .expect("create");
+        let plant = sh(
+            &sandbox,
+            "mkdir -p .Git sub/.GIT .GitHub/workflows 'git~1' && echo '[core]' > .Git/config && \
+             echo x > sub/.GIT/x && echo y > 'git~1/y' && echo 'on: push' > .GitHub/workflows/x.yml && \
+             echo '[evil]' >> .git/config",
+        )
+        .await;
+        assert!(plant.success(), "{plant:?}");
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = sandbox.copy_out_report(dest.path()).await.expect("copy out");
+        let mut refused: Vec<String> = report.refused();
+        refused.sort();
+        let reason = backspace::sandbox::git_path::REFUSAL;
+        assert_eq!(
+            refused,
+            [
+                format!(".Git: {reason}"),
+                format!("git~1: {reason}"),
+                format!("sub/.GIT: {reason}"),
+            ]
+        );
+        assert!(!dest.path().join(".Git").exists());
+        assert!(!dest.path().join(".git").exists());
+        // Not a name git refuses: it comes back, and apply's protected paths deal with it.
+        assert!(dest.path().join(".GitHub/workflows/x.yml").exists());
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_the_agent_made_unreadable_still_come_back() {
+    let Some(sandboxes) = docker::sandboxes().await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let sandbox = sandboxes
+            .create(&run_id("unreadable"), repo.path())
+            .await
+            .expect("create");
+        assert!(sh(
+            &sandbox,
+            "mkdir -p locked && echo secret > locked/f && chmod 000 README.md locked/f locked"
+        )
+        .await
+        .success());
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = sandbox
+            .copy_out_report(dest.path())
+            .await
+            .expect("copy out");
+        assert!(report.held_back.is_empty(), "{:?}", report.held_back);
+        assert_eq!(
+            fs::read_to_string(dest.path().join("README.md")).expect("read"),
+            "# test repo\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dest.path().join("locked/f")).expect("read"),
+            "secret\n"
+        );
+        sandbox.destroy().await.expect("destroy");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_larger_than_the_disk_is_an_error_about_the_repository() {
+    let settings = SandboxSettings {
+        disk_bytes: 32 * 1024 * 1024,
+        ..docker::test_settings()
+    };
+    let Some(sandboxes) = docker::sandboxes_with(settings).await else {
+        return;
+    };
+    within(60, async {
+        let repo = small_repo();
+        let big = fs::File::create(repo.path().join("big.bin")).expect("create");
+        big.set_len(40 * 1024 * 1024).expect("sparse file");
+        let run = run_id("toolarge");
+        let result = sandboxes.create(&run, repo.path()).await;
+        let err = result.expect_err("does not fit");
+        assert!(
+            matches!(err, SandboxError::RepositoryTooLarge { .. }),
+            "{err:?}"
+        );
+        assert!(err.is_content(), "the repository's content is the problem");
+        assert!(err.to_string().contains("BACKSPACE_SANDBOX_DISK"), "{err}");
+        assert_no_container_of_run(&sandboxes, &run).await;
     })
     .await;
 }
@@ -1140,9 +1723,10 @@ async fn an_abandoned_command_is_killed_before_the_next_one_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_working_tree_over_the_copy_out_limit_is_refused() {
+async fn a_working_tree_over_the_copy_out_limits_is_refused() {
     let settings = SandboxSettings {
         max_copy_out_bytes: 4096,
+        max_copy_out_entries: 50,
         ..docker::test_settings()
     };
     let Some(sandboxes) = docker::sandboxes_with(settings).await else {
@@ -1154,7 +1738,16 @@ async fn a_working_tree_over_the_copy_out_limit_is_refused() {
             .create(&run_id("toobig"), repo.path())
             .await
             .expect("create");
-        assert!(sh(&sandbox, "head -c 100000 /dev/zero > big")
+        assert!(sh(&sandbox, "mkdir many && cd many && touch $(seq 1 100)")
+            .await
+            .success());
+        let dest = tempfile::tempdir().expect("tempdir");
+        let result = sandbox.copy_out(dest.path()).await;
+        assert!(
+            matches!(result, Err(SandboxError::TooManyEntries { limit: 50 })),
+            "{result:?}"
+        );
+        assert!(sh(&sandbox, "rm -r many && head -c 100000 /dev/zero > big")
             .await
             .success());
         let dest = tempfile::tempdir().expect("tempdir");

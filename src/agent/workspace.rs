@@ -61,16 +61,11 @@ impl Workspace for crate::sandbox::Sandbox {
         let out = crate::sandbox::Sandbox::exec(self, spec)
             .await
             .map_err(|e| WorkspaceError::Other(e.to_string()))?;
-        let mut stderr = out.stderr;
-        if out.outcome == ExecOutcome::ProcessLimit {
-            stderr.push_str(
-                "\n[The command hit the sandbox's process limit; its processes were killed.]",
-            );
-        }
+        // The sandbox's stderr already says why it stopped a command (process limit, idle).
         Ok(CommandOutput {
             exit_code: out.exit_code,
             stdout: out.stdout,
-            stderr,
+            stderr: out.stderr,
             timed_out: out.outcome == ExecOutcome::TimedOut,
             out_of_memory: out.outcome == ExecOutcome::OutOfMemory,
             duration: out.duration,

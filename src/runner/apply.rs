@@ -1,19 +1,31 @@
 //! Applies the working tree the sandbox gave back onto the host's clean clone, under a policy:
-//! what the agent writes is untrusted, so changes under `.github/workflows/` and files over a
-//! size cap are refused (left as they were, and reported), symlinks must stay inside the tree,
-//! and nothing is ever written through a symlink. `.git` is never read from or written to.
+//! what the agent writes is untrusted, so changes under `.github/workflows/` (in any case or
+//! alias), names git takes for `.git`, and files over a size cap are refused (left as they
+//! were, and reported), symlinks must stay inside the tree, and nothing is ever written
+//! through a symlink. `.git` is never read from or written to.
+//!
+//! What copy-out held back (links that leave the tree, refused entries) is left as the clone
+//! has it: a link the agent did not touch is not a deletion, and one it made or changed is
+//! refused and listed. The work is bounded: at most `max_entries` entries, sizes compared
+//! before contents, contents compared in chunks, so a huge overwrite of a tracked file costs
+//! one `stat`, not its size in memory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use crate::sandbox::{git_path, HeldBack, HoldReason};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub max_file_bytes: u64,
-    /// Path prefixes the agent may not change.
+    /// Path prefixes the agent may not change, compared as a case-insensitive file system
+    /// would (see [`git_path::under_folded`]).
     pub protected: Vec<String>,
+    /// Most files and links the sandbox's tree may hold.
+    pub max_entries: usize,
 }
 
 impl Default for Policy {
@@ -21,6 +33,7 @@ impl Default for Policy {
         Policy {
             max_file_bytes: 5 * 1024 * 1024,
             protected: vec![".github/workflows/".into()],
+            max_entries: 100_000,
         }
     }
 }
@@ -44,9 +57,17 @@ enum Entry {
     Symlink(PathBuf),
 }
 
-/// Every file and symlink under `root`, relative, except `.git`. Directories are implied.
-fn scan(root: &Path) -> io::Result<Vec<(String, Entry)>> {
-    let mut out = Vec::new();
+/// What a scan found: entries by path, and the names git refuses (not descended into).
+#[derive(Default)]
+struct Scan {
+    entries: BTreeMap<String, Entry>,
+    git_names: Vec<String>,
+}
+
+/// Every file and symlink under `root`, relative, except the top-level `.git`. Directories are
+/// implied. Past `max_entries` it stops with an error.
+fn scan(root: &Path, max_entries: usize) -> io::Result<Scan> {
+    let mut out = Scan::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for item in fs::read_dir(&dir)? {
@@ -56,24 +77,39 @@ fn scan(root: &Path) -> io::Result<Vec<(String, Entry)>> {
             if rel.components().next() == Some(Component::Normal(".git".as_ref())) {
                 continue;
             }
-            let meta = fs::symlink_metadata(&path)?;
-            let ft = meta.file_type();
             let Some(rel) = rel.to_str() else {
                 continue; // Not UTF-8: neither git nor GitHub shows such names well; skip it.
             };
+            if git_path::refuses(rel.as_bytes(), false) {
+                out.git_names.push(rel.to_owned());
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path)?;
+            let ft = meta.file_type();
             if ft.is_dir() {
                 stack.push(path);
-            } else if ft.is_symlink() {
-                out.push((rel.to_owned(), Entry::Symlink(fs::read_link(&path)?)));
-            } else if ft.is_file() {
-                out.push((
-                    rel.to_owned(),
-                    Entry::File {
-                        executable: meta.permissions().mode() & 0o111 != 0,
-                        len: meta.len(),
-                    },
-                ));
+                continue;
             }
+            let entry = if ft.is_symlink() {
+                if git_path::refuses(rel.as_bytes(), true) {
+                    out.git_names.push(rel.to_owned());
+                    continue;
+                }
+                Entry::Symlink(fs::read_link(&path)?)
+            } else if ft.is_file() {
+                Entry::File {
+                    executable: meta.permissions().mode() & 0o111 != 0,
+                    len: meta.len(),
+                }
+            } else {
+                continue;
+            };
+            if out.entries.len() >= max_entries {
+                return Err(io::Error::other(format!(
+                    "the sandbox's tree has more than {max_entries} files and links"
+                )));
+            }
+            out.entries.insert(rel.to_owned(), entry);
         }
     }
     Ok(out)
@@ -113,49 +149,124 @@ fn no_symlink_ancestors(root: &Path, rel: &str) -> bool {
     true
 }
 
+/// Whether two files of the same length hold the same bytes, read a chunk at a time.
 fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
-    Ok(fs::read(a)? == fs::read(b)?)
+    const CHUNK: usize = 64 * 1024;
+    let (mut a, mut b) = (fs::File::open(a)?, fs::File::open(b)?);
+    let (mut x, mut y) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    loop {
+        let n = read_full(&mut a, &mut x)?;
+        let m = read_full(&mut b, &mut y)?;
+        if n != m || x[..n] != y[..m] {
+            return Ok(false);
+        }
+        if n < CHUNK {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Whether `path` is `prefix` or lies under it.
+fn is_under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Makes `dest`'s working tree equal to `src`'s, within the policy.
 pub fn apply_tree(src: &Path, dest: &Path, policy: &Policy) -> io::Result<Report> {
-    let new: std::collections::BTreeMap<_, _> = scan(src)?.into_iter().collect();
-    let old: std::collections::BTreeMap<_, _> = scan(dest)?.into_iter().collect();
-    let paths: BTreeSet<&String> = new.keys().chain(old.keys()).collect();
+    apply_copied_tree(src, &[], dest, policy)
+}
+
+/// As [`apply_tree`], for a tree copied out of a sandbox: `held_back` (from the copy-out's
+/// report) lists paths that did not come back, which are left in `dest` as they are. A link
+/// that leaves the tree and is in `dest` unchanged is no change at all; any other held-back
+/// path is refused and listed.
+pub fn apply_copied_tree(
+    src: &Path,
+    held_back: &[HeldBack],
+    dest: &Path,
+    policy: &Policy,
+) -> io::Result<Report> {
+    let new = scan(src, policy.max_entries)?;
+    let mut old = scan(dest, usize::MAX)?.entries;
     let mut report = Report::default();
+    let refuse = |report: &mut Report, path: &str, reason: String| {
+        report.refused.push(Refusal {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    for name in &new.git_names {
+        refuse(&mut report, name, git_path::REFUSAL.into());
+    }
+    let held: Vec<&str> = held_back.iter().map(|h| h.path.as_str()).collect();
+    for h in held_back {
+        match &h.reason {
+            HoldReason::LinkOutside { target } => {
+                if old.get(&h.path) != Some(&Entry::Symlink(target.clone())) {
+                    let why = format!("symlink to {} leaves the repository", target.display());
+                    refuse(&mut report, &h.path, why);
+                }
+            }
+            HoldReason::Refused(why) => refuse(&mut report, &h.path, why.clone()),
+        }
+    }
+    // Held back and git's refusals: the clone keeps what it has there.
+    let kept = |path: &str| {
+        held.iter().any(|h| is_under(path, h)) || new.git_names.iter().any(|g| is_under(path, g))
+    };
+    old.retain(|path, _| !kept(path));
+    let new = new.entries;
+    let paths: BTreeSet<&String> = new.keys().chain(old.keys()).collect();
     for path in paths {
         let (n, o) = (new.get(path), old.get(path));
+        let target = dest.join(path);
         let changed = match (n, o) {
             (
-                Some(Entry::File { executable: xn, .. }),
-                Some(Entry::File { executable: xo, .. }),
-            ) => xn != xo || !same_content(&src.join(path), &dest.join(path))?,
+                Some(Entry::File {
+                    executable: xn,
+                    len: ln,
+                }),
+                Some(Entry::File {
+                    executable: xo,
+                    len: lo,
+                }),
+            ) => xn != xo || ln != lo || !same_content(&src.join(path), &target)?,
             (a, b) => a != b,
         };
         if !changed {
             continue;
         }
-        let refuse = |reason: String| Refusal {
-            path: path.clone(),
-            reason,
-        };
         if let Some(p) = policy
             .protected
             .iter()
-            .find(|p| path.starts_with(p.as_str()))
+            .find(|p| git_path::under_folded(path, p))
         {
-            report
-                .refused
-                .push(refuse(format!("changes under {p} are not allowed")));
+            refuse(
+                &mut report,
+                path,
+                format!("changes under {p} are not allowed"),
+            );
             continue;
         }
         if !no_symlink_ancestors(dest, path) {
-            report
-                .refused
-                .push(refuse("a parent directory is a symlink".into()));
+            refuse(&mut report, path, "a parent directory is a symlink".into());
             continue;
         }
-        let target = dest.join(path);
         match n {
             None => {
                 fs::remove_file(&target)?;
@@ -163,10 +274,11 @@ pub fn apply_tree(src: &Path, dest: &Path, policy: &Policy) -> io::Result<Report
             }
             Some(Entry::File { executable, len }) => {
                 if *len > policy.max_file_bytes {
-                    report.refused.push(refuse(format!(
+                    let why = format!(
                         "{len} bytes is over the {} byte limit per file",
                         policy.max_file_bytes
-                    )));
+                    );
+                    refuse(&mut report, path, why);
                     continue;
                 }
                 if let Some(parent) = target.parent() {
@@ -181,10 +293,8 @@ pub fn apply_tree(src: &Path, dest: &Path, policy: &Policy) -> io::Result<Report
             }
             Some(Entry::Symlink(to)) => {
                 if !symlink_stays_inside(path, to) {
-                    report.refused.push(refuse(format!(
-                        "symlink to {} leaves the repository",
-                        to.display()
-                    )));
+                    let why = format!("symlink to {} leaves the repository", to.display());
+                    refuse(&mut report, path, why);
                     continue;
                 }
                 if let Some(parent) = target.parent() {
@@ -198,6 +308,7 @@ pub fn apply_tree(src: &Path, dest: &Path, policy: &Policy) -> io::Result<Report
         }
         report.applied.push(path.clone());
     }
+    report.refused.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
 }
 
@@ -297,6 +408,204 @@ mod tests {
             "on: push"
         );
         assert!(!dest.path().join("big.bin").exists());
+    }
+
+    #[test]
+    fn the_workflows_refusal_ignores_case_and_aliases() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(src.path(), ".GitHub/workflows/x.yml", "on: push");
+        write(src.path(), ".github/WORKFLOWS/y.yml", "on: push");
+        write(src.path(), ".github./workflows/z.yml", "on: push");
+        write(src.path(), ".github/dependabot.yml", "version: 2");
+        let r = apply_tree(src.path(), dest.path(), &Policy::default()).unwrap();
+        let refused: Vec<_> = r.refused.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            refused,
+            [
+                ".GitHub/workflows/x.yml",
+                ".github./workflows/z.yml",
+                ".github/WORKFLOWS/y.yml"
+            ]
+        );
+        assert_eq!(r.applied, [".github/dependabot.yml"]);
+        assert!(!dest.path().join(".GitHub").exists());
+    }
+
+    #[test]
+    fn names_git_takes_for_dot_git_are_refused_and_never_written() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(dest.path(), ".git/config", "[core]");
+        write(src.path(), ".Git/config", "[core]\n\tfsmonitor = /tmp/evil");
+        write(src.path(), "sub/.GIT/hooks/x", "evil");
+        write(src.path(), "sub/ok.txt", "ok");
+        write(src.path(), "git~1/config", "evil");
+        write(src.path(), ".git\u{200c}/config", "evil");
+        let r = apply_tree(src.path(), dest.path(), &Policy::default()).unwrap();
+        let refused: Vec<_> = r.refused.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(refused, [".Git", ".git\u{200c}", "git~1", "sub/.GIT"]);
+        assert_eq!(r.applied, ["sub/ok.txt"]);
+        for name in [".Git", "sub/.GIT", "git~1", ".git\u{200c}"] {
+            assert!(
+                fs::symlink_metadata(dest.path().join(name)).is_err(),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(dest.path().join(".git/config")).unwrap(),
+            "[core]"
+        );
+    }
+
+    /// A case-insensitive file system, simulated: the clone's `.git` is also reachable as
+    /// `.Git`, as on macOS or Windows. What the agent wrote to `.Git/config` must not land in
+    /// the clone's `.git/config`, whose filters and hooks would run on the host.
+    #[test]
+    fn on_a_case_insensitive_file_system_the_clones_git_config_is_untouched() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(dest.path(), ".git/config", "[core]\n\tbare = false\n");
+        std::os::unix::fs::symlink(".git", dest.path().join(".Git")).unwrap();
+        write(
+            src.path(),
+            ".Git/config",
+            "[core]\n\tfsmonitor = touch /tmp/pwned\n",
+        );
+        let r = apply_tree(src.path(), dest.path(), &Policy::default()).unwrap();
+        assert_eq!(
+            fs::read_to_string(dest.path().join(".git/config")).unwrap(),
+            "[core]\n\tbare = false\n"
+        );
+        assert!(r.refused.iter().any(|x| x.path == ".Git"), "{r:?}");
+        assert!(r.applied.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn held_back_links_left_unchanged_are_neither_deleted_nor_listed() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(src.path(), "README.md", "# hi");
+        write(dest.path(), "README.md", "# hi");
+        std::os::unix::fs::symlink("../outside", dest.path().join("up-link")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dest.path().join("abs")).unwrap();
+        let held = [
+            HeldBack {
+                path: "up-link".into(),
+                reason: HoldReason::LinkOutside {
+                    target: "../outside".into(),
+                },
+            },
+            HeldBack {
+                path: "abs".into(),
+                reason: HoldReason::LinkOutside {
+                    target: "/etc/passwd".into(),
+                },
+            },
+        ];
+        let r = apply_copied_tree(src.path(), &held, dest.path(), &Policy::default()).unwrap();
+        assert_eq!(r, Report::default(), "nothing changed, nothing refused");
+        assert_eq!(
+            fs::read_link(dest.path().join("up-link")).unwrap(),
+            Path::new("../outside")
+        );
+        assert_eq!(
+            fs::read_link(dest.path().join("abs")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+    }
+
+    #[test]
+    fn held_back_links_the_agent_made_or_changed_are_refused_and_the_clone_kept() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::os::unix::fs::symlink("../outside", dest.path().join("up-link")).unwrap();
+        let held = [
+            HeldBack {
+                path: "up-link".into(),
+                reason: HoldReason::LinkOutside {
+                    target: "../../elsewhere".into(),
+                },
+            },
+            HeldBack {
+                path: "new-link".into(),
+                reason: HoldReason::LinkOutside {
+                    target: "/root".into(),
+                },
+            },
+            HeldBack {
+                path: "fifo".into(),
+                reason: HoldReason::Refused("entry type Fifo not copied".into()),
+            },
+        ];
+        let r = apply_copied_tree(src.path(), &held, dest.path(), &Policy::default()).unwrap();
+        let refused: Vec<_> = r
+            .refused
+            .iter()
+            .map(|x| (x.path.as_str(), x.reason.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                ("fifo", "entry type Fifo not copied"),
+                ("new-link", "symlink to /root leaves the repository"),
+                (
+                    "up-link",
+                    "symlink to ../../elsewhere leaves the repository"
+                ),
+            ]
+        );
+        assert!(r.applied.is_empty());
+        assert_eq!(
+            fs::read_link(dest.path().join("up-link")).unwrap(),
+            Path::new("../outside")
+        );
+    }
+
+    #[test]
+    fn a_huge_overwrite_is_refused_by_its_size_without_reading_it() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(dest.path(), "data.bin", "small");
+        // 900 MB that takes no disk: its size alone decides.
+        let f = fs::File::create(src.path().join("data.bin")).unwrap();
+        f.set_len(900 * 1024 * 1024).unwrap();
+        let started = std::time::Instant::now();
+        let r = apply_tree(src.path(), dest.path(), &Policy::default()).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(r.refused.len(), 1, "{r:?}");
+        assert!(r.refused[0].reason.contains("943718400 bytes"), "{r:?}");
+        assert_eq!(
+            fs::read_to_string(dest.path().join("data.bin")).unwrap(),
+            "small"
+        );
+    }
+
+    #[test]
+    fn same_length_files_are_compared_chunk_by_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut other = big.clone();
+        other[250_000] ^= 1;
+        fs::write(dir.path().join("a"), &big).unwrap();
+        fs::write(dir.path().join("b"), &big).unwrap();
+        fs::write(dir.path().join("c"), &other).unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        assert!(same_content(&a, &b).unwrap());
+        assert!(!same_content(&a, &c).unwrap());
+    }
+
+    #[test]
+    fn a_tree_over_the_entry_limit_is_an_error() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for i in 0..20 {
+            write(src.path(), &format!("f{i}"), "x");
+        }
+        let policy = Policy {
+            max_entries: 10,
+            ..Policy::default()
+        };
+        let err = apply_tree(src.path(), dest.path(), &policy).unwrap_err();
+        assert!(err.to_string().contains("more than 10"), "{err}");
+        assert_eq!(fs::read_dir(dest.path()).unwrap().count(), 0);
     }
 
     #[test]

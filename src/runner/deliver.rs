@@ -7,8 +7,6 @@
 //! opened it. [`apply`], [`verdict`] and [`commit`] are shared with `backspace run`,
 //! which fetches the commit into the user's checkout instead of pushing it.
 
-use std::path::Path;
-
 use crate::agent::{AgentOutcome, StopReason};
 use crate::github::{noreply_email, IssueNumber, NewPullRequest, PullRequest, RepoClient};
 use crate::job::JobSource;
@@ -44,9 +42,11 @@ pub enum Verdict {
     AgentFailed(String),
 }
 
-/// Applies the sandbox's tree onto `clone` and lists what changed.
-pub async fn apply(clone: &Repo, tree: &Path, policy: &Policy) -> Result<Applied, Failure> {
-    let report = apply::apply_tree(tree, clone.dir(), policy)
+/// Applies the sandbox's tree onto `clone` and lists what changed. What copy-out held back
+/// (links that leave the tree, refused entries) stays as the clone has it.
+pub async fn apply(clone: &Repo, worked: &WorkResult, policy: &Policy) -> Result<Applied, Failure> {
+    let tree = worked.tree.path();
+    let report = apply::apply_copied_tree(tree, &worked.held_back, clone.dir(), policy)
         .map_err(|e| Failure::server(format!("applying the sandbox's changes: {e}")))?;
     let files = clone
         .changed_files()
@@ -124,7 +124,7 @@ pub(crate) async fn deliver(
     reporter: &Reporter,
 ) -> Result<Delivered, Failure> {
     let policy = &svc.settings.apply_policy;
-    let applied = apply(&prepared.clone, worked.tree.path(), policy).await?;
+    let applied = apply(&prepared.clone, &worked, policy).await?;
     match verdict(&worked.outcome, &applied) {
         Verdict::AgentFailed(m) => return Err(agent_failed(&m)),
         Verdict::Answer => {

@@ -27,6 +27,11 @@ pub const ADVICE_SETUP: &str =
 /// What to do when the sandbox failed.
 pub const ADVICE_SANDBOX: &str = "This is a problem on the Backspace server: the operator should \
     check the Docker engine and the sandbox image.";
+/// What to do when the repository's content is what the sandbox could not take (too big for
+/// its disk, too many files to copy out).
+pub const ADVICE_REPOSITORY: &str = "This comes from the repository's content, not from the \
+    Backspace server: make the repository (or the request) smaller, or ask the operator to \
+    raise BACKSPACE_SANDBOX_DISK.";
 /// What to do when the server itself failed (a temporary directory, applying the tree).
 pub const ADVICE_SERVER: &str = "This is a problem on the Backspace server.";
 /// What to do when the model failed before anything changed.
@@ -53,6 +58,8 @@ pub enum Cause {
     GitHub,
     Git,
     Sandbox,
+    /// What the repository holds is more than the sandbox takes (its disk, the copy-out caps).
+    Repository,
     Model,
     Server,
     /// What was asked cannot be done here (a fork's branch).

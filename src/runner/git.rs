@@ -2,8 +2,12 @@
 //!
 //! The installation token is passed per command through `GIT_CONFIG_*` environment variables (an
 //! `http.extraHeader`), so it is never written into `.git/config`, never on a command line that
-//! `ps` shows, and never in a URL. Hooks and fsmonitor are off for every command, and the user's
-//! global and system git configuration are not read.
+//! `ps` shows, and never in a URL. Every command runs with an environment of its own (nothing
+//! from the server's but [`PASSED_THROUGH`]: no `GIT_DIR`, `GIT_SSH_COMMAND` or other `GIT_*`),
+//! hooks, fsmonitor and credential helpers off, no global or system configuration, and only the
+//! one transport its remote needs (`protocol.allow=never` otherwise). Clones are `--no-local`: a
+//! local source is read through git's protocol, so only objects reachable from its branches
+//! arrive (not its stashes, reflogs or unreachable blobs).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,14 +51,78 @@ pub struct Identity {
 #[derive(Debug, Clone)]
 pub struct Repo {
     dir: PathBuf,
+    /// The transport of its `origin`, the only one its commands may use.
+    protocol: Option<&'static str>,
+}
+
+/// What host git keeps of the server's environment: where programs are, the locale and time
+/// zone, the temporary directory, proxies and CA certificates for reaching GitHub.
+pub const PASSED_THROUGH: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// The git transport a remote is reached with: `https`, `http` (tests, GitHub Enterprise
+/// behind a proxy) or `file` (a local path). Anything else is not allowed at all.
+pub fn protocol_of(remote: &str) -> Option<&'static str> {
+    let lower = remote.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        Some("https")
+    } else if lower.starts_with("http://") {
+        Some("http")
+    } else if lower.starts_with("file://") || !remote.contains("://") && !remote.contains(':') {
+        Some("file")
+    } else {
+        None
+    }
+}
+
+/// `git` with the host's hygiene: a cleared environment (see [`PASSED_THROUGH`]), no system or
+/// global configuration, no terminal prompt, hooks, fsmonitor and credential helpers off, and
+/// no transport but `protocol` (none at all when it is `None`).
+pub fn command(protocol: Option<&str>) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.env_clear();
+    for name in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    cmd.args([
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "credential.helper=",
+        "-c",
+        "protocol.allow=never",
+    ]);
+    if let Some(p) = protocol {
+        cmd.arg("-c").arg(format!("protocol.{p}.allow=always"));
+    }
+    cmd
 }
 
 fn auth_env(token: Option<&SecretString>) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-        ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-        ("GIT_CONFIG_GLOBAL".into(), "/dev/null".into()),
-    ];
+    let mut env = Vec::new();
     if let Some(token) = token {
         let basic = base64::engine::general_purpose::STANDARD
             .encode(format!("x-access-token:{}", token.expose_secret()));
@@ -87,18 +155,12 @@ fn redact(text: &str, token: Option<&SecretString>) -> String {
 
 async fn run_git(
     dir: Option<&Path>,
+    protocol: Option<&str>,
     args: &[&str],
     token: Option<&SecretString>,
 ) -> Result<String, GitError> {
-    let mut cmd = Command::new("git");
-    cmd.args([
-        "-c",
-        "core.hooksPath=/dev/null",
-        "-c",
-        "core.fsmonitor=false",
-        "-c",
-        "advice.detachedHead=false",
-    ]);
+    let mut cmd = command(protocol);
+    cmd.args(["-c", "advice.detachedHead=false"]);
     cmd.args(args);
     if let Some(d) = dir {
         cmd.current_dir(d);
@@ -127,22 +189,28 @@ async fn run_git(
 }
 
 impl Repo {
-    /// Clones `url` into `dest` (which must not exist or be empty), at `branch` if given.
+    /// Clones `url` (a URL or a local path) into `dest` (which must not exist or be empty), at
+    /// `branch` if given. Never a local clone's hard links: only what its branches reach.
     pub async fn clone(
         url: &str,
         dest: &Path,
         token: Option<&SecretString>,
         branch: Option<&str>,
     ) -> Result<Repo, GitError> {
+        let protocol = protocol_of(url).ok_or_else(|| GitError::Failed {
+            command: "clone".into(),
+            stderr: format!("{url:?} is not an https, http or local repository"),
+        })?;
         let dest_str = dest.to_string_lossy().into_owned();
-        let mut args = vec!["clone", "--no-tags", "--quiet"];
+        let mut args = vec!["clone", "--no-local", "--no-tags", "--quiet"];
         if let Some(b) = branch {
             args.extend(["--branch", b]);
         }
         args.extend(["--", url, &dest_str]);
-        run_git(None, &args, token).await?;
+        run_git(None, Some(protocol), &args, token).await?;
         Ok(Repo {
             dir: dest.to_path_buf(),
+            protocol: Some(protocol),
         })
     }
 
@@ -150,8 +218,9 @@ impl Repo {
         &self.dir
     }
 
+    /// A command that reaches no remote: no transport at all.
     async fn git(&self, args: &[&str]) -> Result<String, GitError> {
-        run_git(Some(&self.dir), args, None).await
+        run_git(Some(&self.dir), None, args, None).await
     }
 
     pub async fn head(&self) -> Result<String, GitError> {
@@ -220,6 +289,7 @@ impl Repo {
         let refspec = format!("HEAD:refs/heads/{branch}");
         run_git(
             Some(&self.dir),
+            self.protocol,
             &["push", "--quiet", "origin", &refspec],
             token,
         )
@@ -235,7 +305,8 @@ pub async fn remote_has_branch(
     token: Option<&SecretString>,
 ) -> Result<bool, GitError> {
     let refname = format!("refs/heads/{name}");
-    let out = run_git(None, &["ls-remote", "--heads", "--", url, &refname], token).await?;
+    let args = ["ls-remote", "--heads", "--", url, &refname];
+    let out = run_git(None, protocol_of(url), &args, token).await?;
     Ok(!out.trim().is_empty())
 }
 
@@ -318,6 +389,72 @@ mod tests {
             !failed("fatal: unable to access: The requested URL returned error: 403")
                 .is_auth_failure()
         );
+    }
+
+    #[test]
+    fn each_remote_gets_only_its_own_transport() {
+        assert_eq!(protocol_of("https://github.com/o/r.git"), Some("https"));
+        assert_eq!(protocol_of("HTTP://127.0.0.1:8080/o/r.git"), Some("http"));
+        assert_eq!(protocol_of("/home/dev/repo"), Some("file"));
+        assert_eq!(protocol_of("file:///home/dev/repo"), Some("file"));
+        assert_eq!(protocol_of("ssh://git@github.com/o/r"), None);
+        assert_eq!(protocol_of("git@github.com:o/r.git"), None);
+        assert_eq!(protocol_of("ext::sh -c touch% /tmp/pwned"), None);
+    }
+
+    #[test]
+    fn git_runs_without_the_servers_environment() {
+        // Cargo gives every test process variables of its own: none of them may reach git.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let cmd = command(None);
+        let env: Vec<(String, Option<String>)> = cmd
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| {
+                let v = v.map(|v| v.to_string_lossy().into_owned());
+                (k.to_string_lossy().into_owned(), v)
+            })
+            .collect();
+        for (name, _) in &env {
+            let ours = [
+                "GIT_TERMINAL_PROMPT",
+                "GIT_CONFIG_NOSYSTEM",
+                "GIT_CONFIG_GLOBAL",
+            ];
+            assert!(
+                PASSED_THROUGH.contains(&name.as_str()) || ours.contains(&name.as_str()),
+                "{name} reached git"
+            );
+        }
+        let global = env.iter().find(|(k, _)| k == "GIT_CONFIG_GLOBAL");
+        assert_eq!(global.and_then(|(_, v)| v.as_deref()), Some("/dev/null"));
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.contains(&"protocol.allow=never".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"core.hooksPath=/dev/null".to_string()),
+            "{args:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transport_the_remote_does_not_need_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = command(Some("https"))
+            .args(["ls-remote", "--", "ext::sh -c true"])
+            .current_dir(dir.path())
+            .output()
+            .await
+            .expect("git");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("transport 'ext' not allowed"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The run's event sink: every event is stored (in order, for the SSE stream and the run page)
-//! and folded into the progress comment, which is edited through the GitHub client's coalescing
-//! writer, so the newest state always lands last however fast events come. The comment is
+//! The run's event sink: every event is redacted of secrets, then stored (in order, for the SSE
+//! stream and the run page) and folded into the progress comment, which is edited through the
+//! GitHub client's coalescing writer, so the newest state always lands last however fast events
+//! come. The comment is
 //! edited when what it shows changes, never for the clock alone: a long run's comment moves
 //! with its phases, turns and actions, and its time is the time at the last change. Every body
 //! is kept under GitHub's size limit, with a note pointing to the live log when it was cut.
@@ -150,6 +151,8 @@ async fn pump(
 }
 
 async fn record(sink: &Sink, progress: &mut Progress, ev: &RunEvent) {
+    // Redacted once, here: the store, the stream, the comment and the log all read this copy.
+    let ev = &crate::redact::redact_event(ev);
     if let Err(e) = sink.store.append_event(&sink.run_id, ev).await {
         tracing::warn!(error = %e, kind = ev.kind(), "could not store a run event");
     }

@@ -9,9 +9,11 @@ use std::time::Instant;
 use crate::agent::{Agent, AgentOutcome, AgentTask};
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
-use crate::sandbox::{CreateOptions, ExecOutcome, ExecOutput, Sandbox, SandboxError, Sandboxes};
+use crate::sandbox::{
+    CreateOptions, ExecOutcome, ExecOutput, HeldBack, Sandbox, SandboxError, Sandboxes,
+};
 
-use super::failure::{Cause, Failure, ADVICE_SANDBOX, ADVICE_SETUP};
+use super::failure::{Cause, Failure, ADVICE_REPOSITORY, ADVICE_SANDBOX, ADVICE_SETUP};
 use super::pr_body::TestResult;
 
 /// What the sandbox phase needs.
@@ -30,6 +32,9 @@ pub struct WorkResult {
     pub test: Option<TestResult>,
     /// The sandbox's working tree, without `.git`.
     pub tree: tempfile::TempDir,
+    /// What copy-out did not bring back (links that leave the tree, refused entries): apply
+    /// leaves those paths as the clone has them.
+    pub held_back: Vec<HeldBack>,
     /// Time from asking for the sandbox to its being ready.
     pub sandbox_start: std::time::Duration,
 }
@@ -48,10 +53,21 @@ pub enum WorkError {
     TempDir(std::io::Error),
 }
 
+impl WorkError {
+    /// Whether the repository's content (or what the agent made of it) is the problem, not the
+    /// Docker engine or the image: too big for the sandbox's disk, too many files to copy out.
+    pub fn is_repository_content(&self) -> bool {
+        matches!(self, WorkError::Sandbox(e) if e.is_content())
+    }
+}
+
 impl From<WorkError> for Failure {
     fn from(e: WorkError) -> Failure {
         match e {
             WorkError::Setup { .. } => Failure::new(Cause::Setup, e.to_string(), ADVICE_SETUP),
+            e if e.is_repository_content() => {
+                Failure::new(Cause::Repository, e.to_string(), ADVICE_REPOSITORY)
+            }
             other => Failure::new(Cause::Sandbox, other.to_string(), ADVICE_SANDBOX),
         }
     }
@@ -67,8 +83,7 @@ fn emit(events: &EventSender, e: RunEvent) {
 fn status_of(out: &ExecOutput) -> String {
     match out.outcome {
         ExecOutcome::Exited => format!("exit {}", out.exit_code),
-        ExecOutcome::TimedOut => "timed out".into(),
-        other => format!("{other:?}").to_lowercase(),
+        other => other.to_string(),
     }
 }
 
@@ -177,11 +192,12 @@ pub async fn work(
         let outcome = agent.run(w.task, &sandbox, w.events).await;
         let test = run_test(&sandbox, &w).await?;
         let tree = tempfile::tempdir().map_err(WorkError::TempDir)?;
-        sandbox.copy_out(tree.path()).await?;
+        let copied = sandbox.copy_out_report(tree.path()).await?;
         Ok(WorkResult {
             outcome,
             test,
             tree,
+            held_back: copied.held_back,
             sandbox_start,
         })
     }
@@ -190,4 +206,26 @@ pub async fn work(
         tracing::warn!(error = %e, "could not remove a sandbox; the reaper will");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_too_big_for_the_sandbox_is_the_repositorys_problem() {
+        let too_big = WorkError::Sandbox(SandboxError::RepositoryTooLarge { limit: 1 << 30 });
+        assert!(too_big.is_repository_content());
+        let entries = WorkError::Sandbox(SandboxError::TooManyEntries { limit: 100_000 });
+        assert!(entries.is_repository_content());
+        let engine = WorkError::Sandbox(SandboxError::Gone("no such container".into()));
+        assert!(!engine.is_repository_content());
+        let image = WorkError::Sandbox(SandboxError::ImageMissing { image: "x".into() });
+        assert!(!image.is_repository_content());
+        assert!(too_big.to_string().contains("BACKSPACE_SANDBOX_DISK"));
+        let failure = Failure::from(too_big);
+        assert_eq!(failure.cause, Cause::Repository);
+        assert_eq!(failure.advice, ADVICE_REPOSITORY);
+        assert_eq!(Failure::from(engine).advice, ADVICE_SANDBOX);
+    }
 }

@@ -1,7 +1,9 @@
 //! The repository in and the working tree out, as tar archives for Docker's archive API.
 //! Packing writes every entry as owned by the agent (uid 1000) without set-id bits. Unpacking
-//! treats the archive as hostile: only plain relative paths, nothing under `.git`, never a write
-//! through a symbolic link, and no symbolic link left behind that resolves outside the tree.
+//! treats the archive as hostile: only plain relative paths, no name git takes for `.git`, never a
+//! write through a symbolic link, no symbolic link left behind that resolves outside the tree
+//! (those are reported instead, so the tree's consumer keeps its own), and limits on bytes and
+//! entries.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -9,9 +11,12 @@ use std::fs;
 use std::io::{self, Read, Write};
 
 use bytes::Bytes;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use tokio::sync::mpsc;
+
+use super::git_path;
 
 /// The uid and gid of the `agent` user inside the sandbox image.
 pub const AGENT_UID: u64 = 1000;
@@ -126,60 +131,152 @@ impl Read for ChannelReader {
     }
 }
 
-/// What unpacking wrote and what it refused.
+/// What unpacking wrote, and what it held back.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Unpacked {
     pub files: usize,
     pub dirs: usize,
     pub symlinks: usize,
     pub bytes: u64,
-    /// Entries refused, with the reason (unsafe path, escaping link, hard link, ...).
-    pub refused: Vec<String>,
+    /// Entries read, not counting the sandbox's own `.git`.
+    pub entries: u64,
+    /// What was not written, and why: links that leave the tree, and refused entries.
+    pub held_back: Vec<HeldBack>,
 }
 
-/// Whether a path component is one we never bring back: git metadata at any depth.
-fn is_excluded(name: &std::ffi::OsStr) -> bool {
-    name == ".git"
+impl Unpacked {
+    /// The refused entries (not the links that leave the tree), as `path: reason` lines.
+    pub fn refused(&self) -> Vec<String> {
+        self.held_back
+            .iter()
+            .filter_map(|h| match &h.reason {
+                HoldReason::Refused(why) => Some(format!("{}: {why}", h.path)),
+                HoldReason::LinkOutside { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// One path of the tree that unpacking did not write. Whoever applies the tree leaves the
+/// path (and everything under it) as it was: held back is never the same as deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// Relative to the tree, `/`-separated.
+    pub path: String,
+    pub reason: HoldReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldReason {
+    /// A symbolic link that resolves outside the tree (absolute, or `..` past the top): never
+    /// created on the host, where it could be followed; its target, for comparison.
+    LinkOutside { target: PathBuf },
+    /// An entry refused, with the reason (an unsafe path, a name git takes for `.git`, a hard
+    /// link to outside, a device, ...).
+    Refused(String),
+}
+
+/// How much a tree may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Entries of any kind.
+    pub entries: u64,
+}
+
+impl Limits {
+    pub const NONE: Limits = Limits {
+        bytes: u64::MAX,
+        entries: u64::MAX,
+    };
+}
+
+/// The error inside the `io::Error` of a tree past its [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    #[error("the working tree is larger than the limit of {0} bytes")]
+    Bytes(u64),
+    #[error("the working tree has more than the limit of {0} entries")]
+    Entries(u64),
+}
+
+impl OverLimit {
+    /// The limit inside `error`, if that is what it is.
+    pub fn of(error: &io::Error) -> Option<OverLimit> {
+        error.get_ref()?.downcast_ref::<OverLimit>().copied()
+    }
+
+    fn error(self) -> io::Error {
+        io::Error::other(self)
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 /// Unpacks `archive` into the empty directory `dest`, dropping the first `strip` components of
-/// every path (Docker names entries after the copied directory). Stops with an error past
-/// `max_bytes` of file content.
+/// every path (Docker names entries after the copied directory). The top-level `.git` (the
+/// sandbox's own copy) is read past; any other name git takes for `.git` is refused and listed
+/// once. Stops with an [`OverLimit`] error past `limits`.
 pub fn unpack_tree(
     archive: impl Read,
     dest: &Path,
     strip: usize,
-    max_bytes: u64,
+    limits: Limits,
 ) -> io::Result<Unpacked> {
     let mut report = Unpacked::default();
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
     let mut links: Vec<PathBuf> = Vec::new();
+    // Refused directories: what is under them is refused with them, and listed once.
+    let mut refused_dirs: Vec<PathBuf> = Vec::new();
     let mut archive = tar::Archive::new(archive);
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.into_owned();
         let Some(rel) = safe_relative(&raw, strip) else {
-            if raw.components().count() > strip {
-                report
-                    .refused
-                    .push(format!("{}: unsafe path", raw.display()));
+            // The top directory itself (`workspace/`) is no entry; `..` or a root is hostile.
+            let plain = raw
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            if !plain || raw.components().count() > strip {
+                report.entries += 1;
+                hold(&mut report, display(&raw), "unsafe path");
             }
             continue;
         };
-        if rel.iter().any(is_excluded) {
+        if rel.components().next() == Some(Component::Normal(".git".as_ref())) {
+            continue;
+        }
+        report.entries += 1;
+        if report.entries > limits.entries {
+            return Err(OverLimit::Entries(limits.entries).error());
+        }
+        if refused_dirs.iter().any(|d| rel.starts_with(d)) {
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        let bytes = rel.as_os_str().as_bytes();
+        if let Some(n) = git_path::refused_prefix(bytes) {
+            let prefix: PathBuf = rel.components().take(n).collect();
+            hold(&mut report, display(&prefix), git_path::REFUSAL);
+            refused_dirs.push(prefix);
+            continue;
+        }
+        if kind == tar::EntryType::Symlink && git_path::refuses(bytes, true) {
+            hold(&mut report, display(&rel), git_path::REFUSAL);
             continue;
         }
         let target = dest.join(&rel);
         if let Some(parent) = rel.parent() {
             if !ensure_real_dirs(dest, parent)? {
-                report
-                    .refused
-                    .push(format!("{}: parent is not a directory", rel.display()));
+                hold(&mut report, display(&rel), "parent is not a directory");
                 continue;
             }
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        match entry.header().entry_type() {
+        match kind {
             tar::EntryType::Directory => {
                 match fs::symlink_metadata(&target) {
                     Ok(meta) if meta.is_dir() => {}
@@ -194,11 +291,8 @@ pub fn unpack_tree(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.header().size()?;
-                if report.bytes + size > max_bytes {
-                    return Err(io::Error::new(
-                        io::ErrorKind::FileTooLarge,
-                        format!("the working tree is larger than the limit of {max_bytes} bytes"),
-                    ));
+                if report.bytes.saturating_add(size) > limits.bytes {
+                    return Err(OverLimit::Bytes(limits.bytes).error());
                 }
                 remove_non_dir(&target)?;
                 // create_new never follows a symbolic link left at the path.
@@ -216,18 +310,15 @@ pub fn unpack_tree(
                     continue;
                 };
                 if link.is_absolute() {
-                    report.refused.push(format!(
-                        "{} -> {}: link outside the tree",
-                        rel.display(),
-                        link.display()
-                    ));
+                    report.held_back.push(HeldBack {
+                        path: display(&rel),
+                        reason: HoldReason::LinkOutside { target: link },
+                    });
                     continue;
                 }
                 remove_non_dir(&target)?;
                 if fs::symlink_metadata(&target).is_ok() {
-                    report
-                        .refused
-                        .push(format!("{}: a directory is in the way", rel.display()));
+                    hold(&mut report, display(&rel), "a directory is in the way");
                     continue;
                 }
                 std::os::unix::fs::symlink(&link, &target)?;
@@ -238,7 +329,7 @@ pub fn unpack_tree(
                 let source = entry
                     .link_name()?
                     .and_then(|l| safe_relative(&l, strip))
-                    .filter(|l| !l.iter().any(is_excluded))
+                    .filter(|l| !git_path::refuses(l.as_os_str().as_bytes(), false))
                     .filter(|l| no_links_on_the_way(dest, l))
                     .map(|l| dest.join(l));
                 let regular = source
@@ -246,16 +337,11 @@ pub fn unpack_tree(
                     .and_then(|s| fs::symlink_metadata(s).ok())
                     .filter(|m| m.file_type().is_file());
                 let (Some(source), Some(meta)) = (source, regular) else {
-                    report
-                        .refused
-                        .push(format!("{}: hard link to outside the tree", rel.display()));
+                    hold(&mut report, display(&rel), "hard link to outside the tree");
                     continue;
                 };
-                if report.bytes + meta.len() > max_bytes {
-                    return Err(io::Error::new(
-                        io::ErrorKind::FileTooLarge,
-                        format!("the working tree is larger than the limit of {max_bytes} bytes"),
-                    ));
+                if report.bytes.saturating_add(meta.len()) > limits.bytes {
+                    return Err(OverLimit::Bytes(limits.bytes).error());
                 }
                 remove_non_dir(&target)?;
                 let mut from = fs::File::open(&source)?;
@@ -268,10 +354,8 @@ pub fn unpack_tree(
                 report.files += 1;
             }
             other => {
-                report.refused.push(format!(
-                    "{}: entry type {other:?} not copied",
-                    rel.display()
-                ));
+                let why = format!("entry type {other:?} not copied");
+                hold(&mut report, display(&rel), &why);
             }
         }
     }
@@ -280,10 +364,13 @@ pub fn unpack_tree(
         if resolves_inside(dest, &rel) {
             report.symlinks += 1;
         } else {
-            fs::remove_file(dest.join(&rel))?;
-            report
-                .refused
-                .push(format!("{}: link resolves outside the tree", rel.display()));
+            let path = dest.join(&rel);
+            let target = fs::read_link(&path)?;
+            fs::remove_file(&path)?;
+            report.held_back.push(HeldBack {
+                path: display(&rel),
+                reason: HoldReason::LinkOutside { target },
+            });
         }
     }
     // Directory modes last, so a read-only directory did not block its own content.
@@ -291,6 +378,13 @@ pub fn unpack_tree(
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
     }
     Ok(report)
+}
+
+fn hold(report: &mut Unpacked, path: String, why: &str) {
+    report.held_back.push(HeldBack {
+        path,
+        reason: HoldReason::Refused(why.to_string()),
+    });
 }
 
 /// The path without its first `strip` components, if everything left is a plain name.
@@ -454,10 +548,10 @@ mod tests {
         let tar = pack_dir(src.path()).expect("pack");
 
         let dest = tempfile::tempdir().expect("tempdir");
-        let report = unpack_tree(&tar[..], dest.path(), 0, u64::MAX).expect("unpack");
+        let report = unpack_tree(&tar[..], dest.path(), 0, Limits::NONE).expect("unpack");
         assert_eq!(report.files, 2);
         assert_eq!(report.symlinks, 1);
-        assert!(report.refused.is_empty(), "{:?}", report.refused);
+        assert!(report.held_back.is_empty(), "{:?}", report.held_back);
         assert_eq!(
             fs::read(dest.path().join("a/b/file.txt")).expect("read"),
             b"hello"
@@ -506,7 +600,7 @@ mod tests {
             ("workspace/kept.txt", tar::EntryType::Regular, b"k", None),
         ]);
         let dest = tempfile::tempdir().expect("tempdir");
-        unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
         assert!(!dest.path().join(".git").exists());
         assert!(!dest.path().join("sub/.git").exists());
         assert!(dest.path().join("kept.txt").exists());
@@ -528,8 +622,8 @@ mod tests {
             ),
             (&abs, tar::EntryType::Regular, b"x", None),
         ]);
-        let report = unpack_tree(&tar[..], &dest, 1, u64::MAX).expect("unpack");
-        assert_eq!(report.refused.len(), 2, "{:?}", report.refused);
+        let report = unpack_tree(&tar[..], &dest, 1, Limits::NONE).expect("unpack");
+        assert_eq!(report.refused().len(), 2, "{:?}", report.held_back);
         assert!(!dest_parent.path().join("escape.txt").exists());
         assert!(!outside.path().join("abs.txt").exists());
     }
@@ -545,7 +639,7 @@ mod tests {
             ("w/up", tar::EntryType::Symlink, b"", Some("../../..")),
             ("w/up/pwned2.txt", tar::EntryType::Regular, b"x", None),
         ]);
-        let report = unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        let report = unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
         assert!(!outside.path().join("pwned.txt").exists());
         assert_eq!(fs::read_dir(outside.path()).expect("ls").count(), 0);
         // What the archive meant to write through the links lands inside the tree, or nowhere.
@@ -554,7 +648,7 @@ mod tests {
                 assert!(!meta.file_type().is_symlink(), "{name} is still a link");
             }
         }
-        assert!(!report.refused.is_empty());
+        assert!(!report.held_back.is_empty());
     }
 
     #[test]
@@ -567,7 +661,7 @@ mod tests {
             ("w/e", tar::EntryType::Symlink, b"", Some("d/../x")),
             ("w/ok", tar::EntryType::Symlink, b"", Some("sub")),
         ]);
-        let report = unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        let report = unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
         assert!(fs::symlink_metadata(dest.path().join("d")).is_ok());
         assert!(
             fs::symlink_metadata(dest.path().join("e")).is_err(),
@@ -587,7 +681,7 @@ mod tests {
             ("w/f", tar::EntryType::Symlink, b"", Some(&target)),
             ("w/f", tar::EntryType::Regular, b"new", None),
         ]);
-        unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
         assert_eq!(fs::read(&victim).expect("read"), b"original");
         assert_eq!(fs::read(dest.path().join("f")).expect("read"), b"new");
     }
@@ -610,7 +704,7 @@ mod tests {
             ("w/out", tar::EntryType::Symlink, b"", Some(&outside_rel)),
             ("w/e", tar::EntryType::Link, b"", Some("w/out/secret")),
         ]);
-        let report = unpack_tree(&tar[..], dest.path(), 1, u64::MAX).expect("unpack");
+        let report = unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
         assert_eq!(fs::read(dest.path().join("b")).expect("read"), b"shared");
         let a = fs::metadata(dest.path().join("a")).expect("meta");
         let b = fs::metadata(dest.path().join("b")).expect("meta");
@@ -622,15 +716,24 @@ mod tests {
             "host file read through a link"
         );
         assert!(fs::symlink_metadata(dest.path().join("out")).is_err());
-        assert_eq!(report.refused.len(), 4, "{:?}", report.refused);
+        assert_eq!(report.refused().len(), 3, "{:?}", report.held_back);
+        assert_eq!(
+            report.held_back.len(),
+            4,
+            "the link to outside is held back too"
+        );
     }
 
     #[test]
     fn a_tree_over_the_size_limit_is_an_error() {
         let tar = tar_of(&[("w/big", tar::EntryType::Regular, &[0u8; 2048], None)]);
         let dest = tempfile::tempdir().expect("tempdir");
-        let err = unpack_tree(&tar[..], dest.path(), 1, 1024).expect_err("over the limit");
-        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        let limits = Limits {
+            bytes: 1024,
+            ..Limits::NONE
+        };
+        let err = unpack_tree(&tar[..], dest.path(), 1, limits).expect_err("over the limit");
+        assert_eq!(OverLimit::of(&err), Some(OverLimit::Bytes(1024)));
     }
 
     #[test]
@@ -645,7 +748,8 @@ mod tests {
                 .map(|_| ())
         });
         let dest = tempfile::tempdir().expect("tempdir");
-        let report = unpack_tree(ChannelReader::new(rx), dest.path(), 0, u64::MAX).expect("unpack");
+        let report =
+            unpack_tree(ChannelReader::new(rx), dest.path(), 0, Limits::NONE).expect("unpack");
         packer.join().expect("join").expect("pack");
         assert_eq!(report.bytes, 300_000);
 
@@ -654,7 +758,103 @@ mod tests {
             .expect("send");
         drop(tx);
         let dest = tempfile::tempdir().expect("tempdir");
-        assert!(unpack_tree(ChannelReader::new(rx), dest.path(), 0, u64::MAX).is_err());
+        assert!(unpack_tree(ChannelReader::new(rx), dest.path(), 0, Limits::NONE).is_err());
+    }
+
+    #[test]
+    fn names_git_takes_for_dot_git_are_refused_and_listed_once_per_directory() {
+        let tar = tar_of(&[
+            ("w/.git/config", tar::EntryType::Regular, b"own", None),
+            ("w/.Git/config", tar::EntryType::Regular, b"[core]", None),
+            ("w/.Git/hooks/x", tar::EntryType::Regular, b"x", None),
+            ("w/sub/.GIT/x", tar::EntryType::Regular, b"x", None),
+            ("w/sub/.git/y", tar::EntryType::Regular, b"y", None),
+            ("w/git~1/x", tar::EntryType::Regular, b"x", None),
+            ("w/.gitmodules", tar::EntryType::Symlink, b"", Some("x")),
+            ("w/kept.txt", tar::EntryType::Regular, b"k", None),
+        ]);
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
+        let listed: Vec<&str> = report.held_back.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(
+            listed,
+            [".Git", "sub/.GIT", "sub/.git", "git~1", ".gitmodules"]
+        );
+        assert!(report
+            .held_back
+            .iter()
+            .all(|h| h.reason == HoldReason::Refused(git_path::REFUSAL.into())));
+        let mut left: Vec<String> = fs::read_dir(dest.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["kept.txt"]);
+        assert_eq!(report.entries, 7, "the sandbox's own .git is not counted");
+    }
+
+    #[test]
+    fn links_that_leave_the_tree_are_held_back_with_their_targets() {
+        let tar = tar_of(&[
+            (
+                "w/up-link",
+                tar::EntryType::Symlink,
+                b"",
+                Some("../outside"),
+            ),
+            ("w/abs", tar::EntryType::Symlink, b"", Some("/etc/passwd")),
+            ("w/inner", tar::EntryType::Symlink, b"", Some("kept.txt")),
+            ("w/kept.txt", tar::EntryType::Regular, b"k", None),
+        ]);
+        let dest = tempfile::tempdir().expect("tempdir");
+        let report = unpack_tree(&tar[..], dest.path(), 1, Limits::NONE).expect("unpack");
+        let outside: Vec<(&str, &Path)> = report
+            .held_back
+            .iter()
+            .filter_map(|h| match &h.reason {
+                HoldReason::LinkOutside { target } => Some((h.path.as_str(), target.as_path())),
+                HoldReason::Refused(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            outside,
+            [
+                ("abs", Path::new("/etc/passwd")),
+                ("up-link", Path::new("../outside"))
+            ]
+        );
+        assert!(report.refused().is_empty());
+        assert!(fs::symlink_metadata(dest.path().join("up-link")).is_err());
+        assert!(fs::symlink_metadata(dest.path().join("abs")).is_err());
+        assert_eq!(report.symlinks, 1);
+    }
+
+    #[test]
+    fn a_tree_over_the_entry_limit_is_an_error() {
+        let names: Vec<String> = (0..20).map(|i| format!("w/f{i}")).collect();
+        let entries: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = names
+            .iter()
+            .map(|n| (n.as_str(), tar::EntryType::Regular, &b""[..], None))
+            .collect();
+        let tar = tar_of(&entries);
+        let limits = Limits {
+            entries: 10,
+            ..Limits::NONE
+        };
+        let dest = tempfile::tempdir().expect("tempdir");
+        let err = unpack_tree(&tar[..], dest.path(), 1, limits).expect_err("too many");
+        assert_eq!(OverLimit::of(&err), Some(OverLimit::Entries(10)));
+        let dest = tempfile::tempdir().expect("tempdir");
+        let fits = Limits {
+            entries: 20,
+            ..Limits::NONE
+        };
+        assert_eq!(
+            unpack_tree(&tar[..], dest.path(), 1, fits)
+                .expect("fits")
+                .files,
+            20
+        );
     }
 
     #[test]

@@ -1,11 +1,32 @@
 //! The hardened container definition: no network, no capabilities, no new privileges, a
-//! read-only root with a writable `/workspace` volume and tmpfs `/tmp`, memory (without swap),
-//! CPU and process limits, the non-root user, an environment of our own, and the labels the
+//! read-only root with a writable tmpfs `/workspace` and `/tmp`, memory (without swap), CPU,
+//! process and disk limits, the non-root user, an environment of our own, and the labels the
 //! reaper goes by. Also its removal, which every path ends in.
+//!
+//! The disk cap. `/workspace` and `/tmp` are tmpfs mounts with a size, together
+//! `BACKSPACE_SANDBOX_DISK` (`/tmp` gets at most a quarter): a write past it fails inside the
+//! sandbox with "No space left on device", and nothing the sandbox writes reaches the host's
+//! disk. This works on any engine, local or remote: this one's fuse-overlayfs has no
+//! `--storage-opt size`, a sized volume needs a driver the engine may not have, and a loop file
+//! needs host-side privileges. Docker's archive API does not see tmpfs mounts, so the repository
+//! goes in and the working tree comes out through `tar` in an exec (`tar_stream`).
+//!
+//! Memory and disk. tmpfs pages are charged to the container's memory cgroup and cannot be
+//! swapped (there is no swap), so a full disk under a memory limit of its own size would turn
+//! the last writes into an out-of-memory kill instead of ENOSPC. The container's limit is
+//! therefore the processes' memory *plus* the disk: a full disk still leaves the processes their
+//! `memory_bytes`, and the write past the cap fails with ENOSPC, never with the OOM killer. The
+//! price: a sandbox whose disk is empty may use that much more memory, and the host must have
+//! memory (not disk) for `BACKSPACE_MAX_JOBS × (memory + disk)`.
+//!
+//! PID 1 runs as its own user (65534, not the agent's 1000), so no `kill -1` from the agent can
+//! reach it or its `sleep`: it never has to fork again while a command holds the process limit
+//! (a fork that fails there would end the shell, the container, and the memory-backed
+//! workspace with it).
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use bollard::Docker;
 
@@ -28,9 +49,15 @@ pub const SANDBOX_ENV: &[&str] = &[
 ];
 
 /// PID 1: a POSIX shell that sleeps and reaps orphans (so killed processes never pile up as
-/// zombies against the process limit), survives `kill -1` from the agent (PID 1 is spared), and
-/// exits on TERM.
-pub const IDLE_COMMAND: &str = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done";
+/// zombies against the process limit), survives `kill -1` from the agent (PID 1 is spared, and
+/// its `sleep` belongs to another user), and exits on TERM.
+pub const IDLE_COMMAND: &str = "trap 'exit 0' TERM; while :; do sleep 86400 & wait $!; done";
+
+/// The user PID 1 runs as: not the agent, so the agent cannot signal it.
+pub const IDLE_USER: &str = "65534:65534";
+
+/// The user every command, file operation and copy runs as.
+pub const AGENT_USER: &str = "1000:1000";
 
 /// A container name from a run id: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub fn container_name(run_id: &str) -> String {
@@ -64,12 +91,24 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
         ),
     ]);
     // `exec` overrides Docker's default `noexec`: builds and test runners run binaries
-    // from /tmp. /tmp is also HOME, so the only writable places are /workspace and /tmp
-    // (and Docker's own /dev/shm and /dev/mqueue, noexec and memory-limited).
-    let tmpfs = HashMap::from([(
-        "/tmp".to_string(),
-        format!("rw,exec,nosuid,nodev,size={},mode=1777", settings.tmp_bytes),
-    )]);
+    // from /workspace and /tmp. /tmp is also HOME, so the only writable places are /workspace
+    // and /tmp (and Docker's own /dev/shm and /dev/mqueue, noexec and memory-limited).
+    let tmpfs = HashMap::from([
+        (
+            WORKSPACE.to_string(),
+            format!(
+                "rw,exec,nosuid,nodev,size={},mode=0755,uid=1000,gid=1000",
+                settings.workspace_share()
+            ),
+        ),
+        (
+            "/tmp".to_string(),
+            format!(
+                "rw,exec,nosuid,nodev,size={},mode=1777",
+                settings.tmp_share()
+            ),
+        ),
+    ]);
     let host_config = HostConfig {
         network_mode: Some(if network {
             settings.setup_network.clone()
@@ -82,15 +121,8 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
         readonly_rootfs: Some(true),
         privileged: Some(false),
         tmpfs: Some(tmpfs),
-        // An anonymous volume: writable, reachable by the archive API (a tmpfs is not), and
-        // removed with the container (`v=true`).
-        mounts: Some(vec![Mount {
-            target: Some(WORKSPACE.to_string()),
-            typ: Some(MountTypeEnum::VOLUME),
-            ..Default::default()
-        }]),
-        memory: Some(settings.memory_bytes),
-        memory_swap: Some(settings.memory_bytes),
+        memory: Some(settings.container_memory()),
+        memory_swap: Some(settings.container_memory()),
         nano_cpus: Some((settings.cpus * 1e9) as i64),
         pids_limit: Some(settings.pids_limit),
         ipc_mode: Some("private".to_string()),
@@ -103,7 +135,7 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
     };
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        user: Some("1000:1000".to_string()),
+        user: Some(IDLE_USER.to_string()),
         working_dir: Some(WORKSPACE.to_string()),
         env: Some(SANDBOX_ENV.iter().map(|s| s.to_string()).collect()),
         cmd: Some(vec![
@@ -119,7 +151,7 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
     }
 }
 
-/// Removes a container and its anonymous volume, killing it first. Gone already is fine.
+/// Removes a container (and any anonymous volume), killing it first. Gone already is fine.
 pub async fn remove(docker: &Docker, id: &str) -> Result<(), SandboxError> {
     let options = RemoveContainerOptionsBuilder::new()
         .force(true)
@@ -152,18 +184,27 @@ mod tests {
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.memory, host.memory_swap);
+        assert_eq!(host.memory, Some(settings.container_memory()));
         assert!(host.binds.is_none(), "never a bind mount");
-        assert!(host
-            .mounts
-            .iter()
-            .flatten()
-            .all(|m| m.typ != Some(MountTypeEnum::BIND)));
+        assert!(host.mounts.is_none(), "tmpfs only, no volume or bind mount");
+        let tmpfs = host.tmpfs.expect("tmpfs");
+        let workspace = &tmpfs[WORKSPACE];
+        assert!(
+            workspace.contains(&format!("size={}", settings.workspace_share())),
+            "{workspace}"
+        );
+        assert!(workspace.contains("uid=1000"), "{workspace}");
+        assert!(tmpfs["/tmp"].contains(&format!("size={}", settings.tmp_share())));
         assert!(host
             .security_opt
             .iter()
             .flatten()
             .any(|o| o == "no-new-privileges:true"));
-        assert_eq!(def.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            def.user.as_deref(),
+            Some(IDLE_USER),
+            "PID 1 is not the agent"
+        );
         let labels = def.labels.expect("labels");
         assert_eq!(labels.get(LABEL_RUN).map(String::as_str), Some("run-1"));
         assert_eq!(labels.get(LABEL_INSTANCE), Some(&settings.instance_id));

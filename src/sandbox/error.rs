@@ -30,6 +30,14 @@ pub enum SandboxError {
     DestinationNotEmpty(PathBuf),
     #[error("{path} is larger than the limit of {limit} bytes")]
     TooLarge { path: String, limit: u64 },
+    #[error("the working tree has more than the limit of {limit} files, directories and links")]
+    TooManyEntries { limit: u64 },
+    #[error("the repository does not fit in the sandbox's {limit} bytes of disk (BACKSPACE_SANDBOX_DISK)")]
+    RepositoryTooLarge { limit: u64 },
+    #[error("the repository could not be unpacked in the sandbox: {message}")]
+    CopyIn { message: String },
+    #[error("the working tree could not be copied out of the sandbox: {message}")]
+    CopyOut { message: String },
     #[error("cannot read {path} in the sandbox: {message}")]
     ReadFile { path: String, message: String },
     #[error("cannot write {path} in the sandbox: {message}")]
@@ -43,6 +51,18 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// Whether the error comes from what the repository (or the agent's work on it) holds, not
+    /// from the engine or the image: too big, too many files, names the sandbox cannot write.
+    pub fn is_content(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::TooLarge { .. }
+                | SandboxError::TooManyEntries { .. }
+                | SandboxError::RepositoryTooLarge { .. }
+                | SandboxError::CopyIn { .. }
+        )
+    }
+
     pub(crate) fn docker(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> Self {
         move |source| SandboxError::Docker { action, source }
     }

@@ -1,5 +1,6 @@
 //! One command in a sandbox: the wrapper that enforces its time limit and kills what it left
-//! behind, and the reading of its result (exit code, capped output, what stopped it).
+//! behind, the host's rule for a command stuck at the process limit, and the reading of its
+//! result (exit code, capped output, what stopped it).
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ pub struct ExecSpec {
     pub workdir: Option<String>,
     /// Time limit of this command.
     pub timeout: Duration,
+    /// Stopped after printing nothing this long; the sandbox's setting when None.
+    pub idle: Option<Duration>,
     /// Cap of stdout and of stderr, in bytes each.
     pub output_cap: usize,
 }
@@ -26,6 +29,7 @@ impl ExecSpec {
             command: command.into(),
             workdir: None,
             timeout: Duration::from_secs(600),
+            idle: None,
             output_cap: 30_000,
         }
     }
@@ -37,6 +41,11 @@ impl ExecSpec {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
         self
     }
 
@@ -57,6 +66,8 @@ pub enum ExecOutcome {
     OutOfMemory,
     /// It hit the sandbox's process limit (a fork bomb, say); every process it left was killed.
     ProcessLimit,
+    /// It printed nothing for too long and was stopped with everything it started.
+    Idle,
 }
 
 impl std::fmt::Display for ExecOutcome {
@@ -66,7 +77,44 @@ impl std::fmt::Display for ExecOutcome {
             ExecOutcome::TimedOut => "timed out",
             ExecOutcome::OutOfMemory => "out of memory",
             ExecOutcome::ProcessLimit => "process limit reached",
+            ExecOutcome::Idle => "no output for too long",
         })
+    }
+}
+
+/// The host's rule for a command at the process limit: the limit holding once is the limit
+/// doing its job, so a command is stopped only when two samples in a row find the container
+/// full (a loop in bash's fork retry, a fork bomb). With the engine's sample a second, that is
+/// within about three seconds of the limit being reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PidsWatch {
+    at_limit_before: bool,
+}
+
+impl PidsWatch {
+    /// One look; true when the command should be stopped.
+    pub fn observe(&mut self, at_limit: bool) -> bool {
+        let stop = at_limit && self.at_limit_before;
+        self.at_limit_before = at_limit;
+        stop
+    }
+}
+
+/// The line added to a command's stderr so the agent learns why it ended, when the sandbox
+/// ended it.
+pub fn stop_note(outcome: ExecOutcome, idle: Duration, pids_limit: i64) -> Option<String> {
+    match outcome {
+        ExecOutcome::ProcessLimit => Some(format!(
+            "[process limit reached: the command kept the sandbox at its limit of {pids_limit} \
+             processes and was stopped; every process it started was killed. Start fewer \
+             processes at once.]"
+        )),
+        ExecOutcome::Idle => Some(format!(
+            "[stopped: no output for {} s (the idle limit); every process it started was \
+             killed. Make long commands print progress, or run them in smaller steps.]",
+            idle.as_secs()
+        )),
+        ExecOutcome::Exited | ExecOutcome::TimedOut | ExecOutcome::OutOfMemory => None,
     }
 }
 
@@ -109,14 +157,24 @@ pub const COUNTERS: &str = concat!(counters_script!(), r#"echo "$oom $max""#);
 
 /// The shell script every command runs under (POSIX sh, positional arguments only, so the
 /// command text is never re-parsed). It kills whatever an earlier, abandoned command left,
-/// runs the command under `timeout -s KILL` (which kills the whole process group), then kills
-/// every process the agent still has (`kill -1` spares only the caller and PID 1), then
-/// reports the exit code and the cgroup's counters on stderr behind a per-command marker.
-/// Only shell builtins run after the command, so it works even when the process limit was hit.
+/// starts the stopper, runs the command under `timeout -s KILL` (which kills the whole process
+/// group) with its standard input from /dev/null, then kills every process the agent still has
+/// (`kill -1` spares only the caller and PID 1), then reports the exit code and the cgroup's
+/// counters on stderr behind a per-command marker. Only shell builtins run after the command,
+/// so it works even when the process limit was hit.
+///
+/// The stopper is the host's way to stop a command without starting a process, which is
+/// impossible while the command holds the process limit: forked before the command, it waits
+/// on the exec's standard input (kept as fd 3, since a background job's own stdin is
+/// /dev/null) and, when the host writes [`STOP_LINE`], kills everything with the builtin
+/// `kill -1`. When the command ends first, the wrapper's own `kill -1` ends the stopper.
 pub const WRAPPER: &str = concat!(
     r#"m="$1"; t="$2"; c="$3"
 kill -KILL -1 2>/dev/null
 if [ -x /bin/bash ]; then s=/bin/bash; else s=/bin/sh; fi
+exec 3<&0 </dev/null
+{ read -r _ <&3 && kill -KILL -1; } &
+exec 3<&-
 timeout -s KILL "$t" "$s" -c "$c"
 rc=$?
 kill -KILL -1 2>/dev/null
@@ -125,6 +183,9 @@ kill -KILL -1 2>/dev/null
     r#"printf '\n%s %s %s %s\n' "$m" "$rc" "$oom" "$max" >&2
 exit $rc"#
 );
+
+/// What the host writes to a command's standard input to stop it (see [`WRAPPER`]).
+pub const STOP_LINE: &[u8] = b"stop\n";
 
 /// The argv of an exec running `command` under [`WRAPPER`].
 pub fn wrapped_command(marker: &str, timeout: Duration, command: &str) -> Vec<String> {
@@ -208,6 +269,27 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_command_is_stopped_when_it_stays_at_the_process_limit() {
+        let mut watch = PidsWatch::default();
+        assert!(!watch.observe(false));
+        assert!(!watch.observe(true), "hitting the limit once is allowed");
+        assert!(!watch.observe(false));
+        assert!(!watch.observe(true));
+        assert!(watch.observe(true), "still at the limit a poll later");
+    }
+
+    #[test]
+    fn the_agent_is_told_why_the_sandbox_stopped_a_command() {
+        let pids = stop_note(ExecOutcome::ProcessLimit, 300 * S, 512).expect("note");
+        assert!(pids.starts_with("[process limit reached"), "{pids}");
+        assert!(pids.contains("512"));
+        let idle = stop_note(ExecOutcome::Idle, 300 * S, 512).expect("note");
+        assert!(idle.contains("no output for 300 s"), "{idle}");
+        assert_eq!(stop_note(ExecOutcome::Exited, S, 1), None);
+        assert_eq!(ExecOutcome::Idle.to_string(), "no output for too long");
+    }
 
     #[test]
     fn wrapper_passes_the_command_as_an_argument_not_as_text() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ExecConfig, NetworkDisconnectRequest};
-use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, InspectContainerOptions};
+use bollard::query_parameters::{InspectContainerOptions, StatsOptionsBuilder};
 use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -17,17 +17,22 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use super::archive::{self, ChannelReader};
-use super::container;
+use super::archive::{self, Limits};
+use super::container::{self, AGENT_USER};
 use super::error::SandboxError;
 use super::exec::{self, Counters, ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
 use super::output::CappedOutput;
 use super::settings::SandboxSettings;
+use super::tar_stream;
 
 /// Time allowed past a command's own limit before the host gives up on it.
 const HOST_GRACE: Duration = Duration::from_secs(10);
 /// Time limit of the small helper execs (files, counters, kills).
 const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
+/// When the process count of a running command starts being watched.
+const PIDS_WATCH_AFTER: Duration = Duration::from_secs(1);
+/// How long the output may go on after a command was stopped.
+const STOP_DRAIN: Duration = Duration::from_secs(10);
 
 /// One run's container. Commands run one at a time. Dropped without
 /// [`Sandbox::destroy`], it still removes its container (in the background).
@@ -39,7 +44,10 @@ pub struct Sandbox {
     deadline: Instant,
     max_file_bytes: u64,
     max_copy_out_bytes: u64,
+    max_copy_out_entries: u64,
     command_timeout: Duration,
+    command_idle: Duration,
+    pids_limit: i64,
     output_cap: usize,
     /// Counters after the last command; the lock also keeps commands one at a time, which
     /// the wrapper's `kill -1` relies on.
@@ -73,7 +81,10 @@ impl Sandbox {
             deadline: Instant::now() + settings.run_timeout,
             max_file_bytes: settings.max_file_bytes,
             max_copy_out_bytes: settings.max_copy_out_bytes,
+            max_copy_out_entries: settings.max_copy_out_entries,
             command_timeout: settings.command_timeout,
+            command_idle: settings.command_idle,
+            pids_limit: settings.pids_limit,
             output_cap: settings.output_cap,
             counters: Mutex::new(Counters::default()),
             expired: Arc::new(AtomicBool::new(false)),
@@ -100,10 +111,12 @@ impl Sandbox {
         self.watchdog = Some(tokio::spawn(watchdog.in_current_span()));
     }
 
-    /// A command with this sandbox's default time limit and output cap (from its settings).
+    /// A command with this sandbox's default time limit, idle limit and output cap (from its
+    /// settings).
     pub fn command(&self, command: impl Into<String>) -> ExecSpec {
         ExecSpec::new(command)
             .timeout(self.command_timeout)
+            .idle(self.command_idle)
             .output_cap(self.output_cap)
     }
 
@@ -130,8 +143,10 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Runs one command. A command that outlives its limit is killed with everything it
-    /// started; so is anything a finished command left running in the background.
+    /// Runs one command. A command that outlives its limit, prints nothing for its idle time
+    /// (the sandbox's `command_idle` unless the spec says), or stays at the process limit is
+    /// killed with everything it started; so is anything a finished command left running in
+    /// the background. Output that looks like a credential is redacted.
     pub async fn exec(&self, spec: ExecSpec) -> Result<ExecOutput, SandboxError> {
         self.check_run_limit()?;
         let mut counters = self.counters.lock().await;
@@ -141,17 +156,29 @@ impl Sandbox {
             exec::resolve_workdir(spec.workdir.as_deref()).map_err(SandboxError::Invalid)?;
         let marker = format!("backspace-exit-{}", uuid::Uuid::new_v4().simple());
         let config = ExecConfig {
+            // For the wrapper's stopper; the command itself reads /dev/null.
+            attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
             cmd: Some(exec::wrapped_command(&marker, timeout, &spec.command)),
-            user: Some("1000:1000".to_string()),
+            user: Some(AGENT_USER.to_string()),
             working_dir: Some(workdir),
             ..Default::default()
         };
         let started_at = Instant::now();
+        let watch = Watch {
+            idle: spec.idle.unwrap_or(self.command_idle),
+            pids_limit: self.pids_limit,
+        };
         let result = self
-            .run_exec(config, timeout + HOST_GRACE, spec.output_cap, None)
+            .run_exec(
+                config,
+                timeout + HOST_GRACE,
+                spec.output_cap,
+                None,
+                Some(watch),
+            )
             .await;
         let run = match result {
             Ok(run) => run,
@@ -168,7 +195,7 @@ impl Sandbox {
             .and_then(|t| exec::parse_trailer(&t));
         if run.host_timed_out {
             // The wrapper itself did not finish: kill what the agent has from another exec.
-            let _ = self.helper(&["/bin/sh", "-c", "kill -KILL -1"], None).await;
+            self.kill_all_detached().await;
         }
         self.check_run_limit()?;
         let exit_code = match trailer {
@@ -182,10 +209,11 @@ impl Sandbox {
             // The wrapper was killed (by the OOM killer, say): read the counters directly.
             None => self.read_counters(exit_code).await,
         };
-        let outcome = if run.host_timed_out {
-            ExecOutcome::TimedOut
-        } else {
-            exec::classify(exit_code, elapsed, timeout, *counters, trailer)
+        let outcome = match run.stopped {
+            Some(Stop::Idle) => ExecOutcome::Idle,
+            Some(Stop::ProcessLimit) => ExecOutcome::ProcessLimit,
+            None if run.host_timed_out => ExecOutcome::TimedOut,
+            None => exec::classify(exit_code, elapsed, timeout, *counters, trailer),
         };
         if let Some(t) = trailer {
             if let Some(n) = t.oom_kills {
@@ -197,10 +225,17 @@ impl Sandbox {
         }
         let out = std::mem::replace(&mut stdout, CappedOutput::new(0)).finish();
         let err = std::mem::replace(&mut stderr, CappedOutput::new(0)).finish();
+        let mut err_text = crate::redact::redact(&err.text, &[]);
+        if let Some(note) = exec::stop_note(outcome, watch.idle, self.pids_limit) {
+            if !err_text.is_empty() && !err_text.ends_with('\n') {
+                err_text.push('\n');
+            }
+            err_text.push_str(&note);
+        }
         Ok(ExecOutput {
             exit_code,
-            stdout: out.text,
-            stderr: err.text,
+            stdout: crate::redact::redact(&out.text, &[]),
+            stderr: err_text,
             outcome,
             duration: elapsed,
             truncated_bytes: out.cut + err.cut,
@@ -217,13 +252,16 @@ impl Sandbox {
         exec::parse_trailer(&format!("{exit_code} {}", text.trim()))
     }
 
-    /// Runs an exec and collects its output, giving up at `limit`.
+    /// Runs an exec and collects its output, giving up at `limit`. With `watch`, a command
+    /// that prints nothing for its idle time or stays at the process limit is stopped: every
+    /// process of the agent is killed from another exec, and the output is read to its end.
     async fn run_exec(
         &self,
         config: ExecConfig,
         limit: Duration,
         output_cap: usize,
         stdin: Option<&[u8]>,
+        watch: Option<Watch>,
     ) -> Result<ExecRun, SandboxError> {
         let created = self
             .docker
@@ -252,6 +290,7 @@ impl Sandbox {
             stderr: CappedOutput::new(output_cap),
             exec_id: String::new(),
             host_timed_out: false,
+            stopped: None,
         };
         let deadline = tokio::time::Instant::now() + limit;
         if let Some(bytes) = stdin {
@@ -268,34 +307,108 @@ impl Sandbox {
                 }
             }
         }
-        drop(input);
+        // A watched command keeps its standard input open: writing to it stops the command.
+        let mut stopper = watch.is_some().then_some(input);
+        let far = deadline + Duration::from_secs(86_400);
+        let quiet_until =
+            |w: Option<Watch>| w.map_or(far, |w| tokio::time::Instant::now() + w.idle);
+        let mut idle_at = quiet_until(watch);
+        let mut pids = exec::PidsWatch::default();
+        // The engine's stats stream (a sample a second), opened only for commands that run a
+        // while: most end before they could hit anything.
+        let mut stats: Option<StatsStream> = None;
+        let mut subscribed = false;
+        let subscribe_at = tokio::time::Instant::now() + PIDS_WATCH_AFTER;
+        // After a stop, the stream must end soon: the kill ends every writer of it.
+        let mut drain_until = far;
         loop {
-            match tokio::time::timeout_at(deadline, output.next()).await {
-                Err(_) => {
+            let watching = watch.is_some() && run.stopped.is_none();
+            tokio::select! {
+                biased;
+                item = output.next() => match item {
+                    None => break,
+                    Some(Ok(LogOutput::StdOut { message })) => {
+                        run.stdout.push(&message);
+                        idle_at = quiet_until(watch);
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        run.stderr.push(&message);
+                        idle_at = quiet_until(watch);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(self.gone_or(e, "reading an exec's output")),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
                     run.host_timed_out = true;
                     break;
                 }
-                Ok(None) => break,
-                Ok(Some(Ok(LogOutput::StdOut { message }))) => run.stdout.push(&message),
-                Ok(Some(Ok(LogOutput::StdErr { message }))) => run.stderr.push(&message),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => return Err(self.gone_or(e, "reading an exec's output")),
+                _ = tokio::time::sleep_until(drain_until) => {
+                    run.host_timed_out = true;
+                    break;
+                }
+                _ = tokio::time::sleep_until(idle_at), if watching => {
+                    run.stopped = Some(Stop::Idle);
+                    stop(&mut stopper).await;
+                    drain_until = tokio::time::Instant::now() + STOP_DRAIN;
+                }
+                _ = tokio::time::sleep_until(subscribe_at), if watching && !subscribed => {
+                    subscribed = true;
+                    let options = StatsOptionsBuilder::new().stream(true).build();
+                    stats = Some(Box::pin(self.docker.stats(&self.id, Some(options))));
+                }
+                sample = next_pids(&mut stats), if watching && stats.is_some() => {
+                    let Some(current) = sample else {
+                        stats = None; // the engine stopped the stream: no more looks
+                        continue;
+                    };
+                    let limit = watch.map_or(i64::MAX, |w| w.pids_limit);
+                    if pids.observe(current >= limit) {
+                        run.stopped = Some(Stop::ProcessLimit);
+                        stop(&mut stopper).await;
+                        drain_until = tokio::time::Instant::now() + STOP_DRAIN;
+                    }
+                }
             }
         }
         run.exec_id = created.id;
         Ok(run)
     }
 
+    /// Kills every process of the agent (`kill -1` spares PID 1, which is not the agent's
+    /// anyway), from an exec that needs no fork: it starts even at the process limit, since
+    /// entering the cgroup is not forking in it.
+    async fn kill_all_detached(&self) {
+        let config = ExecConfig {
+            cmd: Some(vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                "kill -KILL -1".to_string(),
+            ]),
+            user: Some(AGENT_USER.to_string()),
+            ..Default::default()
+        };
+        let started = match self.docker.create_exec(&self.id, config).await {
+            Ok(created) => {
+                let options = StartExecOptions {
+                    detach: true,
+                    tty: false,
+                    output_capacity: None,
+                };
+                self.docker
+                    .start_exec(&created.id, Some(options))
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            tracing::warn!(container = %self.id, error = %e, "could not stop a command");
+        }
+    }
+
     /// The exit code of a finished exec (the engine may need a moment to record it).
     async fn exit_code(&self, exec_id: &str) -> Option<i64> {
-        for _ in 0..50 {
-            match self.docker.inspect_exec(exec_id).await {
-                Ok(info) if info.running != Some(true) => return info.exit_code,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                Err(_) => return None,
-            }
-        }
-        None
+        tar_stream::exit_code(&self.docker, exec_id).await
     }
 
     fn gone_or(&self, e: bollard::errors::Error, action: &'static str) -> SandboxError {
@@ -325,12 +438,14 @@ impl Sandbox {
             attach_stderr: Some(true),
             tty: Some(false),
             cmd: Some(argv.iter().map(|s| s.to_string()).collect()),
-            user: Some("1000:1000".to_string()),
+            user: Some(AGENT_USER.to_string()),
             working_dir: Some(WORKSPACE.to_string()),
             ..Default::default()
         };
         let cap = usize::try_from(self.max_file_bytes).unwrap_or(usize::MAX);
-        let run = self.run_exec(config, HELPER_TIMEOUT, cap, stdin).await?;
+        let run = self
+            .run_exec(config, HELPER_TIMEOUT, cap, stdin, None)
+            .await?;
         if run.host_timed_out {
             return Err(SandboxError::Invalid(format!(
                 "helper command timed out after {HELPER_TIMEOUT:?}"
@@ -390,12 +505,15 @@ impl Sandbox {
     }
 
     /// Copies the working tree of `/workspace` (without `.git`) into `dest`, an existing empty
-    /// directory. Symbolic links come back only when they resolve inside `dest`.
+    /// directory. Symbolic links are created in `dest` only when they resolve inside it; the
+    /// others, and refused entries, are in [`Sandbox::copy_out_report`]'s `held_back`.
     pub async fn copy_out(&self, dest: &Path) -> Result<(), SandboxError> {
         self.copy_out_report(dest).await.map(|_| ())
     }
 
-    /// As [`Sandbox::copy_out`], and says what was copied and what was refused.
+    /// As [`Sandbox::copy_out`], and says what was copied and what was held back (links that
+    /// leave the tree, with their targets, and refused entries, which a consumer must leave as
+    /// they were rather than take for deletions).
     pub async fn copy_out_report(&self, dest: &Path) -> Result<archive::Unpacked, SandboxError> {
         self.check_run_limit()?;
         let empty = std::fs::read_dir(dest)
@@ -405,55 +523,28 @@ impl Sandbox {
             return Err(SandboxError::DestinationNotEmpty(dest.to_path_buf()));
         }
         let _one_at_a_time = self.counters.lock().await;
-        let options = DownloadFromContainerOptionsBuilder::new()
-            .path(WORKSPACE)
-            .build();
-        let mut stream = self.docker.download_from_container(&self.id, Some(options));
-        // Unpacked as it arrives: memory stays flat; `.git` is read past, never written.
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let dest_dir = dest.to_path_buf();
-        let limit = self.max_copy_out_bytes;
-        let unpacking = tokio::task::spawn_blocking(move || {
-            archive::unpack_tree(ChannelReader::new(rx), &dest_dir, 1, limit)
-        });
-        let mut download_error = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    if tx.send(Ok(bytes)).await.is_err() {
-                        break; // the unpacker stopped; its error says why
-                    }
-                }
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(std::io::Error::other("the download failed")))
-                        .await;
-                    download_error = Some(self.gone_or(e, "copying the working tree out"));
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let unpacked = unpacking
+        let limits = Limits {
+            bytes: self.max_copy_out_bytes,
+            entries: self.max_copy_out_entries,
+        };
+        let report = tar_stream::copy_out(&self.docker, &self.id, dest, limits)
             .await
-            .map_err(|e| SandboxError::Invalid(format!("unpacking the working tree: {e}")))?;
-        if let Some(e) = download_error {
-            return Err(e);
-        }
-        let report = unpacked.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::FileTooLarge {
-                SandboxError::TooLarge {
-                    path: WORKSPACE.to_string(),
-                    limit,
-                }
-            } else {
-                SandboxError::io(format!("unpacking into {}", dest.display()))(e)
-            }
-        })?;
-        for refused in &report.refused {
+            .map_err(|e| self.expired_or(e))?;
+        for refused in report.refused() {
             tracing::warn!(run = %self.run_id, entry = %refused, "copy-out refused an entry");
         }
         Ok(report)
+    }
+
+    /// The run's time limit when it is over (the container went with it), else `e`.
+    fn expired_or(&self, e: SandboxError) -> SandboxError {
+        if self.expired.load(Ordering::SeqCst) {
+            SandboxError::RunTimeLimit {
+                limit: self.run_timeout,
+            }
+        } else {
+            e
+        }
     }
 
     /// Disconnects every network (after setup commands) and checks that none is left.
@@ -554,11 +645,59 @@ fn remove_blocking(id: &str) {
     }
 }
 
+/// The engine's stats of one container, a sample about every second.
+type StatsStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<bollard::models::ContainerStatsResponse, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
+
+/// Tells the wrapper's stopper to kill the command and all it started (no new process needed,
+/// so it works at the process limit). When the stream does not end after it, the caller's drain
+/// limit falls back to killing from another exec.
+async fn stop(stopper: &mut Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>) {
+    if let Some(input) = stopper.as_mut() {
+        let written = async {
+            input.write_all(exec::STOP_LINE).await?;
+            input.flush().await
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(error = %e, "could not write to a command's stopper");
+        }
+    }
+}
+
+/// The container's process count from the next stats sample (an API call: no process in the
+/// sandbox, which could not fork one now); `None` when the stream ended or broke.
+async fn next_pids(stats: &mut Option<StatsStream>) -> Option<i64> {
+    let sample = stats.as_mut()?.next().await?.ok()?;
+    let current = sample.pids_stats.and_then(|p| p.current)?;
+    Some(i64::try_from(current).unwrap_or(i64::MAX))
+}
+
 struct ExecRun {
     stdout: CappedOutput,
     stderr: CappedOutput,
     exec_id: String,
     host_timed_out: bool,
+    /// Why the host stopped the command, if it did.
+    stopped: Option<Stop>,
+}
+
+/// What the host watches while a command runs.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    idle: Duration,
+    pids_limit: i64,
+}
+
+/// Why the host stopped a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Idle,
+    ProcessLimit,
 }
 
 struct HelperOutput {

@@ -1,5 +1,6 @@
-//! Hardened Docker containers through bollard: the repository copied in and out through the
-//! archive API, one exec per command, limits, and a reaper for containers left behind.
+//! Hardened Docker containers through bollard: the repository copied in and out through `tar`
+//! in an exec, one exec per command, limits (memory, CPU, processes, disk), and a reaper for
+//! containers left behind.
 //!
 //! [`Sandboxes`] is the engine connection plus settings; [`Sandboxes::create`] gives a
 //! [`Sandbox`]: one idle container for one run. Every path out of a `Sandbox` removes its
@@ -9,33 +10,44 @@
 //! A run, in order:
 //! 1. `Sandboxes::connect(settings)` once per process, then `reap()` and `spawn_reaper(..)`;
 //!    `warm_up()` when `settings.warm_pool > 0`; `shutdown()` at the end.
-//! 2. `create(run_id, checkout)`: the checkout (working tree and `.git`) goes into
-//!    `/workspace`. For a repository's `setup` commands, `create_with(.., CreateOptions {
-//!    network: true })`, run them, then `cut_network()` before the agent's first command.
+//! 2. `create(run_id, checkout)`: the checkout (working tree and `.git`, links as links, even
+//!    those that leave it) goes into `/workspace`; one too big for the disk is
+//!    [`SandboxError::RepositoryTooLarge`]. For a repository's `setup` commands,
+//!    `create_with(.., CreateOptions { network: true })`, run them, then `cut_network()` before
+//!    the agent's first command.
 //! 3. `exec(sandbox.command("..."))`, `read_file`, `write_file`: as the agent (uid 1000), one
-//!    at a time. After each command every process it left is killed. The outcome says whether
-//!    it exited, timed out, ran out of memory or hit the process limit.
-//! 4. `copy_out(empty_dir)`: the working tree without `.git`; links that would resolve outside
-//!    the directory are dropped. Then `destroy()`.
+//!    at a time. After each command every process it left is killed. A command that stays at
+//!    the process limit, or prints nothing for its idle time, is stopped. The outcome says
+//!    whether it exited, timed out, ran out of memory, hit the process limit or went idle, and
+//!    the agent reads why on stderr.
+//! 4. `copy_out_report(empty_dir)`: the working tree without `.git`, within byte and entry
+//!    limits; what did not come back (links that leave the tree, names git takes for `.git`,
+//!    ...) is in its `held_back`, for apply to leave as it was. Then `destroy()`.
 //!
 //! Guarantees: no network unless asked (and cut after), no capabilities, no-new-privileges,
-//! the default seccomp profile, read-only root with writable `/workspace` (a volume) and
-//! tmpfs `/tmp` (also HOME), memory without swap, CPU and process limits, and an
-//! environment of our own ([`SANDBOX_ENV`]): nothing from the host ever enters.
+//! the default seccomp profile, read-only root with writable tmpfs `/workspace` and `/tmp`
+//! (also HOME) that together hold at most the disk cap, memory without swap, CPU and process
+//! limits, PID 1 out of the agent's reach, and an environment of our own ([`SANDBOX_ENV`]):
+//! nothing from the host ever enters. Command output is redacted of credential-shaped text.
 
 mod archive;
 mod container;
 mod engine;
 mod error;
 mod exec;
+pub mod git_path;
 mod handle;
 mod output;
 mod pool;
 mod reaper;
 mod sandboxes;
 mod settings;
+mod tar_stream;
 
-pub use archive::{pack_dir, resolves_inside, unpack_tree, Unpacked};
+pub use archive::{
+    pack_dir, pack_into, resolves_inside, unpack_tree, HeldBack, HoldReason, Limits, OverLimit,
+    Unpacked,
+};
 pub use container::{LABEL_CREATED, LABEL_INSTANCE, LABEL_RUN, SANDBOX_ENV};
 pub use engine::{DockerEndpoint, EngineError, TlsFiles};
 pub use error::SandboxError;
@@ -43,7 +55,7 @@ pub use exec::{ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
 pub use handle::Sandbox;
 pub use output::{CappedOutput, Captured};
 pub use sandboxes::{CreateOptions, Sandboxes};
-pub use settings::{new_instance_id, SandboxSettings, DEFAULT_IMAGE};
+pub use settings::{new_instance_id, parse_secs, parse_size, SandboxSettings, DEFAULT_IMAGE};
 
 #[cfg(test)]
 mod tests {

@@ -8,21 +8,19 @@ use std::time::Duration;
 
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
-    UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use super::archive::{self, ChannelWriter};
 use super::container;
 use super::engine::DockerEndpoint;
 use super::error::{is_not_found, SandboxError};
-use super::exec::WORKSPACE;
 use super::handle::Sandbox;
 use super::pool::Pool;
 use super::reaper;
 use super::settings::SandboxSettings;
+use super::tar_stream;
 
 /// A run's containers are reaped this long after the run limit, whoever owns them.
 const REAP_GRACE: Duration = Duration::from_secs(15 * 60);
@@ -146,58 +144,33 @@ impl Sandboxes {
         };
         // From here on, the guard in `Sandbox` removes the container on every way out.
         let mut sandbox = Sandbox::new(docker.clone(), id, run_id, settings);
-        // The repository streams in as it is packed: memory stays flat for big checkouts.
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let repo = repo_dir.to_path_buf();
-        let packing = tokio::task::spawn_blocking(move || {
-            let writer =
-                std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter::new(tx.clone()));
-            let packed = archive::pack_into(&repo, writer)
-                .and_then(|w| w.into_inner().map_err(|e| e.into_error()));
-            if let Err(e) = &packed {
-                // Fails the upload too, so it cannot end as a half repository.
-                let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
-            }
-            packed.map(|_| ())
-        });
-        let upload = UploadToContainerOptionsBuilder::new()
-            .path(WORKSPACE)
-            .build();
-        let uploaded = docker.upload_to_container(
-            sandbox.id(),
-            Some(upload),
-            bollard::body_try_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
-        );
-        // A cold container starts while the repository goes in; a warm one, already running,
-        // takes the run's name (its labels say `warm-pool`; the name says which run).
-        let other = async {
-            if from_pool {
-                let rename = RenameContainerOptionsBuilder::new().name(&name).build();
+        // A cold container must run before anything can be exec'd into its tmpfs; a warm one,
+        // already running, takes the run's name (its labels say `warm-pool`) while the
+        // repository goes in.
+        let ready = if from_pool {
+            let rename = RenameContainerOptionsBuilder::new().name(&name).build();
+            let renamed = async {
                 docker
                     .rename_container(sandbox.id(), rename)
                     .await
                     .map_err(SandboxError::docker("naming a warm sandbox"))
-            } else {
-                docker
-                    .start_container(sandbox.id(), None::<StartContainerOptions>)
-                    .await
-                    .map_err(SandboxError::docker("starting a sandbox"))
+            };
+            let copied =
+                tar_stream::copy_in(docker, sandbox.id(), repo_dir, settings.workspace_share());
+            let (renamed, copied) = tokio::join!(renamed, copied);
+            renamed.and(copied)
+        } else {
+            match docker
+                .start_container(sandbox.id(), None::<StartContainerOptions>)
+                .await
+            {
+                Ok(()) => {
+                    tar_stream::copy_in(docker, sandbox.id(), repo_dir, settings.workspace_share())
+                        .await
+                }
+                Err(e) => Err(SandboxError::docker("starting a sandbox")(e)),
             }
         };
-        let (uploaded, other) = tokio::join!(uploaded, other);
-        let packed = match packing.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SandboxError::io(format!(
-                "packing the repository at {}",
-                repo_dir.display()
-            ))(e)),
-            Err(e) => Err(SandboxError::Invalid(format!(
-                "packing the repository: {e}"
-            ))),
-        };
-        let ready = packed
-            .and(other)
-            .and(uploaded.map_err(SandboxError::docker("copying the repository in")));
         if let Err(e) = ready {
             sandbox.remove_now().await;
             return Err(e);

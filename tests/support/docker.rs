@@ -24,13 +24,15 @@ pub fn in_ci() -> bool {
     )
 }
 
-/// Settings for tests: the test image and limits small enough to hit quickly.
+/// Settings for tests: the test image and limits small enough to hit quickly (a 256 MiB disk,
+/// 64 MiB of it `/tmp`).
 pub fn test_settings() -> SandboxSettings {
     SandboxSettings {
         image: TEST_IMAGE.to_string(),
         memory_bytes: 512 * 1024 * 1024,
         cpus: 1.0,
         pids_limit: 128,
+        disk_bytes: 256 * 1024 * 1024,
         tmp_bytes: 64 * 1024 * 1024,
         command_timeout: Duration::from_secs(60),
         run_timeout: Duration::from_secs(600),
