@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// POST /api/code: runs per minute one API key may start after its burst.
     #[arg(long, env = "BACKSPACE_API_RATE_PER_MINUTE", default_value_t = 10)]
     pub api_rate_per_minute: u32,
+    #[command(flatten)]
+    pub front_door: crate::server::FrontDoorArgs,
+    /// Days deliveries, finished jobs (with their run events), replay keys and denials are
+    /// kept; queued and running jobs are kept whatever their age.
+    #[arg(long, env = "BACKSPACE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: u32,
     /// Where /setup saves the registered app's credentials (mode 0600) and where serve reads
     /// them back; default: backspace-credentials.json beside the SQLite file.
     #[arg(long, env = "BACKSPACE_CREDENTIALS_PATH")]

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod redact;
 pub mod redelivery;
 pub mod repo_settings;
+pub mod retention;
 pub mod retry;
 pub mod run_event;
 pub mod runner;

@@ -104,6 +104,7 @@ async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<(
         tracing::info!(variables = %names.join(", "), "read .env");
     }
     args.validate()?;
+    let limits = args.front_door.limits().map_err(anyhow::Error::msg)?;
     args.remember_secrets();
     let store = Store::connect(&args.database_url)
         .await
@@ -129,6 +130,7 @@ async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<(
     }
     let doors = server::DoorsConfig::from_args(&args);
     let state = AppState::new(store, doors, trigger, credentials);
+    backspace::retention::spawn(state.store().clone(), args.retention_days);
     let workers = match state.credentials().app() {
         Some(creds) => {
             tracing::info!(app_id = creds.app_id, "GitHub App credentials loaded");
@@ -184,14 +186,17 @@ async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<(
         .with_context(|| format!("could not listen on {addr}"))?;
     tracing::info!(%addr, "listening");
     let closing = state.clone();
-    axum::serve(listener, server::router(state.clone()))
-        .with_graceful_shutdown(async move {
+    server::serve(
+        listener,
+        server::router(state.clone()),
+        limits,
+        async move {
             shutdown_signal().await;
             // Open event streams end now; otherwise graceful shutdown would wait for them.
             closing.close_streams();
-        })
-        .await
-        .context("the server failed")?;
+        },
+    )
+    .await;
     let mut late_workers_started = None;
     if let Some(late) = late_workers {
         if late.is_finished() {

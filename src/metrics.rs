@@ -54,11 +54,13 @@ const EVENTS: [&str; 8] = [
     "ping",
 ];
 /// How a delivery whose signature was checked can end.
-const VERIFIED_RESULTS: [&str; 6] = [
+const VERIFIED_RESULTS: [&str; 8] = [
     "queued",
     "recorded",
     "ignored",
+    "denied",
     "duplicate",
+    "replay",
     "bad_payload",
     "store_unavailable",
 ];

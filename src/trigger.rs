@@ -73,7 +73,45 @@ impl Ignored {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Job(JobRequest),
+    /// A command from someone who plainly lacks write access (their `author_association` is
+    /// none of OWNER, MEMBER, COLLABORATOR): no job, no permission call; one reply per
+    /// requester and issue.
+    Deny(Denial),
     Ignore(Ignored),
+}
+
+/// A command refused at the door, for the one reply its requester gets on that issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub installation_id: Option<u64>,
+    pub repository: String,
+    pub number: u64,
+    pub requester: String,
+}
+
+/// Whether an author association says plainly that its author cannot write: anyone with write
+/// access is the owner, a member of the owning organisation or a collaborator. Unknown (absent)
+/// is not plain: the permission API decides.
+pub fn plainly_without_write(association: Option<&str>) -> bool {
+    association.is_some_and(|a| !matches!(a, "OWNER" | "MEMBER" | "COLLABORATOR"))
+}
+
+/// The job, or its denial when the author plainly cannot start it (a close needs no write
+/// access and is never denied here).
+fn job_or_denial(job: JobRequest, association: Option<&str>) -> Decision {
+    match job.number {
+        Some(number)
+            if needs_permission(job.kind(), job.source) && plainly_without_write(association) =>
+        {
+            Decision::Deny(Denial {
+                installation_id: job.installation_id,
+                repository: job.repository,
+                number,
+                requester: job.requester,
+            })
+        }
+        _ => Decision::Job(job),
+    }
 }
 
 /// The rules. Installation and ping events start no job (they are recorded by ingress).
@@ -108,7 +146,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
             };
             let target = Target::issue(*installation_id, repository, issue, sender);
             let spec = issue_spec(issue, sender);
-            Decision::Job(target.job(first, JobSource::Comment, Some(comment.id), spec))
+            let job = target.job(first, JobSource::Comment, Some(comment.id), spec);
+            job_or_denial(job, comment.author_association.as_deref())
         }
         WebhookEvent::Issues {
             action,
@@ -181,7 +220,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 }),
                 ..AgentSpec::default()
             };
-            Decision::Job(target.job(first, JobSource::ReviewComment, Some(comment.id), spec))
+            let job = target.job(first, JobSource::ReviewComment, Some(comment.id), spec);
+            job_or_denial(job, comment.author_association.as_deref())
         }
         WebhookEvent::ReviewSubmitted {
             installation_id,
@@ -206,7 +246,8 @@ pub fn decide(event: &WebhookEvent, ctx: &TriggerContext) -> Decision {
                 ..AgentSpec::default()
             };
             // A review has no reactions API: the progress comment is the first answer.
-            Decision::Job(target.job(first, JobSource::Review, None, spec))
+            let job = target.job(first, JobSource::Review, None, spec);
+            job_or_denial(job, review.author_association.as_deref())
         }
         WebhookEvent::Ping { .. }
         | WebhookEvent::Installation { .. }
@@ -337,6 +378,67 @@ impl<'a> Target<'a> {
     }
 }
 
+/// What makes an event's request the same request again, whatever delivery brings it: a
+/// comment (or review) by its id and its body's digest, a label event by its issue, label and
+/// time. `None` for events whose repetition does no harm (closes) or that start nothing.
+pub fn replay_key(event: &WebhookEvent) -> Option<String> {
+    match event {
+        WebhookEvent::IssueComment {
+            repository,
+            comment,
+            ..
+        } => Some(format!(
+            "comment:{}:{}:{}",
+            repository.id,
+            comment.id,
+            digest(comment.body.as_deref().unwrap_or_default())
+        )),
+        WebhookEvent::ReviewCommentCreated {
+            repository,
+            comment,
+            ..
+        } => Some(format!(
+            "review-comment:{}:{}:{}",
+            repository.id,
+            comment.id,
+            digest(comment.body.as_deref().unwrap_or_default())
+        )),
+        WebhookEvent::ReviewSubmitted {
+            repository, review, ..
+        } => Some(format!(
+            "review:{}:{}:{}",
+            repository.id,
+            review.id,
+            digest(review.body.as_deref().unwrap_or_default())
+        )),
+        WebhookEvent::Issues {
+            action: IssueAction::Labeled { label },
+            repository,
+            issue,
+            ..
+        } => issue.updated_at.as_ref().map(|at| {
+            format!(
+                "label:{}:{}:{}:{at}",
+                repository.id,
+                issue.number,
+                digest(&label.to_lowercase())
+            )
+        }),
+        _ => None,
+    }
+}
+
+/// The key of a delivery's body: the same signed body under another delivery id is a replay.
+pub fn body_replay_key(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("body:{}", hex::encode(sha2::Sha256::digest(body)))
+}
+
+fn digest(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16])
+}
+
 /// Whether a job needs the requester's write permission before it goes ahead. A close needs
 /// no check: only someone with triage or more can close, and cancelling does no harm. Jobs from
 /// the HTTP API and the CLI are authorised by their key or by running locally.
@@ -456,6 +558,7 @@ mod tests {
         let kind = |e: WebhookEvent| match decide(&e, &c) {
             Decision::Job(j) => Ok(j.kind()),
             Decision::Ignore(why) => Err(why),
+            Decision::Deny(d) => panic!("denied {d:?}"),
         };
         assert_eq!(
             kind(event(
@@ -555,6 +658,79 @@ mod tests {
             kind(event("ping/ping.json", |_| {})),
             Err(Ignored::NotActedOn)
         );
+    }
+
+    #[test]
+    fn commands_from_people_plainly_without_write_access_are_denied_at_the_door() {
+        let c = ctx();
+        for association in ["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "MANNEQUIN"] {
+            for body in ["/backspace fix it", "/backspace cancel", "/backspace help"] {
+                let e = event("issue_comment/created.json", |v| {
+                    v["comment"]["body"] = json!(body);
+                    v["comment"]["author_association"] = json!(association);
+                });
+                match decide(&e, &c) {
+                    Decision::Deny(d) => {
+                        assert_eq!((d.number, d.requester.as_str()), (1, "Codertocat"));
+                        assert_eq!(d.repository, "Codertocat/Hello-World");
+                    }
+                    other => panic!("{association} {body}: {other:?}"),
+                }
+            }
+        }
+        // Owners, members and collaborators (a collaborator may still only read) go to the
+        // permission API, and so does a comment that does not say.
+        for association in [Some("OWNER"), Some("MEMBER"), Some("COLLABORATOR"), None] {
+            let e = event("issue_comment/created.json", |v| {
+                v["comment"]["body"] = json!("/backspace fix it");
+                match association {
+                    Some(a) => v["comment"]["author_association"] = json!(a),
+                    None => {
+                        v["comment"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("author_association");
+                    }
+                }
+            });
+            assert!(
+                matches!(decide(&e, &c), Decision::Job(_)),
+                "{association:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_comment_replays_by_its_id_and_body_and_a_label_by_its_time() {
+        let comment_key = |body: &str, sender: &str| {
+            replay_key(&event("issue_comment/created.json", |v| {
+                v["comment"]["body"] = json!(body);
+                v["sender"]["login"] = json!(sender);
+            }))
+        };
+        assert_eq!(
+            comment_key("/backspace x", "a"),
+            comment_key("/backspace x", "b")
+        );
+        assert_ne!(
+            comment_key("/backspace x", "a"),
+            comment_key("/backspace y", "a")
+        );
+        let label_key = |label: &str, at: &str| {
+            replay_key(&event("issues/labeled.json", |v| {
+                v["label"]["name"] = json!(label);
+                v["issue"]["updated_at"] = json!(at);
+            }))
+        };
+        let t1 = "2026-01-01T00:00:00Z";
+        assert!(label_key("backspace", t1).is_some());
+        assert_eq!(label_key("backspace", t1), label_key("Backspace", t1));
+        assert_ne!(
+            label_key("backspace", t1),
+            label_key("backspace", "2026-01-02T00:00:00Z")
+        );
+        assert_ne!(label_key("backspace", t1), label_key("bug", t1));
+        assert_ne!(body_replay_key(b"{}"), body_replay_key(b"{} "));
     }
 
     #[test]

@@ -399,6 +399,48 @@ async fn too_many_runs_from_one_key_are_refused_with_retry_after() {
     .await
 }
 
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field_even_after_the_rate_limit_is_spent() {
+    within(30, async {
+        let t = db::sqlite().await;
+        let mut config = doors("http://localhost:3000");
+        config.rate_limit.burst = 2;
+        config.rate_limit.per_minute = 1;
+        let s = Server::new(t.store.clone(), config);
+        s.install_example().await;
+        let good = json!({"repoUrl": REPO_URL, "prompt": "fix"});
+        for _ in 0..2 {
+            let (status, _) = s.send_json(code_request(good.clone(), true)).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+        }
+        let (status, answer) = s
+            .send_json(code_request(
+                json!({"repoUrl": "not a url", "prompt": "fix"}),
+                true,
+            ))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["field"], "repoUrl");
+        // A 2 MB prompt is refused by its size, unread.
+        let huge = json!({"repoUrl": REPO_URL, "prompt": "x".repeat(2 * 1024 * 1024)});
+        let (status, answer) = s.send_json(code_request(huge, true)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+        assert_eq!(answer["field"], "body");
+        let (status, answer) = s
+            .send_json(code_request(
+                json!({"repoUrl": "https://github.com/someone/else", "prompt": "fix"}),
+                true,
+            ))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+        // Only a request that would start a run meets the limit.
+        let (status, _) = s.send_json(code_request(good, true)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(t.store.job_counts().await.unwrap().queued, 2);
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- API: runs and streams
 
 #[tokio::test]

@@ -533,6 +533,7 @@ fn stored_delivery(
             action: Some("created".into()),
             installation_id: None,
             repository: None,
+            replay_keys: vec![],
         },
     )
 }

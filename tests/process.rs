@@ -927,3 +927,79 @@ async fn bench_acknowledgement_back_to_back_and_at_once() {
     })
     .await;
 }
+
+/// BENCHMARKS.md (issue 11): a writer's 👀 and pull request behind 300 refused commands spread
+/// over 30 issues, with a model that answers at once and the default two workers: first with no
+/// flood, then behind 300 commands from someone who is no collaborator (refused at the door),
+/// then behind 300 from a collaborator with read access (refused by the permission API), sent
+/// 16 at a time just before the writer's.
+/// `cargo test --release --test process -- --ignored bench_flood --nocapture`
+#[tokio::test]
+#[ignore = "a benchmark: run it by name"]
+async fn bench_flood_a_writer_behind_300_refused_commands() {
+    within(900, async {
+        if support::docker::sandboxes().await.is_none() {
+            return;
+        }
+        let mut turns = edit_script("src/app.js", "'hi '", "'Hello, '", "Greet properly");
+        turns.remove(turns.len() - 2); // no `cat`
+        let turns = turns
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Reply(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let world = World::with_model_after(vec![], Step::ByTurn(turns)).await;
+        world.gh.add_collaborator(&world.repo, "reader", "read");
+        let mut server = Server::start(&world.env(&[]));
+        server.ready().await;
+        let (eyes, pr) = one_run(&world, &server, 1).await;
+        println!("no flood: delivery → eyes {eyes:?}, → pull request {pr:?}");
+        let mut n = 1;
+        for who in ["outsider", "reader"] {
+            let issues: Vec<_> = (0..30)
+                .map(|i| {
+                    world
+                        .gh
+                        .open_issue(&world.repo, MAINTAINER, &format!("{who} {i}"), "x")
+                })
+                .collect();
+            let permission_before = world.gh.requests_to(PERMISSION).len();
+            let payloads: Vec<_> = (0..300)
+                .map(|i| {
+                    let body = format!("/backspace do thing {i}");
+                    comment_payload(&world.gh, &world.repo, issues[i % 30], who, &body).0
+                })
+                .collect();
+            let sent = std::time::Instant::now();
+            for chunk in payloads.chunks(16) {
+                futures::future::join_all(chunk.iter().map(|p| server.deliver("issue_comment", p)))
+                    .await;
+            }
+            let flood_took = sent.elapsed();
+            n += 1;
+            let (eyes, pr) = one_run(&world, &server, n).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let replies: usize = issues
+                .iter()
+                .map(|i| {
+                    world
+                        .gh
+                        .comments(&world.repo, *i)
+                        .iter()
+                        .filter(|c| c.author.ends_with("[bot]"))
+                        .count()
+                })
+                .sum();
+            let asked = world.gh.requests_to(PERMISSION).len() - permission_before;
+            println!(
+                "behind 300 commands from a {who} (sent in {flood_took:?}): delivery → eyes {eyes:?}, → pull request {pr:?}; permission calls {asked} (the writer's included); replies {replies} on 30 issues"
+            );
+        }
+        assert_eq!(world.model.requests().len(), 3 * 3, "only the writer's runs");
+    })
+    .await;
+}
+
+const PERMISSION: &str = "GET /repos/{owner}/{repo}/collaborators/{username}/permission";

@@ -17,6 +17,7 @@ fn delivery(id: &str) -> NewDelivery {
         action: Some("created".into()),
         installation_id: Some(7),
         repository: Some("octo/app".into()),
+        ..NewDelivery::default()
     }
 }
 
@@ -530,5 +531,68 @@ async fn rows_written_by_the_first_release_still_read() {
             .unwrap();
         let err = s.job(rows[0].0).await.unwrap_err();
         assert!(err.to_string().contains("jobs.context"), "{name}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_deliveries_finished_jobs_and_their_events_and_keeps_the_rest() {
+    for (name, t) in db::all().await {
+        let clock = Clock::manual_now();
+        let s = t.store.clone().with_clock(clock.clone());
+        // Forty days ago: a finished run with events, a delivery that made nothing, and a job
+        // that has not ended (kept whatever its age, with its delivery).
+        let old = queue(&s, "old-run", &run_on(1, "old")).await;
+        s.claim_next("w", LEASE).await.unwrap().unwrap();
+        for _ in 0..5 {
+            s.append_event(&old, &RunEvent::progress("work", "step"))
+                .await
+                .unwrap();
+        }
+        assert!(s
+            .finish(&old, "w", JobState::Succeeded, &pushed("https://x/pr/1"))
+            .await
+            .unwrap());
+        s.record_delivery(
+            &delivery("old-ping"),
+            DeliveryEffect::Nothing { reason: "ping" },
+        )
+        .await
+        .unwrap();
+        let waiting = queue(&s, "old-waiting", &run_on(2, "waiting")).await;
+        clock.advance(Duration::from_secs(40 * 86_400));
+        // Today: a finished run and a delivery.
+        let new = queue(&s, "new-run", &run_on(3, "new")).await;
+        // The old waiting job starts now, and runs on (kept: it has not ended).
+        let started = s.claim_next("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(started.id, waiting);
+        s.claim_next("w", LEASE).await.unwrap().unwrap();
+        s.append_event(&new, &RunEvent::progress("work", "step"))
+            .await
+            .unwrap();
+        s.finish(&new, "w", JobState::Succeeded, &pushed("https://x/pr/2"))
+            .await
+            .unwrap();
+        // Batches of two: the sweep goes on until nothing old is left.
+        let pruned = backspace::retention::sweep(&s, 30, 2).await.unwrap();
+        assert_eq!(
+            (pruned.run_events, pruned.jobs, pruned.deliveries),
+            (5, 1, 2),
+            "{name}: {pruned:?}"
+        );
+        assert!(s.job(&old).await.unwrap().is_none(), "{name}");
+        assert!(s.events_after(&old, 0).await.unwrap().is_empty(), "{name}");
+        assert_eq!(
+            s.job(&waiting).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+        assert_eq!(s.events_after(&new, 0).await.unwrap().len(), 1, "{name}");
+        assert_eq!(
+            s.delivery_count().await.unwrap(),
+            2,
+            "{name}: waiting + new"
+        );
+        // Nothing old is left: a second sweep deletes nothing.
+        let again = backspace::retention::sweep(&s, 30, 2).await.unwrap();
+        assert_eq!(again.total(), 0, "{name}");
     }
 }

@@ -178,6 +178,7 @@ async fn an_oversized_body_is_refused_with_413() {
     let req = Request::post("/api/github/webhooks")
         .header("x-github-event", "ping")
         .header("x-github-delivery", "d-2")
+        .header("x-hub-signature-256", sign(SECRET, b"{}"))
         .body(Body::from_stream(futures::stream::iter(chunks)))
         .unwrap();
     assert_eq!(ingress.send(req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
@@ -590,4 +591,135 @@ async fn an_unreachable_store_fails_within_seconds() {
     let res = backspace::store::Store::connect_with(&url, Duration::from_secs(1)).await;
     assert!(res.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_replayed_body_under_a_new_delivery_id_starts_nothing() {
+    for (name, t) in db::all().await {
+        let ingress = Ingress::new(t.store.clone());
+        let body = comment("/backspace fix");
+        let (first, _) = ingress
+            .send(delivery("issue_comment", "original", body.clone()))
+            .await;
+        assert_eq!(first, StatusCode::ACCEPTED, "{name}");
+        // The same signed body, a new delivery id: a replay.
+        let (status, answer) = ingress
+            .send(delivery("issue_comment", "replayed", body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert_eq!(answer["status"], "replay", "{name}");
+        // The same comment and body in another envelope (signed anew): a replay too.
+        let resent = fixture_with(
+            "webhooks/issue_comment/created.with-installation.json",
+            |v| {
+                v["comment"]["body"] = json!("/backspace fix");
+                v["sender"]["site_admin"] = json!(true);
+            },
+        );
+        let (_, answer) = ingress
+            .send(delivery("issue_comment", "re-enveloped", resent))
+            .await;
+        assert_eq!(answer["status"], "replay", "{name}");
+        // The comment edited to ask for something new runs.
+        let edited = fixture_with(
+            "webhooks/issue_comment/created.with-installation.json",
+            |v| v["comment"]["body"] = json!("/backspace fix it differently"),
+        );
+        let (status, _) = ingress
+            .send(delivery("issue_comment", "new-body", edited))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{name}");
+        assert_eq!(t.store.job_counts().await.unwrap().queued, 2, "{name}");
+        assert_eq!(t.store.delivery_count().await.unwrap(), 4, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_label_event_runs_once_per_issue_label_and_time() {
+    let t = db::sqlite().await;
+    let ingress = Ingress::new(t.store.clone());
+    let labeled = |at: &str, extra: bool| {
+        fixture_with("webhooks/issues/labeled.json", |v| {
+            v["label"]["name"] = json!("backspace");
+            v["issue"]["updated_at"] = json!(at);
+            v["installation"] = json!({ "id": 7 });
+            if extra {
+                v["sender"]["site_admin"] = json!(true);
+            }
+        })
+    };
+    let (s1, _) = ingress
+        .send(delivery(
+            "issues",
+            "l-1",
+            labeled("2026-01-01T00:00:00Z", false),
+        ))
+        .await;
+    let (_, again) = ingress
+        .send(delivery(
+            "issues",
+            "l-2",
+            labeled("2026-01-01T00:00:00Z", true),
+        ))
+        .await;
+    let (s3, _) = ingress
+        .send(delivery(
+            "issues",
+            "l-3",
+            labeled("2026-01-02T00:00:00Z", false),
+        ))
+        .await;
+    assert_eq!((s1, s3), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(again["status"], "replay", "{again}");
+    assert_eq!(t.store.job_counts().await.unwrap().queued, 2);
+}
+
+#[tokio::test]
+async fn a_redelivery_of_a_delivery_that_never_ran_still_runs() {
+    let t = db::sqlite().await;
+    let ingress = Ingress::new(t.store.clone());
+    let body = comment("/backspace fix");
+    // The store is down when GitHub first delivers: 503, nothing stored.
+    t.store.close().await;
+    let (status, _) = ingress
+        .send(delivery("issue_comment", "lost", body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let store = backspace::store::Store::connect(&t.url).await.unwrap();
+    let ingress = Ingress::new(store.clone());
+    // GitHub's redelivery keeps the delivery id and the body.
+    let (status, answer) = ingress.send(delivery("issue_comment", "lost", body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(store.job_counts().await.unwrap().queued, 1);
+}
+
+#[tokio::test]
+async fn a_command_from_someone_plainly_without_write_access_makes_no_job_and_one_denial() {
+    for (name, t) in db::all().await {
+        let ingress = Ingress::new(t.store.clone());
+        for i in 0..30 {
+            let body = fixture_with(
+                "webhooks/issue_comment/created.with-installation.json",
+                |v| {
+                    v["comment"]["id"] = json!(1000 + i);
+                    v["comment"]["body"] = json!(format!("/backspace do thing {i}"));
+                    v["comment"]["author_association"] = json!("NONE");
+                },
+            );
+            let (status, answer) = ingress
+                .send(delivery("issue_comment", &format!("flood-{i}"), body))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{name}: {answer}");
+            assert_eq!(answer["reason"], "the requester has no write access");
+        }
+        assert_eq!(t.store.job_counts().await.unwrap().queued, 0, "{name}");
+        let taken = t.store.take_unanswered_denials(100).await.unwrap();
+        assert_eq!(taken.len(), 1, "{name}: {taken:?}");
+        assert!(t
+            .store
+            .take_unanswered_denials(100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }

@@ -2,7 +2,8 @@
 //! busy. A queued agent job that has waited [`WAITED`] without a worker gets what the announce
 //! phase would have given it: the permission check (nothing for someone who may not start
 //! runs: the gate answers them when the job is claimed), 👀, and its progress comment, showing
-//! that it waits for a free worker. The store's `acknowledge` makes it once across the lane,
+//! that it waits for a free worker; a job whose requester may not start runs is ended here, with
+//! that one permission call. The store's `acknowledge` makes it once across the lane,
 //! the announce phase and every instance on the same store: whoever marks the job first reacts
 //! and posts, the others find the comment by its marker.
 //!
@@ -25,7 +26,8 @@ use crate::store::Job;
 use crate::trigger;
 
 use super::announce::react;
-use super::Services;
+use super::worker::JobEnd;
+use super::{gate, Services};
 
 /// How long a job waits for a worker before the lane acknowledges it (a free worker claims it
 /// sooner, and its announce acknowledges it).
@@ -104,10 +106,12 @@ async fn acknowledge(svc: &Services, job: &Job) -> Option<Acked> {
         Ok(c) => c,
         Err(_) => return pass(svc, job).await,
     };
-    if trigger::needs_permission(job.kind(), job.source)
-        && !client.may_start_run(&job.requester).await.is_allowed()
-    {
-        return pass(svc, job).await;
+    if trigger::needs_permission(job.kind(), job.source) {
+        let decision = client.may_start_run(&job.requester).await;
+        if !decision.is_allowed() {
+            // Ended here, so that the refusal costs this one permission call and no worker slot.
+            return refuse_waiting(svc, job, &decision).await;
+        }
     }
     match svc.store.acknowledge(&job.id).await {
         Ok(true) => {}
@@ -147,6 +151,24 @@ async fn acknowledge(svc: &Services, job: &Job) -> Option<Acked> {
 async fn pass(svc: &Services, job: &Job) -> Option<Acked> {
     if let Err(e) = svc.store.pass_acknowledgement(&job.id).await {
         tracing::warn!(error = %e, "could not mark a job left to its worker");
+    }
+    None
+}
+
+/// Ends a waiting job whose requester may not start runs (their reply is left to the denial
+/// lane). A worker that took it meanwhile checks again in its gate.
+async fn refuse_waiting(
+    svc: &Services,
+    job: &Job,
+    decision: &crate::github::GateDecision,
+) -> Option<Acked> {
+    let JobEnd::Finished(result) = gate::refuse(svc, job, decision).await else {
+        return None;
+    };
+    match svc.store.end_queued(&job.id, &result).await {
+        Ok(true) => tracing::info!("refused while it waited for a worker"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not end a refused job"),
     }
     None
 }

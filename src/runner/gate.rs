@@ -1,13 +1,14 @@
 //! The first phase of every job that needs it: may the requester start it? Only people with
 //! write, maintain or admin permission (GitHub's permission API is the authority, failing
-//! closed). A refused human gets one short reply per issue, worded the same for every kind of
-//! job; a bot gets none.
+//! closed). A refused human gets one short reply per issue (posted by the denial lane), worded
+//! the same for every kind of job; a bot gets none.
 
-use crate::github::{GateDecision, IssueNumber, RepoClient};
+use crate::github::{GateDecision, RepoClient};
 use crate::store::Job;
-use crate::trigger;
+use crate::trigger::{self, Denial};
 
 use super::worker::JobEnd;
+use super::Services;
 
 /// The reply to someone who may not use Backspace here.
 pub fn denied_reply(requester: &str) -> String {
@@ -25,8 +26,9 @@ pub fn refusal_reason(decision: &GateDecision) -> String {
     }
 }
 
-/// Passes the job on, or ends it (after the one reply a refused human gets).
-pub(crate) async fn check(job: &Job, client: &RepoClient) -> Result<(), JobEnd> {
+/// Passes the job on, or ends it (its requester's one reply per issue is left to the denial
+/// lane).
+pub(crate) async fn check(svc: &Services, job: &Job, client: &RepoClient) -> Result<(), JobEnd> {
     if !trigger::needs_permission(job.kind(), job.source) {
         return Ok(());
     }
@@ -34,14 +36,25 @@ pub(crate) async fn check(job: &Job, client: &RepoClient) -> Result<(), JobEnd> 
     if decision.is_allowed() {
         return Ok(());
     }
+    Err(refuse(svc, job, &decision).await)
+}
+
+/// A refused job: recorded for its requester's one reply (none for a bot), and its end.
+pub(crate) async fn refuse(svc: &Services, job: &Job, decision: &GateDecision) -> JobEnd {
     tracing::info!(requester = %job.requester, ?decision, "refused: no write permission");
-    if let (Some(n), false) = (job.number, job.requester.ends_with("[bot]")) {
-        let reply = denied_reply(&job.requester);
-        if let Err(e) = client.reply_denied_once(IssueNumber(n), &reply).await {
-            tracing::warn!(error = %e, "could not reply to a refused requester");
+    if let (Some(number), false) = (job.number, job.requester.ends_with("[bot]")) {
+        let denial = Denial {
+            installation_id: job.installation_id,
+            repository: job.repository.clone(),
+            number,
+            requester: job.requester.clone(),
+        };
+        let reason = refusal_reason(decision);
+        if let Err(e) = svc.store.record_denial(&denial, &reason).await {
+            tracing::warn!(error = %e, "could not record a refusal for its reply");
         }
     }
-    Err(JobEnd::failed(refusal_reason(&decision)))
+    JobEnd::failed(refusal_reason(decision))
 }
 
 #[cfg(test)]

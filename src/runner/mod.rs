@@ -19,6 +19,7 @@ mod announce;
 pub mod apply;
 mod check_run;
 pub mod deliver;
+mod denials;
 pub mod failure;
 mod gate;
 pub mod git;

@@ -44,7 +44,7 @@ pub(crate) async fn agent_job(
     if let Err(skipped) = label::check(job, &client).await {
         return skipped;
     }
-    if let Err(refused) = gate::check(job, &client).await {
+    if let Err(refused) = gate::check(svc, job, &client).await {
         return refused;
     }
     let reporter = announce::announce(svc, job, &client).await;

@@ -28,7 +28,7 @@ pub(crate) async fn quick_job(svc: &Services, job: &Job) -> JobEnd {
         Ok(c) => c,
         Err(e) => return JobEnd::failed(e),
     };
-    if let Err(refused) = gate::check(job, &client).await {
+    if let Err(refused) = gate::check(svc, job, &client).await {
         return refused;
     }
     let (reply, reaction) = match &job.spec {

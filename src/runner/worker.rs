@@ -1,5 +1,6 @@
 //! The workers: claim queued jobs under a lease (renewed while they run), at most
-//! `max_jobs` at once; stop a job when its cancel is asked for or its lease is lost; on shutdown,
+//! `max_jobs` agent runs at once, and beside them a control lane for cancels, closes, help and
+//! usage errors that never waits for a run slot (so a cancel acts whatever the load); stop a job when its cancel is asked for or its lease is lost; on shutdown,
 //! stop taking work, give running jobs a grace period, then release their leases. Jobs left by
 //! a crashed instance go back to the queue or are given up (`recover`).
 //!
@@ -18,7 +19,7 @@ use tracing::Instrument as _;
 use crate::job::{JobResult, JobState};
 use crate::store::Job;
 
-use super::{acknowledge, pipeline, quick, recover, Services};
+use super::{acknowledge, denials, pipeline, quick, recover, Services};
 
 /// Why a running job must stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,19 +95,23 @@ fn interrupt_all(interrupts: &Interrupts, why: Interrupt) {
     }
 }
 
+/// Control jobs (cancel, close, help, usage errors) answered at once beside the runs.
+const CONTROL_SLOTS: usize = 4;
+
 async fn supervise(svc: Services, stop: CancellationToken) {
     let settings = svc.settings.clone();
     let interrupts: Interrupts = Arc::default();
-    let mut tasks = JoinSet::new();
+    // Agent runs, at most `max_jobs`; and the control lane, which never waits for a run slot.
+    let mut runs = JoinSet::new();
+    let mut control = JoinSet::new();
     let mut last_recovery: Option<Instant> = None;
     let lane = acknowledge::lane(svc.clone(), stop.clone());
     let lane = tokio::spawn(lane.instrument(tracing::info_span!("acknowledge_lane")));
+    let replies = denials::lane(svc.clone(), stop.clone());
+    let replies = tokio::spawn(replies.instrument(tracing::info_span!("denial_lane")));
     loop {
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "a job task panicked");
-            }
-        }
+        reap(&mut runs);
+        reap(&mut control);
         if stop.is_cancelled() {
             break;
         }
@@ -116,47 +121,77 @@ async fn supervise(svc: Services, stop: CancellationToken) {
                 .await;
             last_recovery = Some(Instant::now());
         }
-        if tasks.len() < settings.max_jobs {
-            match svc
-                .store
-                .claim_next(&settings.instance_id, settings.lease)
-                .await
-            {
-                Ok(Some(job)) => {
-                    let (tx, rx) = watch::channel(None);
-                    interrupts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(job.id.clone(), tx);
-                    let span = run_span(&job);
-                    let task = job_task(svc.clone(), job, rx, interrupts.clone());
-                    tasks.spawn(task.instrument(span));
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not claim a job"),
-            }
+        let claimed_control =
+            control.len() < CONTROL_SLOTS && claim(&svc, false, &mut control, &interrupts).await;
+        let claimed_run =
+            runs.len() < settings.max_jobs && claim(&svc, true, &mut runs, &interrupts).await;
+        if claimed_control || claimed_run {
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(settings.poll) => {}
             _ = svc.wake.notified() => {}
             _ = stop.cancelled() => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "a job task panicked");
-                }
-            }
+            Some(done) = runs.join_next(), if !runs.is_empty() => log_panic(done),
+            Some(done) = control.join_next(), if !control.is_empty() => log_panic(done),
         }
     }
 
     lane.abort();
-    drain(&svc, &mut tasks, &interrupts).await;
+    replies.abort();
+    drain(&svc, &mut control, &interrupts).await;
+    drain(&svc, &mut runs, &interrupts).await;
     // Whatever this instance still has on the engine (the warm pool, a sandbox whose removal
     // was cut short by the shutdown) goes now, not at the next start.
     match svc.sandboxes.shutdown().await {
         Ok(n) if n > 0 => tracing::info!(removed = n, "removed this instance's sandboxes"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not remove this instance's sandboxes"),
+    }
+}
+
+fn reap(tasks: &mut JoinSet<()>) {
+    while let Some(done) = tasks.try_join_next() {
+        log_panic(done);
+    }
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a job task panicked");
+    }
+}
+
+/// Claims the oldest queued job of its lane (agent runs, or control jobs) and starts it in
+/// `tasks`. `false`: nothing to claim (or the store failed).
+async fn claim(
+    svc: &Services,
+    agent: bool,
+    tasks: &mut JoinSet<()>,
+    interrupts: &Interrupts,
+) -> bool {
+    let settings = &svc.settings;
+    match svc
+        .store
+        .claim_next_in(&settings.instance_id, settings.lease, Some(agent))
+        .await
+    {
+        Ok(Some(job)) => {
+            let (tx, rx) = watch::channel(None);
+            interrupts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(job.id.clone(), tx);
+            let span = run_span(&job);
+            let task = job_task(svc.clone(), job, rx, interrupts.clone());
+            tasks.spawn(task.instrument(span));
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim a job");
+            false
+        }
     }
 }
 

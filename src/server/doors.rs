@@ -3,6 +3,9 @@
 //! hand in tests.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use secrecy::SecretString;
 use url::Url;
@@ -23,7 +26,12 @@ pub struct DoorsConfig {
     pub rate_limit: RateLimit,
     /// Where setup saves the app's credentials; `None` keeps them in memory only.
     pub credentials_path: Option<PathBuf>,
+    /// `BACKSPACE_WEBHOOK_BYTES_IN_FLIGHT`: webhook body bytes held at once, over all deliveries.
+    pub webhook_bytes_in_flight: usize,
 }
+
+/// What webhook bodies may hold together unless `BACKSPACE_WEBHOOK_BYTES_IN_FLIGHT` says.
+pub const DEFAULT_WEBHOOK_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 impl DoorsConfig {
     /// Defaults for a server at `public_url` talking to github.com.
@@ -35,6 +43,7 @@ impl DoorsConfig {
             api_key: None,
             rate_limit: RateLimit::default(),
             credentials_path: None,
+            webhook_bytes_in_flight: DEFAULT_WEBHOOK_BYTES_IN_FLIGHT,
         }
     }
 
@@ -49,6 +58,8 @@ impl DoorsConfig {
                 per_minute: args.api_rate_per_minute,
             },
             credentials_path: Some(args.credentials_path()),
+            webhook_bytes_in_flight: usize::try_from(args.front_door.webhook_bytes_in_flight)
+                .unwrap_or(usize::MAX),
         }
     }
 }
@@ -58,12 +69,17 @@ impl DoorsConfig {
 pub(crate) struct Doors {
     pub config: DoorsConfig,
     pub limiter: RateLimiter,
+    /// One permit per webhook body byte held in memory.
+    pub webhook_budget: Arc<Semaphore>,
 }
 
 impl Doors {
     pub fn new(config: DoorsConfig) -> Self {
+        // A semaphore holds at most usize::MAX >> 3 permits.
+        let budget = config.webhook_bytes_in_flight.min(Semaphore::MAX_PERMITS);
         Doors {
             limiter: RateLimiter::new(config.rate_limit),
+            webhook_budget: Arc::new(Semaphore::new(budget)),
             config,
         }
     }

@@ -6,10 +6,12 @@ mod doors;
 mod events;
 mod health;
 mod html;
+mod listener;
 mod metrics;
 pub mod run_link;
 mod runs;
 pub mod setup;
+pub mod timeouts;
 mod webhook;
 
 use std::sync::{Arc, RwLock};
@@ -32,7 +34,9 @@ use crate::trigger::TriggerContext;
 use crate::webhook::signature::WebhookSecrets;
 
 pub use doors::DoorsConfig;
+pub use listener::serve;
 pub use run_link::{run_link, LinkKey, RUN_LINK_TTL};
+pub use timeouts::{FrontDoorArgs, FrontDoorLimits, Timeouts};
 pub use webhook::MAX_WEBHOOK_BODY;
 
 /// What the handlers share; cheap to clone.

@@ -1,7 +1,9 @@
 //! `POST /api/github/webhooks`: verify, then parse, then store, then answer.
 //!
-//! The [`VerifiedDelivery`] extractor reads the body under a cap and checks
-//! `X-Hub-Signature-256` over the raw bytes before anything is parsed (as rust-lang/bors does);
+//! The [`VerifiedDelivery`] extractor refuses a missing or malformed `X-Hub-Signature-256` and an
+//! over-size `Content-Length` before reading the body, then reads it under a cap and a shared
+//! budget of bytes in flight, computing the HMAC as it streams in, and checks it before anything
+//! is parsed (as rust-lang/bors does);
 //! the handler turns it into a domain event, applies the trigger rules, and stores the delivery
 //! with its job in one transaction before answering. Nothing slow happens here.
 
@@ -10,13 +12,18 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::StreamExt as _;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument as _;
 
 use super::{json_error, AppState};
 use crate::store::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 use crate::trigger::{self, Decision};
+use crate::webhook::signature::{SignatureError, Verifier};
 use crate::webhook::{self, InstallationAction, RepositoriesAction, WebhookEvent};
 
 /// GitHub caps payloads at 25 MB; anything larger is refused unread.
@@ -27,6 +34,8 @@ pub struct VerifiedDelivery {
     pub event: String,
     pub delivery_id: String,
     pub body: Bytes,
+    /// The body's share of the bytes-in-flight budget, given back when the delivery is done.
+    _held: Option<OwnedSemaphorePermit>,
 }
 
 impl FromRequest<AppState> for VerifiedDelivery {
@@ -52,30 +61,14 @@ impl FromRequest<AppState> for VerifiedDelivery {
         if declared.is_some_and(|n| n > MAX_WEBHOOK_BODY as u64) {
             return Err(too_large());
         }
-        let body = match Limited::new(body, MAX_WEBHOOK_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(_) => {
-                return Err(json_error(
-                    StatusCode::BAD_REQUEST,
-                    "could not read the request body",
-                    json!({}),
-                ))
-            }
-        };
+        // An unsigned client is refused before a byte of its body is read.
         let signature = parts
             .headers
             .get("x-hub-signature-256")
             .map(|v| v.as_bytes());
-        if let Err(e) = secrets.verify(signature, &body) {
-            // Only the fact is logged: never the body, the header or the expected digest.
-            tracing::warn!(reason = %e, "refused a webhook delivery");
-            return Err(json_error(
-                StatusCode::UNAUTHORIZED,
-                e.to_string(),
-                json!({}),
-            ));
-        }
+        let verifier = secrets.verifier(signature).map_err(refused)?;
+        let budget = state.doors().webhook_budget.clone();
+        let (body, held) = read_signed(body, verifier, budget, declared).await?;
         let event = header_token(&parts.headers, "x-github-event", 64, |c| {
             c.is_ascii_lowercase() || c == '_'
         })
@@ -88,8 +81,69 @@ impl FromRequest<AppState> for VerifiedDelivery {
             event,
             delivery_id,
             body,
+            _held: held,
         })
     }
+}
+
+/// A refused signature: 401. Only the fact is logged: never the body, the header or the
+/// expected digest.
+fn refused(e: SignatureError) -> Response {
+    tracing::warn!(reason = %e, "refused a webhook delivery");
+    json_error(StatusCode::UNAUTHORIZED, e.to_string(), json!({}))
+}
+
+/// Reads a webhook body under [`MAX_WEBHOOK_BODY`], feeding the HMAC as it streams in, with a
+/// permit of the shared budget for every byte it holds (a delivery that would pass the budget is
+/// answered 503 with `Retry-After`, and its body is not read further).
+async fn read_signed(
+    body: axum::body::Body,
+    mut verifier: Verifier,
+    budget: Arc<Semaphore>,
+    declared: Option<u64>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Response> {
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let start = declared.map_or(0, |n| n.min(64 * 1024) as usize);
+    let mut buf = BytesMut::with_capacity(start);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+                json!({}),
+            )
+        })?;
+        if buf.len() + chunk.len() > MAX_WEBHOOK_BODY {
+            return Err(too_large());
+        }
+        let n = u32::try_from(chunk.len()).map_err(|_| too_large())?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| busy())?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        verifier.update(&chunk);
+        buf.extend_from_slice(&chunk);
+    }
+    verifier.finish().map_err(refused)?;
+    Ok((buf.freeze(), held))
+}
+
+/// The bytes-in-flight budget is spent: GitHub (or its redelivery) tries again.
+fn busy() -> Response {
+    tracing::warn!("a webhook delivery was refused: BACKSPACE_WEBHOOK_BYTES_IN_FLIGHT is reached");
+    let mut resp = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many webhook bytes in flight; retry in 1 second",
+        json!({}),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(1u32));
+    resp
 }
 
 fn too_large() -> Response {
@@ -149,6 +203,7 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
         event,
         delivery_id,
         body,
+        _held,
     } = delivery;
 
     let parsed = webhook::parse_delivery(&event, &body);
@@ -167,12 +222,13 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
         }
     };
 
-    let record = NewDelivery {
+    let mut record = NewDelivery {
         delivery_id,
         event,
         action: meta.action,
         installation_id: meta.installation_id,
         repository: meta.repository,
+        replay_keys: vec![],
     };
     let installation_change;
     let decision;
@@ -189,6 +245,7 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
                 decision = trigger::decide(ev, &state.trigger());
                 match &decision {
                     Decision::Job(job) => DeliveryEffect::Job(job),
+                    Decision::Deny(denial) => DeliveryEffect::Denied(denial),
                     Decision::Ignore(why) => DeliveryEffect::Nothing {
                         reason: why.as_str(),
                     },
@@ -197,12 +254,23 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
         },
     };
 
+    record.replay_keys = replay_keys(&effect, parsed.as_ref(), &body);
+
     let (result, response) = match state.store().record_delivery(&record, effect).await {
         Ok(DeliveryOutcome::Duplicate) => {
             tracing::debug!("duplicate delivery acknowledged");
             (
                 "duplicate",
                 (StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response(),
+            )
+        }
+        Ok(DeliveryOutcome::Replay) => {
+            tracing::warn!(
+                "a replayed delivery (a request seen under another delivery id) started nothing"
+            );
+            (
+                "replay",
+                (StatusCode::OK, Json(json!({ "status": "replay" }))).into_response(),
             )
         }
         Ok(DeliveryOutcome::Stored {
@@ -226,6 +294,7 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
         }) => {
             let (result, reason) = match effect {
                 DeliveryEffect::Nothing { reason } => ("ignored", reason),
+                DeliveryEffect::Denied(_) => ("denied", "the requester has no write access"),
                 _ => ("recorded", "recorded"),
             };
             tracing::debug!(reason, cancelled_jobs, "delivery recorded");
@@ -258,6 +327,22 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
         }
     };
     with_result(result, response)
+}
+
+/// What makes this delivery a replay if seen before: for a delivery with an effect, its body,
+/// and for a job its request (a comment's id and body, a label event).
+fn replay_keys(
+    effect: &DeliveryEffect<'_>,
+    event: Option<&WebhookEvent>,
+    body: &[u8],
+) -> Vec<String> {
+    match effect {
+        DeliveryEffect::Nothing { .. } => vec![],
+        DeliveryEffect::Installation(_) => vec![trigger::body_replay_key(body)],
+        _ => std::iter::once(trigger::body_replay_key(body))
+            .chain(event.and_then(trigger::replay_key))
+            .collect(),
+    }
 }
 
 /// Tags an answer with how the delivery ended, for the deliveries metric.

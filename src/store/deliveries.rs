@@ -7,15 +7,23 @@ use sqlx::Row;
 
 use super::{jobs, to_i64, Store, StoreError};
 use crate::job::JobRequest;
+use crate::trigger::Denial;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewDelivery {
     pub delivery_id: String,
     pub event: String,
     pub action: Option<String>,
     pub installation_id: Option<u64>,
     pub repository: Option<String>,
+    /// What makes this delivery's request the same one again under another delivery id (its
+    /// body's digest, the comment's id and body, the label event): if any was stored before,
+    /// the delivery is recorded as a replay and causes nothing.
+    pub replay_keys: Vec<String>,
 }
+
+/// The outcome stored for a replayed delivery.
+pub const REPLAY_OUTCOME: &str = "ignored: a replay of an earlier delivery";
 
 /// An installation created, deleted, suspended or unsuspended, or repositories added or removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +47,12 @@ pub enum DeliveryEffect<'a> {
     },
     Job(&'a JobRequest),
     Installation(&'a InstallationChange),
+    /// A command its requester plainly may not give: recorded for their one reply, no job.
+    Denied(&'a Denial),
 }
+
+/// The outcome stored for a command refused at the door.
+pub const DENIED_OUTCOME: &str = "ignored: the requester has no write access";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -50,6 +63,8 @@ pub enum DeliveryOutcome {
     },
     /// This delivery id was stored before: nothing new was written.
     Duplicate,
+    /// A new delivery id, but a request seen before: recorded, and nothing else.
+    Replay,
 }
 
 impl Store {
@@ -65,6 +80,7 @@ impl Store {
             DeliveryEffect::Nothing { reason } => format!("ignored: {reason}"),
             DeliveryEffect::Job(_) => "queued".to_owned(),
             DeliveryEffect::Installation(_) => "recorded".to_owned(),
+            DeliveryEffect::Denied(_) => DENIED_OUTCOME.to_owned(),
         };
         let insert = sqlx::query(
             "INSERT INTO deliveries (delivery_id, event, action, installation_id, repository, received_at, outcome)
@@ -96,6 +112,15 @@ impl Store {
             tx.rollback().await?;
             return Ok(DeliveryOutcome::Duplicate);
         }
+        if is_replay(&mut tx, d, now).await? {
+            sqlx::query("UPDATE deliveries SET outcome = $1 WHERE delivery_id = $2")
+                .bind(REPLAY_OUTCOME)
+                .bind(&d.delivery_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(DeliveryOutcome::Replay);
+        }
         let mut job_id = None;
         let mut cancelled_jobs = 0;
         match effect {
@@ -105,6 +130,9 @@ impl Store {
             }
             DeliveryEffect::Installation(change) => {
                 cancelled_jobs = apply_installation_change(&mut tx, change, now).await?;
+            }
+            DeliveryEffect::Denied(denial) => {
+                super::denials::insert_denial(&mut *tx, denial, now).await?;
             }
         }
         tx.commit().await?;
@@ -162,6 +190,29 @@ impl Store {
             .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+/// Stores the delivery's replay keys; `true` when one was stored before (by another delivery).
+async fn is_replay(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    d: &NewDelivery,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut seen = false;
+    for key in &d.replay_keys {
+        let inserted = sqlx::query(
+            "INSERT INTO replay_keys (replay_key, delivery_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (replay_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(&d.delivery_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        seen |= inserted == 0;
+    }
+    Ok(seen)
 }
 
 async fn apply_installation_change(

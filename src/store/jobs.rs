@@ -175,6 +175,23 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Job>, StoreError> {
+        self.claim_next_in(owner, lease, None).await
+    }
+
+    /// [`Store::claim_next`] among agent runs only (`Some(true)`) or the other kinds only
+    /// (`Some(false)`: cancels, closes, help, usage errors, which the control lane answers
+    /// without waiting for a run slot).
+    pub async fn claim_next_in(
+        &self,
+        owner: &str,
+        lease: Duration,
+        agent: Option<bool>,
+    ) -> Result<Option<Job>, StoreError> {
+        let kinds = match agent {
+            None => "",
+            Some(true) => "AND j.kind IN ('run', 'iterate')",
+            Some(false) => "AND j.kind NOT IN ('run', 'iterate')",
+        };
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -184,7 +201,7 @@ impl Store {
                  started_at = COALESCE(started_at, $3), updated_at = $3
              WHERE state = 'queued' AND id = (
                  SELECT j.id FROM jobs j
-                 WHERE j.state = 'queued' AND (j.kind NOT IN {AGENT_KINDS} OR NOT EXISTS (
+                 WHERE j.state = 'queued' {kinds} AND (j.kind NOT IN {AGENT_KINDS} OR NOT EXISTS (
                      SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.kind IN {AGENT_KINDS}
                          AND r.repository = j.repository AND r.number = j.number))
                  ORDER BY j.created_at, j.id
@@ -251,6 +268,24 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Ends a job that never started (refused while it waited) in its result's state. `false`:
+    /// it is not queued any more (a worker took it).
+    pub async fn end_queued(&self, id: &str, result: &JobResult) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let n = sqlx::query(
+            "UPDATE jobs SET state = $1, result = $2, finished_at = $3, updated_at = $3
+             WHERE id = $4 AND state = 'queued'",
+        )
+        .bind(result.state().as_str())
+        .bind(result.to_json().to_string())
+        .bind(now)
+        .bind(id)
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -4,8 +4,10 @@
 mod batch;
 mod chores;
 mod deliveries;
+mod denials;
 mod events;
 mod jobs;
+mod retention;
 
 use std::time::Duration;
 
@@ -15,9 +17,12 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::clock::Clock;
 
-pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
+pub use deliveries::{
+    DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery, REPLAY_OUTCOME,
+};
 pub use events::StoredEvent;
 pub use jobs::{Job, JobCounts};
+pub use retention::Pruned;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -61,6 +61,9 @@ pub struct Issue {
     pub labels: Vec<Label>,
     pub pull_request: Option<IssuePullRequestLink>,
     pub html_url: Option<String>,
+    /// When the issue last changed (a label added changes it): the time of a label event.
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -69,6 +72,10 @@ pub struct Comment {
     pub body: Option<String>,
     pub user: Account,
     pub html_url: Option<String>,
+    /// How the author relates to the repository (`OWNER`, `MEMBER`, `COLLABORATOR`,
+    /// `CONTRIBUTOR`, `NONE`, …): without the first three, no write access.
+    #[serde(default)]
+    pub author_association: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -147,6 +154,10 @@ pub struct ReviewComment {
     pub commit_id: Option<String>,
     pub in_reply_to_id: Option<u64>,
     pub html_url: Option<String>,
+    /// How the author relates to the repository (`OWNER`, `MEMBER`, `COLLABORATOR`,
+    /// `CONTRIBUTOR`, `NONE`, …): without the first three, no write access.
+    #[serde(default)]
+    pub author_association: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +181,10 @@ pub struct Review {
     pub state: Option<String>,
     pub commit_id: Option<String>,
     pub html_url: Option<String>,
+    /// How the author relates to the repository (`OWNER`, `MEMBER`, `COLLABORATOR`,
+    /// `CONTRIBUTOR`, `NONE`, …): without the first three, no write access.
+    #[serde(default)]
+    pub author_association: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,18 +40,50 @@ impl WebhookSecrets {
 
     /// Checks `header` (the value of `X-Hub-Signature-256`) over `body`.
     pub fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
+        let mut verifier = self.verifier(header)?;
+        verifier.update(body);
+        verifier.finish()
+    }
+
+    /// A check of `header` over a body that has yet to arrive: fed chunk by chunk as it streams
+    /// in, so that the body is read once. A missing or malformed header is refused here, before
+    /// any of the body is read.
+    pub fn verifier(&self, header: Option<&[u8]>) -> Result<Verifier, SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;
         let digest = parse_header(header)?;
-        for secret in &self.0 {
-            let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
-                .expect("HMAC takes a key of any length");
-            mac.update(body);
-            // `verify_slice` compares in constant time.
-            if mac.verify_slice(&digest).is_ok() {
-                return Ok(());
-            }
+        let macs = self
+            .0
+            .iter()
+            .map(|secret| {
+                HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
+                    .expect("HMAC takes a key of any length")
+            })
+            .collect();
+        Ok(Verifier { macs, digest })
+    }
+}
+
+/// An HMAC-SHA256 under each secret, over a body as it streams in.
+pub struct Verifier {
+    macs: Vec<HmacSha256>,
+    digest: [u8; 32],
+}
+
+impl Verifier {
+    pub fn update(&mut self, chunk: &[u8]) {
+        for mac in &mut self.macs {
+            mac.update(chunk);
         }
-        Err(SignatureError::Mismatch)
+    }
+
+    /// Whether any secret signed what was fed in (compared in constant time).
+    pub fn finish(self) -> Result<(), SignatureError> {
+        let digest = self.digest;
+        self.macs
+            .into_iter()
+            .any(|mac| mac.verify_slice(&digest).is_ok())
+            .then_some(())
+            .ok_or(SignatureError::Mismatch)
     }
 }
 
@@ -142,6 +174,22 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_body_fed_in_chunks_verifies_as_the_whole_does() {
+        let s = secrets(&["old", "new"]);
+        let body = b"{\"action\":\"created\",\"comment\":{}}";
+        let header = sign("new", body);
+        let mut v = s.verifier(Some(header.as_bytes())).unwrap();
+        for chunk in body.chunks(5) {
+            v.update(chunk);
+        }
+        assert_eq!(v.finish(), Ok(()));
+        let mut v = s.verifier(Some(header.as_bytes())).unwrap();
+        v.update(&body[..body.len() - 1]);
+        assert_eq!(v.finish(), Err(SignatureError::Mismatch));
+        assert!(matches!(s.verifier(None), Err(SignatureError::Missing)));
     }
 
     #[test]

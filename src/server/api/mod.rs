@@ -150,53 +150,17 @@ async fn installation_for(state: &AppState, repo: &RepoName) -> Result<Option<u6
     }
 }
 
-/// `POST /api/code`.
+/// `POST /api/code`. Bad input is answered (400 or 413, naming the field) before the rate limit
+/// is looked at: only a request that would start a run takes a token.
 pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let caller = match authenticate(&state, &headers) {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
     let doors = state.doors();
-    if let Err(wait) = doors.limiter.check(&caller.key_id, Instant::now()) {
-        state.metrics().api_rate_limited();
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut resp = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many runs started with this key; retry in {secs} s"),
-            json!({ "retry_after": secs }),
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return resp;
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let is_json = content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "send the body as JSON with Content-Type: application/json",
-            json!({ "field": "content-type" }),
-        );
-    }
-    let bytes: Bytes = match Limited::new(body, MAX_API_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("bodies are limited to {MAX_API_BODY} bytes"),
-                json!({ "field": "body" }),
-            )
-        }
-    };
-    let req = match parse_code_request(&bytes, &doors.config.github_url) {
+    let req = match read_code_request(&headers, body, &doors.config.github_url).await {
         Ok(r) => r,
-        Err(e) => return bad_input(e),
+        Err(refused) => return refused,
     };
     let installation = match installation_for(&state, &req.repo).await {
         Ok(Some(id)) => id,
@@ -212,6 +176,10 @@ pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body:
         }
         Err(r) => return r,
     };
+    if let Err(wait) = doors.limiter.check(&caller.key_id, Instant::now()) {
+        state.metrics().api_rate_limited();
+        return rate_limited(wait);
+    }
     let clone_url = format!(
         "{}/{}/{}.git",
         doors.config.github_url.as_str().trim_end_matches('/'),
@@ -255,6 +223,62 @@ pub async fn create_run(State(state): State<AppState>, headers: HeaderMap, body:
     if let Ok(v) = HeaderValue::from_str(&run_id) {
         resp.headers_mut().insert("x-backspace-run-id", v);
     }
+    resp
+}
+
+/// The body of `POST /api/code`, checked: JSON by content type, within [`MAX_API_BODY`] (a
+/// larger `Content-Length` is refused unread), and every field valid.
+async fn read_code_request(
+    headers: &HeaderMap,
+    body: Body,
+    github_url: &url::Url,
+) -> Result<input::CodeRequest, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_json = content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "send the body as JSON with Content-Type: application/json",
+            json!({ "field": "content-type" }),
+        ));
+    }
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("bodies are limited to {MAX_API_BODY} bytes"),
+            json!({ "field": "body" }),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_API_BODY as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = match Limited::new(body, MAX_API_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return Err(too_large()),
+    };
+    parse_code_request(&bytes, github_url).map_err(bad_input)
+}
+
+/// 429 with `Retry-After` in whole seconds.
+fn rate_limited(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut resp = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many runs started with this key; retry in {secs} s"),
+        json!({ "retry_after": secs }),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     resp
 }
 

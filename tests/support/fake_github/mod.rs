@@ -304,6 +304,19 @@ impl FakeState {
     fn repo_mut(&mut self, full: &str) -> Option<&mut RepoRec> {
         self.repos.get_mut(&full.to_ascii_lowercase())
     }
+
+    /// A comment's `author_association`, as GitHub derives it: the owner, a collaborator (any
+    /// role, read included), or nobody to the repository.
+    fn association(&self, full: &str, login: &str) -> &'static str {
+        let owner = full.split('/').next().unwrap_or_default();
+        if login.eq_ignore_ascii_case(owner) {
+            return "OWNER";
+        }
+        match self.repo(full) {
+            Some(r) if r.collaborators.contains_key(&login.to_ascii_lowercase()) => "COLLABORATOR",
+            _ => "NONE",
+        }
+    }
 }
 
 /// The fake GitHub. Dropping it stops the server and removes its repositories.
@@ -1024,11 +1037,13 @@ impl FakeGithub {
         let c = s.comments.get(&id).expect("comment").clone();
         let uid = s.user_id(&c.author);
         let base = s.base_url.clone();
-        if c.review.is_some() {
+        let mut v = if c.review.is_some() {
             shapes::review_comment(&base, &c.repo, &c, uid)
         } else {
             shapes::comment(&base, &c.repo, &c, uid)
-        }
+        };
+        v["author_association"] = serde_json::json!(s.association(&c.repo, &c.author));
+        v
     }
 
     /// The clone URL of the repository on this fake (plain HTTP on 127.0.0.1).
