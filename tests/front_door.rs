@@ -224,3 +224,30 @@ async fn bodies_past_the_bytes_in_flight_budget_get_503_and_the_budget_comes_bac
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     }
 }
+
+#[tokio::test]
+async fn a_signed_body_that_comes_in_many_chunks_is_verified_as_it_streams() {
+    let t = db::sqlite().await;
+    let ingress = Ingress::new(t.store.clone());
+    let body = fixture("webhooks/ping/ping.json");
+    let sig = sign(SECRET, &body);
+    let request = |sig: &str, body: Vec<u8>| {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
+            .chunks(7)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        Request::post("/api/github/webhooks")
+            .header("x-github-event", "ping")
+            .header("x-github-delivery", "chunked")
+            .header("x-hub-signature-256", sig)
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap()
+    };
+    let mut tampered = body.clone();
+    tampered.push(b' ');
+    let (status, _) = ingress.send(request(&sig, tampered)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, answer) = ingress.send(request(&sig, body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(t.store.delivery_count().await.unwrap(), 1);
+}

@@ -68,7 +68,7 @@ impl FromRequest<AppState> for VerifiedDelivery {
             .map(|v| v.as_bytes());
         let verifier = secrets.verifier(signature).map_err(refused)?;
         let budget = state.doors().webhook_budget.clone();
-        let (body, held) = read_signed(body, verifier, budget, declared).await?;
+        let (body, held) = read_signed(body, verifier, budget).await?;
         let event = header_token(&parts.headers, "x-github-event", 64, |c| {
             c.is_ascii_lowercase() || c == '_'
         })
@@ -97,15 +97,15 @@ fn refused(e: SignatureError) -> Response {
 /// permit of the shared budget for every byte it holds (a delivery that would pass the budget is
 /// answered 503 with `Retry-After`, and its body is not read further).
 async fn read_signed(
-    body: axum::body::Body,
+    body_stream: axum::body::Body,
     mut verifier: Verifier,
     budget: Arc<Semaphore>,
-    declared: Option<u64>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Response> {
     let mut held: Option<OwnedSemaphorePermit> = None;
-    let start = declared.map_or(0, |n| n.min(64 * 1024) as usize);
-    let mut buf = BytesMut::with_capacity(start);
-    let mut stream = body.into_data_stream();
+    // Most bodies come in one chunk, kept as it is; a body in several is copied together as it
+    // comes (so that no chunk keeps the connection's read buffer alive).
+    let mut body = Joined::default();
+    let mut stream = body_stream.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| {
             json_error(
@@ -114,7 +114,7 @@ async fn read_signed(
                 json!({}),
             )
         })?;
-        if buf.len() + chunk.len() > MAX_WEBHOOK_BODY {
+        if body.len() + chunk.len() > MAX_WEBHOOK_BODY {
             return Err(too_large());
         }
         let n = u32::try_from(chunk.len()).map_err(|_| too_large())?;
@@ -127,10 +127,53 @@ async fn read_signed(
             None => held = Some(permit),
         }
         verifier.update(&chunk);
-        buf.extend_from_slice(&chunk);
+        body.push(chunk);
     }
     verifier.finish().map_err(refused)?;
-    Ok((buf.freeze(), held))
+    Ok((body.into_bytes(), held))
+}
+
+/// A body read chunk by chunk.
+#[derive(Default)]
+enum Joined {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Joined {
+    fn len(&self) -> usize {
+        match self {
+            Joined::Empty => 0,
+            Joined::One(b) => b.len(),
+            Joined::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        *self = match std::mem::take(self) {
+            Joined::Empty => Joined::One(chunk),
+            Joined::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&chunk);
+                Joined::Many(all)
+            }
+            Joined::Many(mut all) => {
+                all.extend_from_slice(&chunk);
+                Joined::Many(all)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Joined::Empty => Bytes::new(),
+            Joined::One(b) => b,
+            Joined::Many(b) => b.freeze(),
+        }
+    }
 }
 
 /// The bytes-in-flight budget is spent: GitHub (or its redelivery) tries again.
