@@ -298,8 +298,19 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
     };
 
     record.replay_keys = replay_keys(&effect, parsed.as_ref(), &body);
+    let outcome = state.store().record_delivery(&record, effect).await;
+    let (result, response) = answer(&state, &record, effect, outcome);
+    with_result(result, response)
+}
 
-    let (result, response) = match state.store().record_delivery(&record, effect).await {
+/// The answer to a delivery, by what storing it did, and how it ended (for the metric).
+fn answer(
+    state: &AppState,
+    record: &NewDelivery,
+    effect: DeliveryEffect<'_>,
+    outcome: Result<DeliveryOutcome, crate::store::StoreError>,
+) -> (&'static str, Response) {
+    match outcome {
         Ok(DeliveryOutcome::Duplicate) => {
             tracing::debug!("duplicate delivery acknowledged");
             (
@@ -368,8 +379,7 @@ async fn handle(state: AppState, delivery: VerifiedDelivery) -> Response {
                 ),
             )
         }
-    };
-    with_result(result, response)
+    }
 }
 
 /// What makes this delivery a replay if seen before: for a delivery with an effect, its body,

@@ -29,63 +29,35 @@ impl Pruned {
     }
 }
 
-const FINAL: &str = "('succeeded', 'failed', 'cancelled')";
+/// One batch of each table, in an order that leaves no dangling row: events before their job,
+/// jobs before their delivery. `$1` is the cut-off (Unix ms), `$2` the batch.
+const BATCHES: [&str; 5] = [
+    "DELETE FROM run_events WHERE (run_id, seq) IN (
+         SELECT e.run_id, e.seq FROM run_events e JOIN jobs j ON j.id = e.run_id
+         WHERE j.finished_at < $1 AND j.state IN ('succeeded', 'failed', 'cancelled') LIMIT $2)",
+    "DELETE FROM jobs WHERE id IN (
+         SELECT j.id FROM jobs j
+         WHERE j.finished_at < $1 AND j.state IN ('succeeded', 'failed', 'cancelled')
+             AND NOT EXISTS (SELECT 1 FROM run_events e WHERE e.run_id = j.id)
+         LIMIT $2)",
+    "DELETE FROM deliveries WHERE delivery_id IN (
+         SELECT d.delivery_id FROM deliveries d WHERE d.received_at < $1
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id)
+         LIMIT $2)",
+    "DELETE FROM replay_keys WHERE replay_key IN (
+         SELECT replay_key FROM replay_keys WHERE created_at < $1 LIMIT $2)",
+    "DELETE FROM denials WHERE (repository, number, requester) IN (
+         SELECT repository, number, requester FROM denials WHERE created_at < $1 LIMIT $2)",
+];
 
 impl Store {
-    /// Deletes up to `batch` rows of each table older than `cutoff_ms` (Unix ms). Events go
-    /// before their job, and jobs before their delivery, so each call leaves no dangling row.
+    /// Deletes up to `batch` rows of each table older than `cutoff_ms` (Unix ms).
     pub async fn prune_before(&self, cutoff_ms: i64, batch: u32) -> Result<Pruned, StoreError> {
-        let limit = i64::from(batch);
-        let run_events = self
-            .delete(
-                &format!(
-                    "DELETE FROM run_events WHERE (run_id, seq) IN (
-                         SELECT e.run_id, e.seq FROM run_events e JOIN jobs j ON j.id = e.run_id
-                         WHERE j.finished_at < $1 AND j.state IN {FINAL} LIMIT $2)"
-                ),
-                cutoff_ms,
-                limit,
-            )
-            .await?;
-        let jobs = self
-            .delete(
-                &format!(
-                    "DELETE FROM jobs WHERE id IN (
-                         SELECT j.id FROM jobs j WHERE j.finished_at < $1 AND j.state IN {FINAL}
-                             AND NOT EXISTS (SELECT 1 FROM run_events e WHERE e.run_id = j.id)
-                         LIMIT $2)"
-                ),
-                cutoff_ms,
-                limit,
-            )
-            .await?;
-        let deliveries = self
-            .delete(
-                "DELETE FROM deliveries WHERE delivery_id IN (
-                     SELECT d.delivery_id FROM deliveries d WHERE d.received_at < $1
-                         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id)
-                     LIMIT $2)",
-                cutoff_ms,
-                limit,
-            )
-            .await?;
-        let replay_keys = self
-            .delete(
-                "DELETE FROM replay_keys WHERE replay_key IN (
-                     SELECT replay_key FROM replay_keys WHERE created_at < $1 LIMIT $2)",
-                cutoff_ms,
-                limit,
-            )
-            .await?;
-        let denials = self
-            .delete(
-                "DELETE FROM denials WHERE (repository, number, requester) IN (
-                     SELECT repository, number, requester FROM denials WHERE created_at < $1
-                     LIMIT $2)",
-                cutoff_ms,
-                limit,
-            )
-            .await?;
+        let mut n = [0u64; BATCHES.len()];
+        for (count, sql) in n.iter_mut().zip(BATCHES) {
+            *count = self.delete(sql, cutoff_ms, i64::from(batch)).await?;
+        }
+        let [run_events, jobs, deliveries, replay_keys, denials] = n;
         Ok(Pruned {
             run_events,
             jobs,
