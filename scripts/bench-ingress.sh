@@ -12,7 +12,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 sig="$(python3 -c "import hmac,hashlib,sys;print('sha256='+hmac.new(sys.argv[1].encode(),open(sys.argv[2],'rb').read(),hashlib.sha256).hexdigest())" "$secret" "$body")"
 
 cargo build --release --quiet --bin backspace --example webhook_load
-load="target/release/examples/webhook_load"
+out="${CARGO_TARGET_DIR:-target}/release"
+load="$out/examples/webhook_load"
 openssl genrsa -out "$work/key.pem" 2048 2>/dev/null
 
 rss() { awk '/^VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/$1/status"; }
@@ -37,7 +38,7 @@ PORT=3901 APP_ID=1 PRIVATE_KEY_PATH="$work/key.pem" WEBHOOK_SECRET="$secret" \
   ANTHROPIC_API_KEY=unused ANTHROPIC_BASE_URL=http://127.0.0.1:9 \
   GITHUB_API_URL=http://127.0.0.1:9 \
   DATABASE_URL="sqlite://$work/backspace.db" RUST_LOG=warn \
-  target/release/backspace serve --bind 127.0.0.1 >"$work/backspace.log" 2>&1 &
+  "$out/backspace" serve --bind 127.0.0.1 >"$work/backspace.log" 2>&1 &
 bs=$!
 wait_port 3901 /health || { cat "$work/backspace.log"; exit 1; }
 bench backspace 3901 "$bs"

@@ -18,8 +18,9 @@ work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet --bin backspace --example webhook_load --example slow_clients
-load="target/release/examples/webhook_load"
-slowc="target/release/examples/slow_clients"
+out="${CARGO_TARGET_DIR:-target}/release"
+load="$out/examples/webhook_load"
+slowc="$out/examples/slow_clients"
 openssl genrsa -out "$work/key.pem" 2048 2>/dev/null
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -46,7 +47,7 @@ PORT=3911 APP_ID=1 PRIVATE_KEY_PATH="$work/key.pem" WEBHOOK_SECRET="$secret" \
   ANTHROPIC_API_KEY=unused ANTHROPIC_BASE_URL=http://127.0.0.1:9 \
   GITHUB_API_URL=http://127.0.0.1:9 \
   DATABASE_URL="sqlite://$work/backspace.db" RUST_LOG=error \
-  target/release/backspace serve --bind 127.0.0.1 >"$work/backspace.log" 2>&1 &
+  "$out/backspace" serve --bind 127.0.0.1 >"$work/backspace.log" 2>&1 &
 bs=$!
 wait_port 3911 /health || { cat "$work/backspace.log"; exit 1; }
 bench "backspace (default limits: headers 10 s, body 30 s, idle 60 s, 1024 connections)" 3911 "$bs"

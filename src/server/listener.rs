@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
@@ -108,38 +108,37 @@ async fn handle(
     Ok(response.map(|body| Body::new(Answer { body, _done: done })))
 }
 
-/// Waits until the connection passes its deadline; returns what it was waiting for.
+/// How often a watchdog looks again at a connection whose deadline may have moved: a request's
+/// phases move it later, except a kept-alive connection's next head, found late by at most this.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Waits until the connection passes its deadline; returns what it was waiting for. It wakes at
+/// the deadline or every [`TICK`], never for each request: a busy connection costs it nothing.
 async fn watchdog(conn: &Conn) -> &'static str {
     loop {
-        let changed = conn.changed.notified();
+        let now = Instant::now();
         let (deadline, waiting_for) = {
             let c = conn.lock();
             (c.deadline(), c.waiting_for())
         };
-        match deadline {
-            Some(at) if at <= Instant::now() => return waiting_for,
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = changed => {}
-                }
-            }
-            None => changed.await,
-        }
+        let wake = match deadline {
+            Some(at) if at <= now => return waiting_for,
+            Some(at) => at.min(now + TICK),
+            None => now + TICK,
+        };
+        tokio::time::sleep_until(wake.into()).await;
     }
 }
 
 /// A connection's clock, shared by its reads, its requests and its watchdog.
 struct Conn {
     clock: Mutex<ConnClock>,
-    changed: Notify,
 }
 
 impl Conn {
     fn new(clock: ConnClock) -> Self {
         Conn {
             clock: Mutex::new(clock),
-            changed: Notify::new(),
         }
     }
 
@@ -149,7 +148,6 @@ impl Conn {
 
     fn update(&self, f: impl FnOnce(&mut ConnClock)) {
         f(&mut self.lock());
-        self.changed.notify_one();
     }
 }
 
@@ -202,8 +200,8 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before && self.conn.lock().bytes_read(Instant::now()) {
-            self.conn.changed.notify_one();
+        if buf.filled().len() > before {
+            self.conn.lock().bytes_read(Instant::now());
         }
         polled
     }
