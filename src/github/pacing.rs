@@ -5,7 +5,8 @@
 //! Writes wait by class. The acknowledgement (👀 and the first progress comment) goes ahead of
 //! every other queued write of the installation, progress edits go last, and each class may fill
 //! only its share of a window (edits three quarters, other writes nine tenths), so that an
-//! acknowledgement always finds room even when earlier runs used the rest. Within a class,
+//! acknowledgement always finds room even when earlier runs used the rest. Replies to refused
+//! requesters go after everything and fill at most a quarter. Within a class,
 //! writes go in the order they asked. The window arithmetic is a pure function
 //! ([`next_slot`]); [`WritePacer`] applies it.
 
@@ -20,6 +21,10 @@ use tokio::time::Instant;
 /// What a write is, for its place in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum WriteClass {
+    /// The one reply to someone who may not start runs: yields to every other write and fills
+    /// at most [`REFUSAL_SHARE`] of a window, so that a flood of refused commands over many
+    /// issues never spends the writes a maintainer's run needs.
+    Refusal,
     /// A progress edit: coalesced by its writer, and yields to every other write.
     Edit,
     /// A reply, a pull request, a final state, a closing reaction.
@@ -27,6 +32,9 @@ pub enum WriteClass {
     /// 👀 and the first progress comment: what tells the requester the command was heard.
     Ack,
 }
+
+/// The share of each window that replies to refused requesters may fill.
+pub const REFUSAL_SHARE: f64 = 0.25;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PacingLimits {
@@ -61,6 +69,7 @@ impl PacingLimits {
             WriteClass::Ack => 1.0,
             WriteClass::Normal => self.normal_share,
             WriteClass::Edit => self.edit_share,
+            WriteClass::Refusal => REFUSAL_SHARE.min(self.edit_share),
         };
         ((cap as f64 * share.clamp(0.0, 1.0)).floor() as usize).max(1)
     }
@@ -216,9 +225,10 @@ mod tests {
             (
                 l.cap(80, WriteClass::Ack),
                 l.cap(80, WriteClass::Normal),
-                l.cap(80, WriteClass::Edit)
+                l.cap(80, WriteClass::Edit),
+                l.cap(80, WriteClass::Refusal)
             ),
-            (80, 72, 60)
+            (80, 72, 60, 20)
         );
     }
 

@@ -443,6 +443,17 @@ impl RepoClient {
             .await
     }
 
+    /// The one reply to a refused requester: in the pacer's lowest class, after every write a
+    /// run makes.
+    pub async fn reply_refused(
+        &self,
+        issue: IssueNumber,
+        body: &str,
+    ) -> Result<Comment, GithubError> {
+        self.create_comment_as(issue, body, WriteClass::Refusal)
+            .await
+    }
+
     /// Posts a comment once, in the pacer's class `class`.
     pub(crate) async fn create_comment_as(
         &self,

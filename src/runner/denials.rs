@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::github::{IssueNumber, RepoName, DENIED_REPLY_MARKER};
 use crate::trigger::Denial;
@@ -15,20 +17,30 @@ use super::Services;
 
 /// How often the lane looks for refusals to answer.
 const POLL: Duration = Duration::from_millis(250);
-/// Replies taken on per look.
+/// Replies on their way at once, at most.
 const BATCH: u32 = 20;
 
-/// Runs the lane until `stop`.
+/// Runs the lane until `stop`. Replies wait in the pacer's lowest class, each in a task of its
+/// own, at most [`BATCH`] at once, so that one installation's full window does not hold up
+/// another's replies.
 pub(crate) async fn lane(svc: Services, stop: CancellationToken) {
+    let mut replies = JoinSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.cancelled() => return,
         }
-        match svc.store.take_unanswered_denials(BATCH).await {
+        while replies.try_join_next().is_some() {}
+        let room = BATCH.saturating_sub(u32::try_from(replies.len()).unwrap_or(BATCH));
+        if room == 0 {
+            continue;
+        }
+        match svc.store.take_unanswered_denials(room).await {
             Ok(denials) => {
                 for d in denials {
-                    reply(&svc, &d).await;
+                    let span = tracing::info_span!("refusal_reply", repo = %d.repository, number = d.number);
+                    let svc = svc.clone();
+                    replies.spawn(async move { reply(&svc, &d).await }.instrument(span));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not look for refusals to answer"),
@@ -58,7 +70,7 @@ async fn reply(svc: &Services, d: &Denial) {
     };
     let client = svc.github.repo(installation, repo);
     let text = format!("{}\n\n{DENIED_REPLY_MARKER}", denied_reply(&d.requester));
-    match client.create_comment(IssueNumber(d.number), &text).await {
+    match client.reply_refused(IssueNumber(d.number), &text).await {
         Ok(_) => {
             tracing::info!(requester = %d.requester, number = d.number, "answered a refused requester")
         }
