@@ -50,7 +50,7 @@ async fn writer_run(bot: &Bot, issue: IssueNumber, pulls_before: usize) -> (Dura
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readers_300_commands_leave_a_writers_run_as_fast_as_without_them() {
-    within(300, async {
+    within(420, async {
         let mut script = edit_script("src/app.js", "'hi '", "'Hello, '", "Greet properly");
         script.extend(edit_script(
             "src/app.js",
@@ -80,9 +80,9 @@ async fn a_readers_300_commands_leave_a_writers_run_as_fast_as_without_them() {
             flooded.1 < quiet.1 + Duration::from_secs(3),
             "{flooded:?} vs {quiet:?}"
         );
-        // Each refused command cost at most one permission call (one per issue, mostly), and
-        // the reader got one reply per issue.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Each refused command cost at most one permission call, and the reader got one reply
+        // per issue (replies go last, at most 20 a minute).
+        let deadline = Instant::now() + Duration::from_secs(150);
         loop {
             let replies: usize = issues.iter().map(|n| bot.bot_comments(*n).len()).sum();
             if replies == 30 {
