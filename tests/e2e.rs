@@ -121,6 +121,13 @@ async fn a_read_only_commenter_gets_one_polite_reply_and_no_run() {
             let job = bot.finished(answer["job_id"].as_str().unwrap(), RUN).await;
             assert_eq!(job.state, JobState::Failed);
         }
+        // The reply is posted by the denial lane, beside the workers: it may come just after.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while bot.bot_comments(issue).is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "no reply");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let replies = bot.bot_comments(issue);
         assert_eq!(replies.len(), 1, "{replies:?}");
         assert!(replies[0].body.contains("only people with write access"));
