@@ -136,6 +136,26 @@ impl Tester {
         comment
     }
 
+    /// The next bot comment on `n`, waiting up to 10 s for one that comes from a lane beside the
+    /// workers (the one reply to a refused requester).
+    pub async fn await_comment(&mut self, n: IssueNumber) -> FakeComment {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self
+            .bot
+            .bot_comments(n)
+            .iter()
+            .any(|c| !self.seen.comments.contains(&c.id))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no new bot comment on #{}",
+                n.0
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.expect_comment(n)
+    }
+
     /// The next reply of the bot in a review thread of pull request `pr`.
     pub fn expect_review_reply(&mut self, pr: IssueNumber) -> FakeComment {
         let bot = self.bot.gh.bot_login();
