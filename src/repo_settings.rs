@@ -65,10 +65,7 @@ impl RepoSettings {
     }
 
     /// Entries of `network.allow` the operator's list does not cover, as a settings error.
-    pub fn check_network(
-        &self,
-        operator: &crate::egress::Allowlist,
-    ) -> Result<(), SettingsError> {
+    pub fn check_network(&self, operator: &crate::egress::Allowlist) -> Result<(), SettingsError> {
         let asked = self.network_allow();
         let missing: Vec<String> = operator
             .not_covered(&asked)
@@ -221,9 +218,10 @@ mod tests {
              but this server allows only pypi.org, *.example.com (BACKSPACE_EGRESS_ALLOW)"
         );
         let none = s.check_network(&crate::egress::Allowlist::default());
-        assert!(
-            none.unwrap_err().to_string().contains("BACKSPACE_EGRESS_ALLOW is empty"),
-        );
+        assert!(none
+            .unwrap_err()
+            .to_string()
+            .contains("BACKSPACE_EGRESS_ALLOW is empty"),);
         assert_eq!(RepoSettings::default().check_network(&operator), Ok(()));
     }
 
@@ -240,7 +238,10 @@ mod tests {
             ("label: ''", "label must be"),
             ("- a\n- b", "invalid type"),
             ("test: [unclosed", "line 1"),
-            ("network:\n  allow: [https://pypi.org]", "network.allow: \"https://pypi.org\" is not a host"),
+            (
+                "network:\n  allow: [https://pypi.org]",
+                "network.allow: \"https://pypi.org\" is not a host",
+            ),
             ("network:\n  alow: [pypi.org]", "unknown field `alow`"),
             ("network:\n  allow: pypi.org", "invalid type"),
         ];

@@ -13,8 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backspace::sandbox::{
-    ExecOutcome, ExecSpec, HoldReason, Sandbox, SandboxError, SandboxSettings,
-    Sandboxes,
+    ExecOutcome, ExecSpec, HoldReason, Sandbox, SandboxError, SandboxSettings, Sandboxes,
 };
 
 /// Every test ends within its own limit.

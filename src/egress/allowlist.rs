@@ -64,9 +64,10 @@ impl Entry {
             (Host::Name(a), Host::Name(b)) => a == b,
             (Host::Below(_), Host::Name(b)) => self.allows(b, other.port.unwrap_or(0)),
             (Host::Below(a), Host::Below(b)) => {
-                a == b || (b.ends_with(a.as_str()) && b.len() > a.len() && {
-                    b.as_bytes()[b.len() - a.len() - 1] == b'.'
-                })
+                a == b
+                    || (b.ends_with(a.as_str()) && b.len() > a.len() && {
+                        b.as_bytes()[b.len() - a.len() - 1] == b'.'
+                    })
             }
             _ => false,
         }
@@ -125,10 +126,14 @@ impl FromStr for Entry {
             None => (false, host),
         };
         if !is_host_name(&name) {
-            return Err(err("letters, digits, '-' and '.' only; '*' only as a leading '*.'"));
+            return Err(err(
+                "letters, digits, '-' and '.' only; '*' only as a leading '*.'",
+            ));
         }
         if below && !name.contains('.') {
-            return Err(err("a wildcard needs a domain with a dot, such as *.example.com"));
+            return Err(err(
+                "a wildcard needs a domain with a dot, such as *.example.com",
+            ));
         }
         let host = if below {
             Host::Below(name)
@@ -311,7 +316,10 @@ mod tests {
         assert!(!l.allows("pypi.org.evil.com", 443));
         assert!(l.allows("a.example.com", 443));
         assert!(l.allows("a.b.example.com", 22));
-        assert!(!l.allows("example.com", 443), "the wildcard is for names below");
+        assert!(
+            !l.allows("example.com", 443),
+            "the wildcard is for names below"
+        );
         assert!(!l.allows("badexample.com", 443));
         assert!(l.allows("127.0.0.1", 5000));
         assert!(!l.allows("127.0.0.2", 5000));
@@ -348,8 +356,14 @@ mod tests {
 
     #[test]
     fn the_suggested_entry_keeps_unusual_ports() {
-        assert_eq!(Entry::suggested("Evil.Example.com", 443), "evil.example.com");
-        assert_eq!(Entry::suggested("evil.example.com", 8443), "evil.example.com:8443");
+        assert_eq!(
+            Entry::suggested("Evil.Example.com", 443),
+            "evil.example.com"
+        );
+        assert_eq!(
+            Entry::suggested("evil.example.com", 8443),
+            "evil.example.com:8443"
+        );
         assert_eq!(Entry::suggested("::1", 80), "[::1]");
         let entry: Entry = Entry::suggested("10.0.0.1", 5432).parse().expect("entry");
         assert!(entry.allows("10.0.0.1", 5432));

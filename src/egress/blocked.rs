@@ -83,9 +83,8 @@ pub fn event(
             let mut list: Vec<String> = repo.entries().iter().map(Entry::to_string).collect();
             list.push(wanted.clone());
             let covered = wanted.parse().is_ok_and(|e: Entry| operator.covers(&e));
-            let note = (!covered).then(|| {
-                format!("the operator must first add {wanted} to BACKSPACE_EGRESS_ALLOW")
-            });
+            let note = (!covered)
+                .then(|| format!("the operator must first add {wanted} to BACKSPACE_EGRESS_ALLOW"));
             (Some(list), note)
         }
         Reason::Address(_) => (
@@ -306,10 +305,16 @@ mod tests {
         };
         assert_eq!(
             suggested_allow,
-            Some(vec!["packages.example.com".into(), "cdn.example.com".into()])
+            Some(vec![
+                "packages.example.com".into(),
+                "cdn.example.com".into()
+            ])
         );
         assert_eq!(operator_change, None);
-        assert!(reason.contains("not in this repository's network.allow"), "{reason}");
+        assert!(
+            reason.contains("not in this repository's network.allow"),
+            "{reason}"
+        );
         let e = event(
             &refused("evil.test", 8443, Reason::NotAllowed),
             1,
@@ -317,7 +322,10 @@ mod tests {
             &repo,
             &operator,
         );
-        let RunEvent::EgressBlocked { operator_change, .. } = e else {
+        let RunEvent::EgressBlocked {
+            operator_change, ..
+        } = e
+        else {
             panic!("not a block");
         };
         assert_eq!(
@@ -346,7 +354,11 @@ mod tests {
                 &operator,
             ),
             event(
-                &refused("metadata.example.com", 80, Reason::Address(Special::Metadata)),
+                &refused(
+                    "metadata.example.com",
+                    80,
+                    Reason::Address(Special::Metadata),
+                ),
                 1,
                 Some("curl http://metadata.example.com/".into()),
                 &repo,

@@ -22,8 +22,12 @@ const PIPE: usize = 256 * 1024;
 
 /// Carries the forwarder's connections until its stream ends. `ready` fires when the forwarder
 /// says it listens.
-pub async fn run<R, W>(from_sandbox: R, to_sandbox: W, proxy: Arc<Proxy>, ready: oneshot::Sender<()>)
-where
+pub async fn run<R, W>(
+    from_sandbox: R,
+    to_sandbox: W,
+    proxy: Arc<Proxy>,
+    ready: oneshot::Sender<()>,
+) where
     R: Stream<Item = std::io::Result<Bytes>> + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {

@@ -179,7 +179,10 @@ mod tests {
     fn frames_come_back_whole_from_any_split_of_the_stream() {
         let frames = vec![
             Frame::new(Kind::Open, 7),
-            Frame::data(7, Bytes::from_static(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")),
+            Frame::data(
+                7,
+                Bytes::from_static(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"),
+            ),
             Frame::new(Kind::End, 7),
             Frame::new(Kind::Reset, u32::MAX),
         ];

@@ -101,7 +101,9 @@ impl Proxy {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 let body = format!("Backspace's egress proxy: {e}. Use HTTP_PROXY/HTTPS_PROXY.\n");
-                let _ = client.write_all(&request::answer("400 Bad Request", &body)).await;
+                let _ = client
+                    .write_all(&request::answer("400 Bad Request", &body))
+                    .await;
                 return;
             }
             Err(_) => return,
@@ -114,7 +116,9 @@ impl Proxy {
                     "Backspace's egress proxy could not reach {}:{}: {why}\n",
                     req.host, req.port
                 );
-                let _ = client.write_all(&request::answer("502 Bad Gateway", &body)).await;
+                let _ = client
+                    .write_all(&request::answer("502 Bad Gateway", &body))
+                    .await;
                 return;
             }
         };
@@ -139,7 +143,9 @@ impl Proxy {
     async fn refuse<S: AsyncWrite + Unpin>(&self, mut client: S, req: Request, reason: Reason) {
         tracing::info!(host = %req.host, port = req.port, ?reason, "egress: connection refused");
         let body = refusal_text(&req.host, req.port, reason);
-        let _ = client.write_all(&request::answer("403 Forbidden", &body)).await;
+        let _ = client
+            .write_all(&request::answer("403 Forbidden", &body))
+            .await;
         let _ = client.shutdown().await;
         let _ = self.refusals.send(Refusal {
             host: req.host,
@@ -245,7 +251,9 @@ impl Counted {
     fn add(&self, n: usize) -> std::io::Result<()> {
         let total = self.bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         if total > self.cap {
-            return Err(std::io::Error::other("the run's network byte cap is reached"));
+            return Err(std::io::Error::other(
+                "the run's network byte cap is reached",
+            ));
         }
         Ok(())
     }
@@ -332,27 +340,41 @@ mod tests {
 
     #[tokio::test]
     async fn an_allowed_name_on_loopback_is_refused_unless_its_address_is_listed() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let proxy = Proxy::new(policy("localhost", "localhost"), tx);
-        let answer = ask(&proxy, &format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n")).await;
+        let answer = ask(
+            &proxy,
+            &format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n"),
+        )
+        .await;
         assert!(answer.contains("is a loopback address"), "{answer}");
         assert_eq!(
             rx.try_recv().expect("reported").reason,
             Reason::Address(Special::Loopback)
         );
-        let proxy = Proxy::new(policy("127.0.0.1", "127.0.0.1"), tokio::sync::mpsc::unbounded_channel().0);
+        let proxy = Proxy::new(
+            policy("127.0.0.1", "127.0.0.1"),
+            tokio::sync::mpsc::unbounded_channel().0,
+        );
         let server = async {
             let (mut s, _) = listener.accept().await.expect("accept");
             let mut head = vec![0; 256];
             let n = s.read(&mut head).await.expect("read");
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.expect("write");
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .expect("write");
             String::from_utf8_lossy(&head[..n]).to_string()
         };
         let head = format!("GET http://127.0.0.1:{port}/simple/ HTTP/1.1\r\nHost: x\r\n\r\n");
         let (answer, forwarded) = tokio::join!(ask(&proxy, &head), server);
-        assert!(forwarded.starts_with("GET /simple/ HTTP/1.1\r\n"), "{forwarded}");
+        assert!(
+            forwarded.starts_with("GET /simple/ HTTP/1.1\r\n"),
+            "{forwarded}"
+        );
         assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
         assert!(proxy.bytes() > 0);
     }
@@ -372,7 +394,10 @@ mod tests {
         p.limits.connections = 0;
         let proxy = Proxy::new(p, tx);
         let answer = ask(&proxy, "CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n").await;
-        assert!(answer.contains("used up its network connections"), "{answer}");
+        assert!(
+            answer.contains("used up its network connections"),
+            "{answer}"
+        );
         assert_eq!(rx.try_recv().expect("reported").reason, Reason::Limit);
     }
 

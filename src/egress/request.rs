@@ -70,7 +70,12 @@ pub fn parse(head: &[u8]) -> Result<Request, HeadError> {
     let mut out = format!("{method} {path} {version}\r\n");
     for h in headers.split("\r\n").filter(|h| !h.is_empty()) {
         let name = h.split(':').next().unwrap_or("").trim();
-        let hop = ["proxy-authorization", "proxy-connection", "connection", "keep-alive"];
+        let hop = [
+            "proxy-authorization",
+            "proxy-connection",
+            "connection",
+            "keep-alive",
+        ];
         if !hop.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             out.push_str(h);
             out.push_str("\r\n");
@@ -79,7 +84,10 @@ pub fn parse(head: &[u8]) -> Result<Request, HeadError> {
     // One request per connection: a second one could name another host.
     out.push_str("Connection: close\r\n\r\n");
     Ok(Request {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port,
         forward: Some(out.into_bytes()),
     })
@@ -89,7 +97,10 @@ pub fn parse(head: &[u8]) -> Result<Request, HeadError> {
 fn authority(target: &str) -> Option<(String, u16)> {
     let (host, port) = target.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     (!host.is_empty() && !host.contains(['/', '@', ' '])).then(|| (host.to_string(), port))
 }
 
@@ -113,14 +124,18 @@ mod tests {
     #[test]
     fn connect_is_a_tunnel_to_its_authority() {
         let r = parse(b"CONNECT pypi.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n").expect("ok");
-        assert_eq!((r.host.as_str(), r.port, r.forward), ("pypi.org", 443, None));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.forward),
+            ("pypi.org", 443, None)
+        );
         let r = parse(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n").expect("ok");
         assert_eq!((r.host.as_str(), r.port), ("::1", 8443));
     }
 
     #[test]
     fn a_plain_request_goes_on_in_origin_form_without_proxy_headers() {
-        let head = b"GET http://registry.test:8080/pkg/a?v=1 HTTP/1.1\r\nHost: registry.test:8080\r\n\
+        let head =
+            b"GET http://registry.test:8080/pkg/a?v=1 HTTP/1.1\r\nHost: registry.test:8080\r\n\
 Proxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n";
         let r = parse(head).expect("ok");
         assert_eq!((r.host.as_str(), r.port), ("registry.test", 8080));
@@ -136,7 +151,10 @@ Proxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r
     #[test]
     fn what_is_not_a_proxy_request_says_why() {
         assert_eq!(parse(b"\x16\x03\x01\r\n\r\n"), Err(HeadError::NotHttp));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Err(HeadError::Target("/".into())));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Target("/".into()))
+        );
         assert!(matches!(
             parse(b"GET https://a.test/ HTTP/1.1\r\n\r\n"),
             Err(HeadError::Target(_))
@@ -154,6 +172,9 @@ Proxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r
     fn an_answer_has_its_length_and_closes() {
         let a = String::from_utf8(answer("403 Forbidden", "no\n")).expect("text");
         assert!(a.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{a}");
-        assert!(a.contains("Content-Length: 3\r\n") && a.ends_with("\r\n\r\nno\n"), "{a}");
+        assert!(
+            a.contains("Content-Length: 3\r\n") && a.ends_with("\r\n\r\nno\n"),
+            "{a}"
+        );
     }
 }

@@ -120,7 +120,9 @@ impl Session {
         let proxy = Arc::new(Proxy::new(policy, refusals_tx));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let span = tracing::info_span!("egress", run = %sandbox.run_id());
-        let link = tokio::spawn(link::run(pipe.stdout, pipe.stdin, proxy, ready_tx).instrument(span.clone()));
+        let link = tokio::spawn(
+            link::run(pipe.stdout, pipe.stdin, proxy, ready_tx).instrument(span.clone()),
+        );
         let report = Reporter {
             tally: Arc::new(Mutex::new(Tally::default())),
             blocked: Arc::new(Mutex::new(Blocked::default())),

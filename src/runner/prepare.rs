@@ -21,8 +21,8 @@ use crate::repo_settings::{self, RepoSettings};
 use crate::store::Job;
 
 use super::failure::{
-    Cause, Failure, ADVICE_BRANCH, ADVICE_FORK, ADVICE_IMAGE, ADVICE_NO_PULL_REQUEST,
-    ADVICE_NETWORK, ADVICE_SETTINGS, ADVICE_SETTINGS_UTF8,
+    Cause, Failure, ADVICE_BRANCH, ADVICE_FORK, ADVICE_IMAGE, ADVICE_NETWORK,
+    ADVICE_NO_PULL_REQUEST, ADVICE_SETTINGS, ADVICE_SETTINGS_UTF8,
 };
 use super::git::{self, GitError, Repo};
 use super::{instructions, task, Services};

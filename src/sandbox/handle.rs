@@ -80,7 +80,8 @@ impl RunningCommand {
 
 /// Both ends of a long-lived exec's stdio: its stdout as a byte stream, and its stdin.
 pub struct ExecPipe {
-    pub stdout: std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
+    pub stdout:
+        std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
     pub stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 

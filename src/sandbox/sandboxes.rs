@@ -204,9 +204,7 @@ impl Sandboxes {
             && !self.shared.pool_closed.load(Ordering::SeqCst)
         {
             let name = container::container_name(container::POOL_RUN);
-            let id = self
-                .create_container(container::POOL_RUN, &name)
-                .await?;
+            let id = self.create_container(container::POOL_RUN, &name).await?;
             let started = self
                 .shared
                 .docker
@@ -349,7 +347,12 @@ async fn engine_addresses(address: &str) -> Vec<std::net::IpAddr> {
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
         return vec![];
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let found = tokio::net::lookup_host((host.as_str(), port)).await;
-    found.map(|addrs| addrs.map(|a| a.ip()).collect()).unwrap_or_default()
+    found
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .unwrap_or_default()
 }
