@@ -522,6 +522,34 @@ mod tests {
     }
 
     #[test]
+    fn blocked_connections_show_while_the_run_goes_and_outside_the_fold_at_its_end() {
+        let mut p = Progress::new("r7");
+        p.apply(&progress("agent", "turn 2"));
+        let blocked = RunEvent::EgressBlocked {
+            host: "cdn.example.com".into(),
+            port: 443,
+            count: 2,
+            command: Some("npm ci".into()),
+            reason: "refused".into(),
+            suggested_allow: Some(vec!["cdn.example.com".into()]),
+            operator_change: None,
+        };
+        p.apply(&blocked);
+        let live = p.render(&Live::default());
+        let section = "**🚫 Network blocked:** the sandbox's egress proxy refused these \
+                       connections.\n\n- `cdn.example.com:443` 2 times, by `npm ci`\n";
+        assert!(live.contains(section), "{live}");
+        let closing = Closing {
+            headline: "✅ Done".into(),
+            body: "Did it.".into(),
+        };
+        let closed = p.render_closed(&closing, &Live::default());
+        let at = closed.find(section).expect("the section");
+        assert!(at < closed.find("<details>").expect("the fold"), "{closed}");
+        assert!(closed.contains("    - cdn.example.com\n```"), "{closed}");
+    }
+
+    #[test]
     fn a_failed_test_is_a_cross_not_a_tick() {
         let mut p = Progress::new("r5");
         p.apply(&progress("checks", "running `npm test`"));
