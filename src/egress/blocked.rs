@@ -79,6 +79,7 @@ pub fn event(
 ) -> RunEvent {
     let wanted = Entry::suggested(&r.host, r.port);
     let (suggested_allow, operator_change) = match r.reason {
+        Reason::NotAllowed if wanted.parse::<Entry>().is_err() => (None, None),
         Reason::NotAllowed => {
             let mut list: Vec<String> = repo.entries().iter().map(Entry::to_string).collect();
             list.push(wanted.clone());
@@ -210,14 +211,14 @@ impl Blocked {
                 Some(c) => format!(", by `{}`", one_line(c)),
                 None => String::new(),
             };
-            out.push_str(&format!("- `{}:{}` {times}{by}\n", i.host, i.port));
+            out.push_str(&format!("- `{}:{}` {times}{by}\n", one_line(&i.host), i.port));
             for e in i.suggested_allow.iter().flatten() {
                 if !allow.contains(e) {
                     allow.push(e.clone());
                 }
             }
             if let Some(n) = &i.operator_change {
-                notes.push(format!("`{}:{}`: {}", i.host, i.port, neutralize(n)));
+                notes.push(format!("`{}:{}`: {}", one_line(&i.host), i.port, neutralize(n)));
             }
         }
         out.push('\n');

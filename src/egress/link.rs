@@ -54,6 +54,15 @@ async fn write_frames<W: AsyncWrite + Unpin>(mut out: W, mut frames: mpsc::Recei
     }
 }
 
+/// The connections the forwarder opened, by its number for them.
+struct Demux {
+    frames: mpsc::Sender<Frame>,
+    proxy: Arc<Proxy>,
+    ready: Option<oneshot::Sender<()>>,
+    conns: HashMap<u32, WriteHalf<tokio::io::DuplexStream>>,
+    closed: mpsc::UnboundedSender<u32>,
+}
+
 async fn demux<R>(
     mut from_sandbox: R,
     frames: mpsc::Sender<Frame>,
@@ -62,70 +71,84 @@ async fn demux<R>(
 ) where
     R: Stream<Item = std::io::Result<Bytes>> + Unpin,
 {
-    let mut ready = Some(ready);
+    let (closed, mut closed_rx) = mpsc::unbounded_channel::<u32>();
+    let mut d = Demux {
+        frames,
+        proxy,
+        ready: Some(ready),
+        conns: HashMap::new(),
+        closed,
+    };
     let mut decoder = Decoder::default();
-    let mut conns: HashMap<u32, WriteHalf<tokio::io::DuplexStream>> = HashMap::new();
-    let (closed_tx, mut closed_rx) = mpsc::unbounded_channel::<u32>();
     loop {
         let chunk = tokio::select! {
             chunk = from_sandbox.next() => chunk,
             Some(conn) = closed_rx.recv() => {
-                conns.remove(&conn);
+                d.conns.remove(&conn);
                 continue;
             }
         };
         let Some(Ok(chunk)) = chunk else { return };
         decoder.push(&chunk);
         loop {
-            let frame = match decoder.next_frame() {
-                Ok(Some(frame)) => frame,
+            match decoder.next_frame() {
+                Ok(Some(frame)) => d.frame(frame).await,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "egress: the forwarder's stream broke");
                     return;
                 }
-            };
-            match frame.kind {
-                Kind::Open if frame.conn == 0 => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Kind::Open if conns.len() >= MAX_OPEN => {
-                    let _ = frames.send(Frame::new(Kind::Reset, frame.conn)).await;
-                }
-                Kind::Open => {
-                    let (ours, theirs) = tokio::io::duplex(PIPE);
-                    let (read, write) = tokio::io::split(ours);
-                    conns.insert(frame.conn, write);
-                    let (done_tx, done_rx) = oneshot::channel();
-                    let proxy = proxy.clone();
-                    let serve = async move {
-                        proxy.serve(theirs).await;
-                        let _ = done_tx.send(());
-                    };
-                    tokio::spawn(serve.in_current_span());
-                    let closed = closed_tx.clone();
-                    let pump = pump(frame.conn, read, frames.clone(), done_rx, closed);
-                    tokio::spawn(pump.in_current_span());
-                }
-                Kind::Data => {
-                    if let Some(w) = conns.get_mut(&frame.conn) {
-                        if w.write_all(&frame.payload).await.is_err() {
-                            conns.remove(&frame.conn);
-                        }
-                    }
-                }
-                Kind::End => {
-                    if let Some(w) = conns.get_mut(&frame.conn) {
-                        let _ = w.shutdown().await;
-                    }
-                }
-                Kind::Reset => {
-                    conns.remove(&frame.conn);
-                }
             }
         }
+    }
+}
+
+impl Demux {
+    /// One frame from the forwarder. Data waits for room in its connection's pipe, which holds
+    /// up the others: the forwarder's stream is one ordered stream.
+    async fn frame(&mut self, frame: Frame) {
+        match frame.kind {
+            Kind::Open if frame.conn == 0 => {
+                if let Some(r) = self.ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Kind::Open if self.conns.len() >= MAX_OPEN => {
+                let _ = self.frames.send(Frame::new(Kind::Reset, frame.conn)).await;
+            }
+            Kind::Open => self.open(frame.conn),
+            Kind::Data => {
+                if let Some(w) = self.conns.get_mut(&frame.conn) {
+                    if w.write_all(&frame.payload).await.is_err() {
+                        self.conns.remove(&frame.conn);
+                    }
+                }
+            }
+            Kind::End => {
+                if let Some(w) = self.conns.get_mut(&frame.conn) {
+                    let _ = w.shutdown().await;
+                }
+            }
+            Kind::Reset => {
+                self.conns.remove(&frame.conn);
+            }
+        }
+    }
+
+    /// A new connection: the proxy serves one end of a pipe, [`pump`] carries the other.
+    fn open(&mut self, conn: u32) {
+        let (ours, theirs) = tokio::io::duplex(PIPE);
+        let (read, write) = tokio::io::split(ours);
+        self.conns.insert(conn, write);
+        let (done_tx, done_rx) = oneshot::channel();
+        let proxy = self.proxy.clone();
+        let serve = async move {
+            proxy.serve(theirs).await;
+            let _ = done_tx.send(());
+        };
+        tokio::spawn(serve.in_current_span());
+        let pump = pump(conn, read, self.frames.clone(), done_rx, self.closed.clone());
+        tokio::spawn(pump.in_current_span());
     }
 }
 

@@ -101,7 +101,10 @@ fn authority(target: &str) -> Option<(String, u16)> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    (!host.is_empty() && !host.contains(['/', '@', ' '])).then(|| (host.to_string(), port))
+    let name_like = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    (!host.is_empty() && name_like).then(|| (host.to_string(), port))
 }
 
 /// The answer to a tunnel that is open.
@@ -161,6 +164,10 @@ Proxy-Authorization: Basic eDp5\r\nProxy-Connection: keep-alive\r\nAccept: */*\r
         ));
         assert!(matches!(
             parse(b"CONNECT a.test HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Target(_))
+        ));
+        assert!(matches!(
+            parse(b"CONNECT `@org/team`:443 HTTP/1.1\r\n\r\n"),
             Err(HeadError::Target(_))
         ));
         assert_eq!(parse(b"GET  x HTTP/1.1\r\n\r\n"), Err(HeadError::NotHttp));
