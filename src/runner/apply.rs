@@ -204,112 +204,143 @@ pub fn apply_copied_tree(
     let new = scan(src, policy.max_entries)?;
     let mut old = scan(dest, usize::MAX)?.entries;
     let mut report = Report::default();
-    let refuse = |report: &mut Report, path: &str, reason: String| {
-        report.refused.push(Refusal {
-            path: path.to_owned(),
-            reason,
-        })
-    };
     for name in &new.git_names {
-        refuse(&mut report, name, git_path::REFUSAL.into());
+        report.refuse(name, git_path::REFUSAL.into());
     }
-    let held: Vec<&str> = held_back.iter().map(|h| h.path.as_str()).collect();
-    for h in held_back {
-        match &h.reason {
-            HoldReason::LinkOutside { target } => {
-                if old.get(&h.path) != Some(&Entry::Symlink(target.clone())) {
-                    let why = format!("symlink to {} leaves the repository", target.display());
-                    refuse(&mut report, &h.path, why);
-                }
-            }
-            HoldReason::Refused(why) => refuse(&mut report, &h.path, why.clone()),
-        }
-    }
+    refuse_held_back(&mut report, held_back, &old);
     // Held back and git's refusals: the clone keeps what it has there.
     let kept = |path: &str| {
-        held.iter().any(|h| is_under(path, h)) || new.git_names.iter().any(|g| is_under(path, g))
+        held_back.iter().any(|h| is_under(path, &h.path))
+            || new.git_names.iter().any(|g| is_under(path, g))
     };
     old.retain(|path, _| !kept(path));
     let new = new.entries;
     let paths: BTreeSet<&String> = new.keys().chain(old.keys()).collect();
     for path in paths {
         let (n, o) = (new.get(path), old.get(path));
-        let target = dest.join(path);
-        let changed = match (n, o) {
-            (
-                Some(Entry::File {
-                    executable: xn,
-                    len: ln,
-                }),
-                Some(Entry::File {
-                    executable: xo,
-                    len: lo,
-                }),
-            ) => xn != xo || ln != lo || !same_content(&src.join(path), &target)?,
-            (a, b) => a != b,
-        };
-        if !changed {
+        if !changed(src, dest, path, n, o)? {
             continue;
         }
-        if let Some(p) = policy
-            .protected
-            .iter()
-            .find(|p| git_path::under_folded(path, p))
-        {
-            refuse(
-                &mut report,
-                path,
-                format!("changes under {p} are not allowed"),
-            );
-            continue;
+        match apply_one(src, dest, path, n, o.is_some(), policy)? {
+            Some(why) => report.refuse(path, why),
+            None => report.applied.push(path.clone()),
         }
-        if !no_symlink_ancestors(dest, path) {
-            refuse(&mut report, path, "a parent directory is a symlink".into());
-            continue;
-        }
-        match n {
-            None => {
-                fs::remove_file(&target)?;
-                remove_empty_parents(dest, &target);
-            }
-            Some(Entry::File { executable, len }) => {
-                if *len > policy.max_file_bytes {
-                    let why = format!(
-                        "{len} bytes is over the {} byte limit per file",
-                        policy.max_file_bytes
-                    );
-                    refuse(&mut report, path, why);
-                    continue;
-                }
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                if o.is_some() {
-                    fs::remove_file(&target)?;
-                }
-                fs::copy(src.join(path), &target)?;
-                let mode = if *executable { 0o755 } else { 0o644 };
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
-            }
-            Some(Entry::Symlink(to)) => {
-                if !symlink_stays_inside(path, to) {
-                    let why = format!("symlink to {} leaves the repository", to.display());
-                    refuse(&mut report, path, why);
-                    continue;
-                }
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                if o.is_some() {
-                    fs::remove_file(&target)?;
-                }
-                std::os::unix::fs::symlink(to, &target)?;
-            }
-        }
-        report.applied.push(path.clone());
     }
     report.refused.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(report)
+}
+
+impl Report {
+    fn refuse(&mut self, path: &str, reason: String) {
+        self.refused.push(Refusal {
+            path: path.to_owned(),
+            reason,
+        });
+    }
+}
+
+/// Lists the held-back paths that are refusals: everything but a link that leaves the tree
+/// and is in the clone unchanged.
+fn refuse_held_back(report: &mut Report, held_back: &[HeldBack], old: &BTreeMap<String, Entry>) {
+    for h in held_back {
+        match &h.reason {
+            HoldReason::LinkOutside { target } => {
+                if old.get(&h.path) != Some(&Entry::Symlink(target.clone())) {
+                    let why = format!("symlink to {} leaves the repository", target.display());
+                    report.refuse(&h.path, why);
+                }
+            }
+            HoldReason::Refused(why) => report.refuse(&h.path, why.clone()),
+        }
+    }
+}
+
+/// Whether `path` differs between the copied tree (`n`) and the clone (`o`): kind, mode or
+/// length first, then the bytes, a chunk at a time.
+fn changed(
+    src: &Path,
+    dest: &Path,
+    path: &str,
+    n: Option<&Entry>,
+    o: Option<&Entry>,
+) -> io::Result<bool> {
+    Ok(match (n, o) {
+        (
+            Some(Entry::File {
+                executable: xn,
+                len: ln,
+            }),
+            Some(Entry::File {
+                executable: xo,
+                len: lo,
+            }),
+        ) => xn != xo || ln != lo || !same_content(&src.join(path), &dest.join(path))?,
+        (a, b) => a != b,
+    })
+}
+
+/// Makes `path` in `dest` what `n` says (absent, a file, a link), or says why not.
+fn apply_one(
+    src: &Path,
+    dest: &Path,
+    path: &str,
+    n: Option<&Entry>,
+    existed: bool,
+    policy: &Policy,
+) -> io::Result<Option<String>> {
+    if let Some(p) = policy
+        .protected
+        .iter()
+        .find(|p| git_path::under_folded(path, p))
+    {
+        return Ok(Some(format!("changes under {p} are not allowed")));
+    }
+    if !no_symlink_ancestors(dest, path) {
+        return Ok(Some("a parent directory is a symlink".into()));
+    }
+    let target = dest.join(path);
+    match n {
+        None => {
+            fs::remove_file(&target)?;
+            remove_empty_parents(dest, &target);
+        }
+        Some(Entry::File { executable, len }) => {
+            if *len > policy.max_file_bytes {
+                let limit = policy.max_file_bytes;
+                return Ok(Some(format!(
+                    "{len} bytes is over the {limit} byte limit per file"
+                )));
+            }
+            replace_with(&target, existed, |t| fs::copy(src.join(path), t).map(drop))?;
+            let mode = if *executable { 0o755 } else { 0o644 };
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+        }
+        Some(Entry::Symlink(to)) => {
+            if !symlink_stays_inside(path, to) {
+                return Ok(Some(format!(
+                    "symlink to {} leaves the repository",
+                    to.display()
+                )));
+            }
+            replace_with(&target, existed, |t| std::os::unix::fs::symlink(to, t))?;
+        }
+    }
+    Ok(None)
+}
+
+/// Writes `target` afresh with `write`: its parents made, what was there removed first.
+fn replace_with(
+    target: &Path,
+    existed: bool,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if existed {
+        fs::remove_file(target)?;
+    }
+    write(target)
 }
 
 fn remove_empty_parents(root: &Path, file: &Path) {

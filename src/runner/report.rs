@@ -533,9 +533,10 @@ mod tests {
         let job = job();
         let f = Failure::server("applying the tree").with_spent(Spent::of(&outcome()));
         let e = ending(&cx(&job), RunEnd::Failed(f));
+        let spent = |u: &crate::run_event::Usage| u.input_tokens;
         assert!(matches!(
             e.events.as_slice(),
-            [RunEvent::Error { .. }, RunEvent::Complete { usage, .. }] if usage.input_tokens == 1_000
+            [RunEvent::Error { .. }, RunEvent::Complete { usage, .. }] if spent(usage) == 1_000
         ));
         let JobEnd::Finished(JobResult::Failed(r)) = e.job_end else {
             panic!("failed");
@@ -548,7 +549,8 @@ mod tests {
         let e = ending(&cx(&job), RunEnd::Interrupted(Interrupt::Cancelled));
         assert!(matches!(
             e.events.as_slice(),
-            [RunEvent::Complete { status: RunStatus::Cancelled, usage, .. }] if usage.input_tokens == 700
+            [RunEvent::Complete { status, usage, .. }]
+                if *status == RunStatus::Cancelled && spent(usage) == 700
         ));
         let c = e.closing.expect("a closing");
         assert_eq!(
