@@ -19,9 +19,8 @@ const TIMING: &str = "%{time_starttransfer} %{time_total} %{speed_download}";
 async fn bytes(Path(n): Path<u64>) -> axum::body::Body {
     let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
     let count = n.div_ceil(chunk.len() as u64);
-    let stream = futures::stream::iter(
-        (0..count).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
+    let stream =
+        futures::stream::iter((0..count).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     axum::body::Body::from_stream(stream)
 }
 
@@ -67,7 +66,10 @@ fn report(name: &str, small: &Timings, big: &Timings) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
     let app = Router::new().route("/bytes/{n}", get(bytes));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -93,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let session = Session::start(&sandbox, plan, tx).await?;
 
-    let (mut host_small, mut host_big, mut proxy_small, mut proxy_big) = (vec![], vec![], vec![], vec![]);
+    let (mut host_small, mut host_big, mut proxy_small, mut proxy_big) =
+        (vec![], vec![], vec![], vec![]);
     for _ in 0..runs * 4 {
         host_small.extend(host_curl(&small_url).await);
         proxy_small.extend(sandbox_curl(&sandbox, &small_url).await);
@@ -102,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
         host_big.extend(host_curl(&big_url).await);
         proxy_big.extend(sandbox_curl(&sandbox, &big_url).await);
     }
-    println!("medians of {} small requests and {runs} downloads of 50 MiB each way", runs * 4);
+    println!(
+        "medians of {} small requests and {runs} downloads of 50 MiB each way",
+        runs * 4
+    );
     report("direct (host curl)", &host_small, &host_big);
     report("through the egress proxy", &proxy_small, &proxy_big);
     session.stop(&sandbox).await;

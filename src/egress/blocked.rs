@@ -211,14 +211,23 @@ impl Blocked {
                 Some(c) => format!(", by `{}`", one_line(c)),
                 None => String::new(),
             };
-            out.push_str(&format!("- `{}:{}` {times}{by}\n", one_line(&i.host), i.port));
+            out.push_str(&format!(
+                "- `{}:{}` {times}{by}\n",
+                one_line(&i.host),
+                i.port
+            ));
             for e in i.suggested_allow.iter().flatten() {
                 if !allow.contains(e) {
                     allow.push(e.clone());
                 }
             }
             if let Some(n) = &i.operator_change {
-                notes.push(format!("`{}:{}`: {}", one_line(&i.host), i.port, neutralize(n)));
+                notes.push(format!(
+                    "`{}:{}`: {}",
+                    one_line(&i.host),
+                    i.port,
+                    neutralize(n)
+                ));
             }
         }
         out.push('\n');

@@ -147,7 +147,13 @@ impl Demux {
             let _ = done_tx.send(());
         };
         tokio::spawn(serve.in_current_span());
-        let pump = pump(conn, read, self.frames.clone(), done_rx, self.closed.clone());
+        let pump = pump(
+            conn,
+            read,
+            self.frames.clone(),
+            done_rx,
+            self.closed.clone(),
+        );
         tokio::spawn(pump.in_current_span());
     }
 }
