@@ -90,9 +90,10 @@ pub fn event(
         }
         Reason::Address(_) => (
             None,
-            Some(format!(
+            Some(
                 "only the operator can open it, by listing that address in BACKSPACE_EGRESS_ALLOW"
-            )),
+                    .to_string(),
+            ),
         ),
         Reason::Limit => (
             None,
