@@ -443,3 +443,70 @@ async fn a_host_the_operator_does_not_allow_is_invalid_settings_and_nothing_runs
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_setup_only_the_setup_fetches_and_the_agent_gets_no_network() {
+    let Some(sandboxes) = docker::sandboxes_with(SandboxSettings {
+        egress_allow: Allowlist::parse("127.0.0.1").expect("list"),
+        ..docker::test_settings()
+    })
+    .await
+    else {
+        return;
+    };
+    let registry = Registry::start().await;
+    let port = registry.port;
+    let script: Vec<Step> = vec![
+        Reply::bash(&format!(
+            "env | grep -ci _proxy=; curl -sS -m 5 -x http://127.0.0.1:3128 http://127.0.0.1:{port}/pkg/agent-dep"
+        ))
+        .into(),
+        Reply::text("TITLE: No network\n\nSUMMARY:\nThe agent had no network.").into(),
+    ];
+    let settings = format!(
+        "setup: curl -fsS --noproxy '' -o /tmp/setup-pkg http://127.0.0.1:{port}/pkg/setup-dep\n\
+         network:\n  allow: [\"127.0.0.1\"]\n  setup_only: true\n"
+    );
+    let files = [
+        ("README.md", "# app\n"),
+        (".github/backspace.yml", settings.as_str()),
+    ];
+    let opts = Options {
+        sandboxes: Some(sandboxes),
+        ..Options::default()
+    };
+    let Some(bot) = Bot::start_with(&files, script, opts).await else {
+        return;
+    };
+    within(240, async {
+        let issue = bot.issue("Offline", "Check.");
+        let (_, answer, _) = bot
+            .comment(issue, MAINTAINER, "/backspace check the network")
+            .await;
+        let job = bot
+            .finished(
+                answer["job_id"].as_str().expect("job"),
+                Duration::from_secs(200),
+            )
+            .await;
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.result);
+        assert_eq!(
+            registry.hits("setup-dep"),
+            1,
+            "the setup command fetched its package"
+        );
+        assert_eq!(registry.hits("agent-dep"), 0, "the agent reached nothing");
+        let tool_result = bot
+            .model
+            .requests()
+            .last()
+            .map(|r| r.body.to_string())
+            .unwrap_or_default();
+        // No proxy variables, and nothing listens where the forwarder was.
+        assert!(
+            tool_result.contains("0\\ncurl: (7) Failed to connect to 127.0.0.1 port 3128"),
+            "{tool_result}"
+        );
+    })
+    .await;
+}
