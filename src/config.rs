@@ -113,6 +113,14 @@ pub struct ServeArgs {
     /// A command that prints nothing this many seconds is stopped.
     #[arg(long, env = "BACKSPACE_COMMAND_IDLE_SECS", default_value = "300", value_parser = crate::sandbox::parse_secs)]
     pub command_idle_secs: std::time::Duration,
+    /// Hosts (`*.suffix`, IP addresses, optional `:port`; commas or spaces between) a
+    /// repository's `network.allow` may name; the sandbox opens them through the egress proxy.
+    #[arg(long, env = "BACKSPACE_EGRESS_ALLOW", default_value = "", value_parser = parse_egress_allow)]
+    pub egress_allow: crate::egress::Allowlist,
+}
+
+fn parse_egress_allow(text: &str) -> Result<crate::egress::Allowlist, String> {
+    crate::egress::Allowlist::parse(text).map_err(|e| e.to_string())
 }
 
 /// Which model answers, shared by `serve` and `run`.

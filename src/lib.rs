@@ -8,6 +8,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod doctor;
+pub mod egress;
 pub mod github;
 pub mod job;
 pub mod local_run;

@@ -302,6 +302,8 @@ async fn run_inner(
     run_id: &str,
 ) -> Result<(LocalOutcome, Usage, f64), LocalError> {
     let settings = settings_at_head(&req.repo).await?;
+    prepare::check_network(&sandboxes.settings().egress_allow, &settings)
+        .map_err(LocalError::from)?;
     let workdir = prepare::workdir()?;
     let clone = clean_clone(req, &workdir, events).await?;
     let mentioned = instructions::mentioned_paths(&req.prompt);
@@ -432,6 +434,9 @@ pub fn event_line(e: &RunEvent) -> Option<String> {
         RunEvent::AiMessage { text } => Some(format!("  {}", one_line(text, 300))),
         RunEvent::PrCreated { pr_url, .. } => Some(format!("→ {pr_url}")),
         RunEvent::Error { message } => Some(format!("✗ {message}")),
+        RunEvent::EgressBlocked {
+            host, port, count, ..
+        } => Some(format!("🚫 network: {host}:{port} refused ({count}×)")),
         RunEvent::Complete {
             status,
             duration_ms,

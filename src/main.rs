@@ -264,6 +264,7 @@ async fn start_workers(
         warm_pool: args.warm_sandboxes,
         disk_bytes: args.sandbox_disk,
         command_idle: args.command_idle_secs,
+        egress_allow: args.egress_allow.clone(),
         ..SandboxSettings::default()
     })
     .await

@@ -41,6 +41,8 @@ pub struct Progress {
     pub cost_usd: Option<f64>,
     /// How the repository's test command went: the command the `checks` stage ran.
     pub checks: Option<CheckOutcome>,
+    /// Connections the egress proxy refused, with the settings change that would allow them.
+    pub blocked: crate::egress::Blocked,
     pub finished: Option<Finished>,
 }
 
@@ -163,6 +165,7 @@ impl Progress {
                 self.phase = PHASES.len() - 1;
             }
             RunEvent::Error { message } => self.errors.push(excerpt(message)),
+            RunEvent::EgressBlocked { .. } => self.blocked.apply(event),
             RunEvent::Complete {
                 status,
                 duration_ms,
@@ -195,6 +198,7 @@ impl Progress {
         }
         out.push_str("\n\n");
         self.push_log(&mut out, "");
+        out.push_str(&self.blocked.markdown());
         if self.finished.is_none() {
             if let Some(m) = &self.last_message {
                 out.push_str(&format!("_{}_\n\n", neutralize(&m.replace('\n', " "))));
@@ -219,6 +223,8 @@ impl Progress {
             out.push_str(body);
             out.push_str("\n\n");
         }
+        // Outside the fold: what the maintainer may want to change.
+        out.push_str(&self.blocked.markdown());
         out.push_str("<details><summary>How the run went</summary>\n\n");
         self.push_log(&mut out, body);
         out.push_str("</details>\n\n");
@@ -513,6 +519,34 @@ mod tests {
             "{body}"
         );
         assert!(!body.contains("cancel"), "{body}");
+    }
+
+    #[test]
+    fn blocked_connections_show_while_the_run_goes_and_outside_the_fold_at_its_end() {
+        let mut p = Progress::new("r7");
+        p.apply(&progress("agent", "turn 2"));
+        let blocked = RunEvent::EgressBlocked {
+            host: "cdn.example.com".into(),
+            port: 443,
+            count: 2,
+            command: Some("npm ci".into()),
+            reason: "refused".into(),
+            suggested_allow: Some(vec!["cdn.example.com".into()]),
+            operator_change: None,
+        };
+        p.apply(&blocked);
+        let live = p.render(&Live::default());
+        let section = "**🚫 Network blocked:** the sandbox's egress proxy refused these \
+                       connections.\n\n- `cdn.example.com:443` 2 times, by `npm ci`\n";
+        assert!(live.contains(section), "{live}");
+        let closing = Closing {
+            headline: "✅ Done".into(),
+            body: "Did it.".into(),
+        };
+        let closed = p.render_closed(&closing, &Live::default());
+        let at = closed.find(section).expect("the section");
+        assert!(at < closed.find("<details>").expect("the fold"), "{closed}");
+        assert!(closed.contains("    - cdn.example.com\n```"), "{closed}");
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! comment that answers an invalid file tells the maintainer how to fix it.
 //!
 //! ```yaml
-//! setup: npm ci            # or a list; runs with network before the agent, then it is cut
+//! setup: npm ci            # or a list; runs before the agent
 //! test: npm test           # the agent is told to make it pass; its result goes in the PR
 //! instructions: |          # appended to the system prompt
 //!   Use TypeScript strict mode.
 //! max_turns: 40
 //! label: ai                # the label that starts a run (default: backspace)
 //! image: node:22-bookworm  # the sandbox image
+//! network:                 # through the egress proxy, within BACKSPACE_EGRESS_ALLOW
+//!   allow: [registry.npmjs.org, "*.cdn.example.com"]
+//!   setup_only: false      # true: only the setup commands get it
 //! ```
 
 use serde::Deserialize;
@@ -35,6 +38,53 @@ pub struct RepoSettings {
     pub max_turns: Option<u32>,
     pub label: Option<String>,
     pub image: Option<String>,
+    pub network: Option<NetworkSettings>,
+}
+
+/// `network`: the hosts the sandbox may open through the egress proxy (none without it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Only the setup commands get the network; the agent and the test command do not.
+    #[serde(default)]
+    pub setup_only: bool,
+}
+
+impl RepoSettings {
+    /// The hosts the repository asks for (empty: no network). Checked by [`RepoSettings::parse`].
+    pub fn network_allow(&self) -> crate::egress::Allowlist {
+        let items = self.network.as_ref().map_or(&[][..], |n| &n.allow[..]);
+        crate::egress::Allowlist::from_items(items).unwrap_or_default()
+    }
+
+    /// Whether the agent's phase keeps the network the setup commands had.
+    pub fn agent_network(&self) -> bool {
+        self.network.as_ref().is_some_and(|n| !n.setup_only)
+    }
+
+    /// Entries of `network.allow` the operator's list does not cover, as a settings error.
+    pub fn check_network(&self, operator: &crate::egress::Allowlist) -> Result<(), SettingsError> {
+        let asked = self.network_allow();
+        let missing: Vec<String> = operator
+            .not_covered(&asked)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let bound = if operator.is_empty() {
+            "this server allows no network (BACKSPACE_EGRESS_ALLOW is empty)".to_string()
+        } else {
+            format!("this server allows only {operator} (BACKSPACE_EGRESS_ALLOW)")
+        };
+        Err(SettingsError::Invalid(format!(
+            "network.allow asks for {}, but {bound}",
+            missing.join(", ")
+        )))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +154,11 @@ impl RepoSettings {
                 return invalid(format!("image {image:?} is not a Docker image reference"));
             }
         }
+        if let Some(network) = &self.network {
+            if let Err(e) = crate::egress::Allowlist::from_items(&network.allow) {
+                return invalid(format!("network.allow: {e}"));
+            }
+        }
         Ok(())
     }
 }
@@ -138,6 +193,39 @@ mod tests {
     }
 
     #[test]
+    fn the_network_key_names_hosts_and_whether_the_agent_keeps_them() {
+        let s = RepoSettings::parse(
+            "network:\n  allow: [packages.example.com, \"*.cdn.example.com\"]\n  setup_only: true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.network_allow().to_string(),
+            "packages.example.com, *.cdn.example.com"
+        );
+        assert!(!s.agent_network());
+        let s = RepoSettings::parse("network:\n  allow: [pypi.org]\n").unwrap();
+        assert!(s.agent_network());
+        assert!(RepoSettings::default().network_allow().is_empty());
+    }
+
+    #[test]
+    fn hosts_the_operator_does_not_allow_are_invalid_settings() {
+        let s = RepoSettings::parse("network:\n  allow: [pypi.org, evil.test:8080]\n").unwrap();
+        let operator = crate::egress::Allowlist::parse("pypi.org, *.example.com").unwrap();
+        assert_eq!(
+            s.check_network(&operator).unwrap_err().to_string(),
+            ".github/backspace.yml is not valid: network.allow asks for evil.test:8080, \
+             but this server allows only pypi.org, *.example.com (BACKSPACE_EGRESS_ALLOW)"
+        );
+        let none = s.check_network(&crate::egress::Allowlist::default());
+        assert!(none
+            .unwrap_err()
+            .to_string()
+            .contains("BACKSPACE_EGRESS_ALLOW is empty"),);
+        assert_eq!(RepoSettings::default().check_network(&operator), Ok(()));
+    }
+
+    #[test]
     fn mistakes_are_reported_with_what_and_where() {
         let cases = [
             ("tset: npm test", "unknown field `tset`"),
@@ -150,6 +238,12 @@ mod tests {
             ("label: ''", "label must be"),
             ("- a\n- b", "invalid type"),
             ("test: [unclosed", "line 1"),
+            (
+                "network:\n  allow: [https://pypi.org]",
+                "network.allow: \"https://pypi.org\" is not a host",
+            ),
+            ("network:\n  alow: [pypi.org]", "unknown field `alow`"),
+            ("network:\n  allow: pypi.org", "invalid type"),
         ];
         for (text, want) in cases {
             let err = RepoSettings::parse(text).unwrap_err().to_string();

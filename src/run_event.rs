@@ -96,6 +96,24 @@ pub enum RunEvent {
     Error {
         message: String,
     },
+    /// A connection the egress proxy refused (an extension of DESIGN §3): `count` is how many
+    /// times `host:port` has been refused in this run so far, `command` what was running.
+    EgressBlocked {
+        host: String,
+        port: u16,
+        count: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
+        /// Why, as the agent was told.
+        reason: String,
+        /// The repository's `network.allow` that would let it through (what it lists, and the
+        /// entry for this host); none when only the operator can (an address, the run's caps).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suggested_allow: Option<Vec<String>>,
+        /// What the operator must change first, when `BACKSPACE_EGRESS_ALLOW` does not cover it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operator_change: Option<String>,
+    },
     Complete {
         run_id: String,
         status: RunStatus,
@@ -126,6 +144,7 @@ impl RunEvent {
             RunEvent::AiMessage { .. } => "ai_message",
             RunEvent::PrCreated { .. } => "pr_created",
             RunEvent::Error { .. } => "error",
+            RunEvent::EgressBlocked { .. } => "egress_blocked",
             RunEvent::Complete { .. } => "complete",
         }
     }

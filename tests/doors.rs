@@ -985,6 +985,27 @@ async fn the_run_page_shows_events_as_they_arrive_in_headless_chromium() {
             .unwrap()
             .contains("<img src=x"));
 
+        // A connection the egress proxy refused, with the settings change that allows it.
+        let blocked = RunEvent::EgressBlocked {
+            host: "cdn.example.com".into(),
+            port: 443,
+            count: 3,
+            command: Some("npm ci".into()),
+            reason: "Backspace's egress proxy refused the connection".into(),
+            suggested_allow: Some(vec!["registry.npmjs.org".into(), "cdn.example.com".into()]),
+            operator_change: None,
+        };
+        t.store.append_event(&id, &blocked).await.unwrap();
+        browser
+            .wait_for(count, Duration::from_secs(20), |v| v == &json!(5))
+            .await;
+        assert_eq!(
+            browser
+                .eval("(function(){var d=document.querySelector('#log [data-type=egress_blocked]');return d.firstChild.textContent+'|'+d.querySelector('pre').textContent})()")
+                .await,
+            "Network blocked: cdn.example.com:443 (3×) by npm ci|network:\n  allow:\n    - registry.npmjs.org\n    - cdn.example.com"
+        );
+
         for e in &events[4..] {
             t.store.append_event(&id, e).await.unwrap();
         }
@@ -1004,7 +1025,7 @@ async fn the_run_page_shows_events_as_they_arrive_in_headless_chromium() {
             "https://github.com/Codertocat/Hello-World/pull/7"
         );
         assert_ne!(browser.eval("document.title").await, "pwned");
-        assert_eq!(browser.eval(count).await, json!(6));
+        assert_eq!(browser.eval(count).await, json!(7));
         browser.close().await;
         server.abort();
     })

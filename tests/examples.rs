@@ -17,6 +17,11 @@ fn the_example_repository_settings_parse() {
         (s.max_turns, s.label.as_deref()),
         (Some(40), Some("backspace"))
     );
+    assert_eq!(
+        s.network_allow().to_string(),
+        "registry.npmjs.org, *.cdn.example.com"
+    );
+    assert!(s.agent_network());
     // The commented-out image line shows the key without changing the default.
     assert_eq!(s.image, None);
     let with_image = text.replace("# image:", "image:");

@@ -220,6 +220,7 @@ async fn pull_request(
         summary: &outcome.summary,
         files: &applied.files,
         refused: &applied.refused,
+        blocked: Some(&worked.blocked),
         test: worked.test.as_ref(),
         closes: job.number,
         requester: &job.requester,

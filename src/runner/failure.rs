@@ -21,9 +21,13 @@ pub const ADVICE_SETTINGS_UTF8: &str = "Save the file as UTF-8 and comment again
 /// What to do when the repository asks for a sandbox image the server does not run.
 pub const ADVICE_IMAGE: &str = "Remove `image:` from .github/backspace.yml, or ask the operator \
     to configure that image.";
+/// What to do when a repository's `network.allow` names hosts the operator does not allow.
+pub const ADVICE_NETWORK: &str = "Remove those hosts from `network.allow` in \
+    .github/backspace.yml, or ask the operator to add them to BACKSPACE_EGRESS_ALLOW.";
 /// What to do when a repository's `setup` command failed.
-pub const ADVICE_SETUP: &str =
-    "Fix the `setup` commands in .github/backspace.yml, then comment again.";
+pub const ADVICE_SETUP: &str = "Fix the `setup` commands in .github/backspace.yml, then comment \
+     again. The sandbox has no network but the hosts in `network.allow`: a setup that downloads \
+     needs its registry there.";
 /// What to do when the sandbox failed.
 pub const ADVICE_SANDBOX: &str = "This is a problem on the Backspace server: the operator should \
     check the Docker engine and the sandbox image.";

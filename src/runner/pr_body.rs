@@ -25,6 +25,8 @@ pub struct PrFacts<'a> {
     pub summary: &'a str,
     pub files: &'a [String],
     pub refused: &'a [Refusal],
+    /// Connections the sandbox's egress proxy refused.
+    pub blocked: Option<&'a crate::egress::Blocked>,
     pub test: Option<&'a TestResult>,
     /// The issue the PR closes.
     pub closes: Option<u64>,
@@ -77,6 +79,9 @@ pub fn pr_body(f: &PrFacts<'_>) -> String {
     out.push_str(&files_section(f.files));
     if !f.refused.is_empty() {
         out.push_str(&refused_section(f.refused));
+    }
+    if let Some(blocked) = f.blocked {
+        out.push_str(&blocked.markdown());
     }
     if let Some(t) = f.test {
         out.push_str(&test_section(t));

@@ -21,8 +21,8 @@ use crate::repo_settings::{self, RepoSettings};
 use crate::store::Job;
 
 use super::failure::{
-    Cause, Failure, ADVICE_BRANCH, ADVICE_FORK, ADVICE_IMAGE, ADVICE_NO_PULL_REQUEST,
-    ADVICE_SETTINGS, ADVICE_SETTINGS_UTF8,
+    Cause, Failure, ADVICE_BRANCH, ADVICE_FORK, ADVICE_IMAGE, ADVICE_NETWORK,
+    ADVICE_NO_PULL_REQUEST, ADVICE_SETTINGS, ADVICE_SETTINGS_UTF8,
 };
 use super::git::{self, GitError, Repo};
 use super::{instructions, task, Services};
@@ -91,6 +91,7 @@ pub(crate) async fn prepare(
     let repo = client.repo().clone();
     let settings = read_settings(client).await?;
     check_image(svc, &settings)?;
+    check_network(&svc.sandboxes.settings().egress_allow, &settings)?;
     let info = client
         .repository()
         .await
@@ -208,6 +209,16 @@ pub(crate) async fn read_settings(client: &RepoClient) -> Result<RepoSettings, F
         .await
         .map_err(|e| Failure::github("reading .github/backspace.yml", e))?;
     parse_settings(bytes)
+}
+
+/// A repository's `network.allow` must lie within the operator's `BACKSPACE_EGRESS_ALLOW`.
+pub fn check_network(
+    operator: &crate::egress::Allowlist,
+    settings: &RepoSettings,
+) -> Result<(), Failure> {
+    settings
+        .check_network(operator)
+        .map_err(|e| Failure::settings(e.to_string(), ADVICE_NETWORK))
 }
 
 /// A repository may not choose its own sandbox image: only the configured one runs.

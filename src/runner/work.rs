@@ -1,17 +1,17 @@
 //! The part of a run that happens in the sandbox, shared by GitHub runs, API runs and the local
-//! `backspace run`: the checkout goes in, the repository's setup commands run (with network,
-//! which is then cut), the agent works, the test command runs, and the working tree comes back
-//! out into a fresh directory. The sandbox is removed on every path.
+//! `backspace run`: the checkout goes in, the repository's network starts when it asks for one
+//! (only through the egress proxy, to its `network.allow`), the setup commands run (then the
+//! network stops when it says `setup_only`), the agent works, the test command runs, and the
+//! working tree comes back out into a fresh directory. The sandbox is removed on every path.
 
 use std::path::Path;
 use std::time::Instant;
 
 use crate::agent::{Agent, AgentOutcome, AgentTask};
+use crate::egress::{self, Session};
 use crate::repo_settings::RepoSettings;
 use crate::run_event::{EventSender, RunEvent};
-use crate::sandbox::{
-    CreateOptions, ExecOutcome, ExecOutput, HeldBack, Sandbox, SandboxError, Sandboxes,
-};
+use crate::sandbox::{ExecOutcome, ExecOutput, HeldBack, Sandbox, SandboxError, Sandboxes};
 
 use super::failure::{Cause, Failure, ADVICE_REPOSITORY, ADVICE_SANDBOX, ADVICE_SETUP};
 use super::pr_body::TestResult;
@@ -37,6 +37,8 @@ pub struct WorkResult {
     pub held_back: Vec<HeldBack>,
     /// Time from asking for the sandbox to its being ready.
     pub sandbox_start: std::time::Duration,
+    /// Connections the egress proxy refused.
+    pub blocked: egress::Blocked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,27 @@ async fn run_test(sandbox: &Sandbox, w: &Work<'_>) -> Result<Option<TestResult>,
     }))
 }
 
+/// The repository's network, when its settings ask for one: through the egress proxy only.
+async fn start_network(
+    sandboxes: &Sandboxes,
+    sandbox: &Sandbox,
+    w: &Work<'_>,
+) -> Result<Option<Session>, WorkError> {
+    let allow = w.settings.network_allow();
+    if allow.is_empty() {
+        return Ok(None);
+    }
+    let plan = egress::Plan {
+        allow,
+        operator: sandboxes.settings().egress_allow.clone(),
+        engine_addresses: sandboxes.engine_addresses().to_vec(),
+        limits: egress::Limits::default(),
+    };
+    emit(w.events, egress::session::started_event(&plan));
+    let session = Session::start(sandbox, plan, w.events.clone()).await?;
+    Ok(Some(session))
+}
+
 /// Runs the sandbox phase. The agent's own failures are in the outcome; an error here means the
 /// sandbox or a setup command failed, and no agent ran (or its work could not be copied out).
 pub async fn work(
@@ -158,15 +181,12 @@ pub async fn work(
     agent: &Agent,
     w: Work<'_>,
 ) -> Result<WorkResult, WorkError> {
-    let network = !w.settings.setup.is_empty();
     emit(
         w.events,
         RunEvent::progress("sandbox", "starting the sandbox"),
     );
     let asked = Instant::now();
-    let sandbox = sandboxes
-        .create_with(w.run_id, w.checkout, CreateOptions { network })
-        .await?;
+    let sandbox = sandboxes.create(w.run_id, w.checkout).await?;
     let sandbox_start = asked.elapsed();
     if let Some(m) = crate::metrics::global() {
         m.sandbox_started(sandbox_start);
@@ -181,16 +201,23 @@ pub async fn work(
     // From here the sandbox is removed on every path: `destroy` below, or its drop guard when
     // this future is dropped (cancellation).
     let result = async {
+        let mut network = start_network(sandboxes, &sandbox, &w).await?;
+        let mut blocked = egress::Blocked::default();
         run_setup(&sandbox, &w).await?;
-        if network {
-            sandbox.cut_network().await?;
-            emit(
-                w.events,
-                RunEvent::progress("sandbox", "setup done; network cut"),
-            );
+        if !w.settings.agent_network() {
+            if let Some(session) = network.take() {
+                blocked = session.stop(&sandbox).await;
+                emit(
+                    w.events,
+                    RunEvent::progress("sandbox", "setup done; network stopped"),
+                );
+            }
         }
         let outcome = agent.run(w.task, &sandbox, w.events).await;
         let test = run_test(&sandbox, &w).await?;
+        if let Some(session) = network.take() {
+            blocked = session.stop(&sandbox).await;
+        }
         let tree = tempfile::tempdir().map_err(WorkError::TempDir)?;
         let copied = sandbox.copy_out_report(tree.path()).await?;
         Ok(WorkResult {
@@ -199,6 +226,7 @@ pub async fn work(
             tree,
             held_back: copied.held_back,
             sandbox_start,
+            blocked,
         })
     }
     .await;

@@ -1,4 +1,4 @@
-//! The hardened container definition: no network, no capabilities, no new privileges, a
+//! The hardened container definition: no network (ever), no capabilities, no new privileges, a
 //! read-only root with a writable tmpfs `/workspace` and `/tmp`, memory (without swap), CPU,
 //! process and disk limits, the non-root user, an environment of our own, and the labels the
 //! reaper goes by. Also its removal, which every path ends in.
@@ -79,9 +79,9 @@ pub fn name_prefix(run_id: &str) -> String {
 /// The `backspace.run` label of warm containers nobody has taken yet.
 pub const POOL_RUN: &str = "warm-pool";
 
-/// The definition of one sandbox container. With `network`, it joins the settings' setup
-/// network (to be cut before the agent starts); otherwise it has none at all.
-pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> ContainerCreateBody {
+/// The definition of one sandbox container. It has no network at all: what a repository may
+/// open goes through the egress proxy over an exec's stdio (`crate::egress`).
+pub fn definition(settings: &SandboxSettings, run_id: &str) -> ContainerCreateBody {
     let labels = HashMap::from([
         (LABEL_RUN.to_string(), run_id.to_string()),
         (LABEL_INSTANCE.to_string(), settings.instance_id.clone()),
@@ -110,11 +110,7 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
         ),
     ]);
     let host_config = HostConfig {
-        network_mode: Some(if network {
-            settings.setup_network.clone()
-        } else {
-            "none".to_string()
-        }),
+        network_mode: Some("none".to_string()),
         cap_drop: Some(vec!["ALL".to_string()]),
         // The default seccomp profile applies as long as nothing says `seccomp=unconfined`.
         security_opt: Some(vec!["no-new-privileges:true".to_string()]),
@@ -145,7 +141,7 @@ pub fn definition(settings: &SandboxSettings, run_id: &str, network: bool) -> Co
         ]),
         entrypoint: Some(vec![]),
         labels: Some(labels),
-        network_disabled: Some(!network),
+        network_disabled: Some(true),
         host_config: Some(host_config),
         ..Default::default()
     }
@@ -178,7 +174,7 @@ mod tests {
     #[test]
     fn the_definition_is_locked_down() {
         let settings = SandboxSettings::default();
-        let def = definition(&settings, "run-1", false);
+        let def = definition(&settings, "run-1");
         let host = def.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
@@ -212,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_environment_holds_nothing_from_the_host() {
-        let def = definition(&SandboxSettings::default(), "r", false);
+        let def = definition(&SandboxSettings::default(), "r");
         let env = def.env.expect("env");
         assert!(env.iter().all(|e| SANDBOX_ENV.contains(&e.as_str())));
         assert_eq!(env.len(), SANDBOX_ENV.len());

@@ -46,8 +46,6 @@ pub enum SandboxError {
     RunTimeLimit { limit: Duration },
     #[error("the sandbox container is gone: {0}")]
     Gone(String),
-    #[error("network still attached after the cut: {0}")]
-    NetworkNotCut(String),
 }
 
 impl SandboxError {

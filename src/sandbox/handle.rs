@@ -1,4 +1,5 @@
-//! One run's container as callers hold it: commands, files, copy out, the network cut, and
+//! One run's container as callers hold it: commands, files, copy out, an attached exec (the
+//! egress forwarder's), and
 //! removal on every way out (destroy, drop, the run's time limit).
 
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{ExecConfig, NetworkDisconnectRequest};
-use bollard::query_parameters::{InspectContainerOptions, StatsOptionsBuilder};
+use bollard::models::ExecConfig;
+use bollard::query_parameters::StatsOptionsBuilder;
 use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -55,6 +56,33 @@ pub struct Sandbox {
     expired: Arc<AtomicBool>,
     watchdog: Option<JoinHandle<()>>,
     removed: bool,
+    /// Variables every command gets besides the container's own (the egress proxy's).
+    command_env: std::sync::Mutex<Vec<String>>,
+    /// The command running now, for whoever reports what it did (the egress proxy's refusals).
+    running: RunningCommand,
+}
+
+/// The command a sandbox is running now, readable from another task.
+#[derive(Debug, Clone, Default)]
+pub struct RunningCommand(Arc<std::sync::Mutex<Option<String>>>);
+
+impl RunningCommand {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().map(|c| c.clone()).unwrap_or(None)
+    }
+
+    fn set(&self, command: Option<String>) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = command;
+        }
+    }
+}
+
+/// Both ends of a long-lived exec's stdio: its stdout as a byte stream, and its stdin.
+pub struct ExecPipe {
+    pub stdout:
+        std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
+    pub stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -90,7 +118,73 @@ impl Sandbox {
             expired: Arc::new(AtomicBool::new(false)),
             watchdog: None,
             removed: false,
+            command_env: std::sync::Mutex::new(Vec::new()),
+            running: RunningCommand::default(),
         }
+    }
+
+    /// Sets the variables every later command gets besides the container's own (`NAME=value`;
+    /// nothing secret: commands print their environment).
+    pub fn set_command_env(&self, env: Vec<String>) {
+        if let Ok(mut e) = self.command_env.lock() {
+            *e = env;
+        }
+    }
+
+    /// What reads the command running now.
+    pub fn running_command(&self) -> RunningCommand {
+        self.running.clone()
+    }
+
+    /// Starts `argv` as PID 1's user (not the agent's, so the agent's `kill -1` after each
+    /// command spares it) with its stdin and stdout attached for as long as the caller holds
+    /// them; stderr goes to the debug log. Dropping the stdin ends its input.
+    pub async fn attach(&self, argv: Vec<String>) -> Result<ExecPipe, SandboxError> {
+        self.check_run_limit()?;
+        let config = ExecConfig {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(argv),
+            user: Some(container::IDLE_USER.to_string()),
+            working_dir: Some("/".to_string()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(&self.id, config)
+            .await
+            .map_err(|e| self.gone_or(e, "creating an exec"))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(256 * 1024),
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| self.gone_or(e, "starting an exec"))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(SandboxError::Invalid("exec started detached".into()));
+        };
+        let stdout = output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
+                Ok(LogOutput::StdErr { message }) => {
+                    let text = String::from_utf8_lossy(&message);
+                    tracing::debug!(stderr = %text.trim_end(), "attached exec wrote to stderr");
+                    None
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(std::io::Error::other(e))),
+            }
+        });
+        Ok(ExecPipe {
+            stdout: Box::pin(stdout),
+            stdin: input,
+        })
     }
 
     /// Removes the container when the run's time limit is over, whatever the caller does.
@@ -164,6 +258,12 @@ impl Sandbox {
             cmd: Some(exec::wrapped_command(&marker, timeout, &spec.command)),
             user: Some(AGENT_USER.to_string()),
             working_dir: Some(workdir),
+            env: self
+                .command_env
+                .lock()
+                .ok()
+                .map(|e| e.clone())
+                .filter(|e| !e.is_empty()),
             ..Default::default()
         };
         let started_at = Instant::now();
@@ -171,6 +271,7 @@ impl Sandbox {
             idle: spec.idle.unwrap_or(self.command_idle),
             pids_limit: self.pids_limit,
         };
+        self.running.set(Some(spec.command.clone()));
         let result = self
             .run_exec(
                 config,
@@ -180,6 +281,7 @@ impl Sandbox {
                 Some(watch),
             )
             .await;
+        self.running.set(None);
         let run = match result {
             Ok(run) => run,
             Err(e) => {
@@ -545,39 +647,6 @@ impl Sandbox {
         } else {
             e
         }
-    }
-
-    /// Disconnects every network (after setup commands) and checks that none is left.
-    pub async fn cut_network(&self) -> Result<(), SandboxError> {
-        let networks = self.networks().await?;
-        for network in networks {
-            let request = NetworkDisconnectRequest {
-                container: Some(self.id.clone()),
-                force: Some(true),
-            };
-            self.docker
-                .disconnect_network(&network, request)
-                .await
-                .map_err(SandboxError::docker("cutting the network"))?;
-        }
-        let left = self.networks().await?;
-        if !left.is_empty() {
-            return Err(SandboxError::NetworkNotCut(left.join(", ")));
-        }
-        Ok(())
-    }
-
-    async fn networks(&self) -> Result<Vec<String>, SandboxError> {
-        let info = self
-            .docker
-            .inspect_container(&self.id, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| self.gone_or(e, "inspecting a sandbox"))?;
-        Ok(info
-            .network_settings
-            .and_then(|n| n.networks)
-            .map(|n| n.into_keys().filter(|name| name != "none").collect())
-            .unwrap_or_default())
     }
 
     /// Removes the container and its volume.

@@ -12,9 +12,9 @@
 //!    `warm_up()` when `settings.warm_pool > 0`; `shutdown()` at the end.
 //! 2. `create(run_id, checkout)`: the checkout (working tree and `.git`, links as links, even
 //!    those that leave it) goes into `/workspace`; one too big for the disk is
-//!    [`SandboxError::RepositoryTooLarge`]. For a repository's `setup` commands,
-//!    `create_with(.., CreateOptions { network: true })`, run them, then `cut_network()` before
-//!    the agent's first command.
+//!    [`SandboxError::RepositoryTooLarge`]. The container never has a network; a repository
+//!    that asks for one gets the egress proxy (`crate::egress`), whose forwarder runs in an
+//!    [`Sandbox::attach`]ed exec and whose variables go in with [`Sandbox::set_command_env`].
 //! 3. `exec(sandbox.command("..."))`, `read_file`, `write_file`: as the agent (uid 1000), one
 //!    at a time. After each command every process it left is killed. A command that stays at
 //!    the process limit, or prints nothing for its idle time, is stopped. The outcome says
@@ -24,7 +24,7 @@
 //!    limits; what did not come back (links that leave the tree, names git takes for `.git`,
 //!    ...) is in its `held_back`, for apply to leave as it was. Then `destroy()`.
 //!
-//! Guarantees: no network unless asked (and cut after), no capabilities, no-new-privileges,
+//! Guarantees: no network interface but loopback, no capabilities, no-new-privileges,
 //! the default seccomp profile, read-only root with writable tmpfs `/workspace` and `/tmp`
 //! (also HOME) that together hold at most the disk cap, memory without swap, CPU and process
 //! limits, PID 1 out of the agent's reach, and an environment of our own ([`SANDBOX_ENV`]):
@@ -52,9 +52,9 @@ pub use container::{LABEL_CREATED, LABEL_INSTANCE, LABEL_RUN, SANDBOX_ENV};
 pub use engine::{DockerEndpoint, EngineError, TlsFiles};
 pub use error::SandboxError;
 pub use exec::{ExecOutcome, ExecOutput, ExecSpec, WORKSPACE};
-pub use handle::Sandbox;
+pub use handle::{ExecPipe, RunningCommand, Sandbox};
 pub use output::{CappedOutput, Captured};
-pub use sandboxes::{CreateOptions, Sandboxes};
+pub use sandboxes::Sandboxes;
 pub use settings::{new_instance_id, parse_secs, parse_size, SandboxSettings, DEFAULT_IMAGE};
 
 #[cfg(test)]

@@ -25,14 +25,6 @@ use super::tar_stream;
 /// A run's containers are reaped this long after the run limit, whoever owns them.
 const REAP_GRACE: Duration = Duration::from_secs(15 * 60);
 
-/// How to create a sandbox beyond the defaults.
-#[derive(Debug, Clone, Default)]
-pub struct CreateOptions {
-    /// Join the setup network, for a repository's setup commands. Call
-    /// [`Sandbox::cut_network`] before the agent runs anything.
-    pub network: bool,
-}
-
 /// The Docker engine and the settings every sandbox is made with. Cheap to clone.
 #[derive(Clone)]
 pub struct Sandboxes {
@@ -47,6 +39,8 @@ struct Shared {
     filling: tokio::sync::Mutex<()>,
     /// Set by `drain_pool` (shutdown): no more refills.
     pool_closed: std::sync::atomic::AtomicBool,
+    /// The addresses of a remote engine's host, which the egress proxy never opens.
+    engine_addresses: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Sandboxes {
@@ -76,6 +70,7 @@ impl Sandboxes {
             .await
             .map_err(|e| endpoint.explain(&e))?;
         docker.ping().await.map_err(|e| endpoint.explain(&e))?;
+        let engine_addresses = engine_addresses(endpoint.address()).await;
         Ok(Sandboxes {
             shared: Arc::new(Shared {
                 docker,
@@ -83,12 +78,18 @@ impl Sandboxes {
                 pool: Pool::default(),
                 filling: tokio::sync::Mutex::new(()),
                 pool_closed: std::sync::atomic::AtomicBool::new(false),
+                engine_addresses,
             }),
         })
     }
 
     pub fn settings(&self) -> &SandboxSettings {
         &self.shared.settings
+    }
+
+    /// The addresses of the engine's host when it is reached over TCP (none for a socket).
+    pub fn engine_addresses(&self) -> &[std::net::IpAddr] {
+        &self.shared.engine_addresses
     }
 
     /// The engine client, for callers that need to look at containers themselves (tests).
@@ -110,37 +111,16 @@ impl Sandboxes {
         }
     }
 
-    /// A sandbox for `run_id` with `repo_dir` (its working tree and `.git`) in `/workspace`.
-    /// No network.
+    /// A sandbox for `run_id` with `repo_dir` (its working tree and `.git`) in `/workspace`,
+    /// from the warm pool when one is waiting there. No network: the egress proxy
+    /// (`crate::egress`) is the only way out, for runs whose repository asks for it.
     pub async fn create(&self, run_id: &str, repo_dir: &Path) -> Result<Sandbox, SandboxError> {
-        self.create_with(run_id, repo_dir, CreateOptions::default())
-            .await
-    }
-
-    /// A sandbox as [`Sandboxes::create`], with options. Without network it comes from the
-    /// warm pool when one is waiting there.
-    pub async fn create_with(
-        &self,
-        run_id: &str,
-        repo_dir: &Path,
-        options: CreateOptions,
-    ) -> Result<Sandbox, SandboxError> {
         let settings = &self.shared.settings;
         let docker = &self.shared.docker;
-
-        let warm = if options.network {
-            None
-        } else {
-            self.take_warm()
-        };
         let name = container::container_name(run_id);
-        let (id, from_pool) = match warm {
+        let (id, from_pool) = match self.take_warm() {
             Some(id) => (id, true),
-            None => (
-                self.create_container(run_id, &name, options.network)
-                    .await?,
-                false,
-            ),
+            None => (self.create_container(run_id, &name).await?, false),
         };
         // From here on, the guard in `Sandbox` removes the container on every way out.
         let mut sandbox = Sandbox::new(docker.clone(), id, run_id, settings);
@@ -176,24 +156,17 @@ impl Sandboxes {
             return Err(e);
         }
         sandbox.arm_run_limit();
-        if !options.network {
-            // Also after a cold start: the pool may have been empty or stale.
-            self.refill_in_background();
-        }
+        // Also after a cold start: the pool may have been empty or stale.
+        self.refill_in_background();
         tracing::debug!(run = run_id, container = %sandbox.id(), from_pool, "sandbox ready");
         Ok(sandbox)
     }
 
     /// Creates (and, for the pool, starts) a container; removes it again on failure.
-    async fn create_container(
-        &self,
-        run_label: &str,
-        name: &str,
-        network: bool,
-    ) -> Result<String, SandboxError> {
+    async fn create_container(&self, run_label: &str, name: &str) -> Result<String, SandboxError> {
         let settings = &self.shared.settings;
         let docker = &self.shared.docker;
-        let definition = container::definition(settings, run_label, network);
+        let definition = container::definition(settings, run_label);
         let create = CreateContainerOptionsBuilder::new().name(name).build();
         let created = docker
             .create_container(Some(create), definition)
@@ -231,9 +204,7 @@ impl Sandboxes {
             && !self.shared.pool_closed.load(Ordering::SeqCst)
         {
             let name = container::container_name(container::POOL_RUN);
-            let id = self
-                .create_container(container::POOL_RUN, &name, false)
-                .await?;
+            let id = self.create_container(container::POOL_RUN, &name).await?;
             let started = self
                 .shared
                 .docker
@@ -366,4 +337,22 @@ impl Sandboxes {
             .filter_map(|c| c.id)
             .collect())
     }
+}
+
+/// The addresses `tcp://host:port` or `https://host:port` resolves to.
+async fn engine_addresses(address: &str) -> Vec<std::net::IpAddr> {
+    let Ok(url) = url::Url::parse(address) else {
+        return vec![];
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return vec![];
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let found = tokio::net::lookup_host((host.as_str(), port)).await;
+    found
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .unwrap_or_default()
 }

@@ -39,8 +39,8 @@ pub struct SandboxSettings {
     pub max_copy_out_bytes: u64,
     /// Most entries (files, directories, links) `copy_out` accepts.
     pub max_copy_out_entries: u64,
-    /// Network the container joins when a repository's setup commands ask for network.
-    pub setup_network: String,
+    /// The operator's `BACKSPACE_EGRESS_ALLOW`: what a repository's `network.allow` may name.
+    pub egress_allow: crate::egress::Allowlist,
     /// Identity of this Backspace process, written on every container it creates.
     /// Format `host:pid:nonce`, so the reaper can tell when its owner is gone.
     pub instance_id: String,
@@ -67,7 +67,10 @@ impl Default for SandboxSettings {
             max_file_bytes: 32 * 1024 * 1024,
             max_copy_out_bytes: 1024 * 1024 * 1024,
             max_copy_out_entries: 100_000,
-            setup_network: "bridge".to_string(),
+            egress_allow: env_setting(EGRESS_ENV, |v| {
+                crate::egress::Allowlist::parse(v).map_err(|e| e.to_string())
+            })
+            .unwrap_or_default(),
             instance_id: new_instance_id(),
             warm_pool: 0,
         }
@@ -80,6 +83,7 @@ pub const DEFAULT_DISK_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub const DEFAULT_COMMAND_IDLE: Duration = Duration::from_secs(300);
 const DISK_ENV: &str = "BACKSPACE_SANDBOX_DISK";
 const IDLE_ENV: &str = "BACKSPACE_COMMAND_IDLE_SECS";
+const EGRESS_ENV: &str = "BACKSPACE_EGRESS_ALLOW";
 
 /// The smallest disk a sandbox can be given: a repository needs somewhere to go.
 const MIN_DISK_BYTES: u64 = 16 * 1024 * 1024;

@@ -178,6 +178,15 @@ const PAGE_SCRIPT: &str = r#"(function () {
       case 'error':
         n = el('div', 'err', 'Error: ' + ev.message);
         break;
+      case 'egress_blocked':
+        n = el('div', 'err', 'Network blocked: ' + ev.host + ':' + ev.port + ' (' + ev.count + '×)' + (ev.command ? ' by ' + short(ev.command, 160) : ''));
+        n.appendChild(el('div', 'muted', ev.reason));
+        if (ev.suggested_allow && ev.suggested_allow.length) {
+          n.appendChild(el('div', 'muted', 'To allow it, .github/backspace.yml would say:'));
+          n.appendChild(el('pre', null, 'network:\n  allow:\n' + ev.suggested_allow.map(function (e) { return '    - ' + (/^[*\[]/.test(e) ? '"' + e + '"' : e); }).join('\n')));
+        }
+        if (ev.operator_change) n.appendChild(el('div', 'muted', ev.operator_change));
+        break;
       case 'complete':
         done = true;
         bar.style.width = '100%';
