@@ -151,24 +151,7 @@ impl Sandbox {
             working_dir: Some("/".to_string()),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_exec(&self.id, config)
-            .await
-            .map_err(|e| self.gone_or(e, "creating an exec"))?;
-        let options = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: Some(256 * 1024),
-        };
-        let started = self
-            .docker
-            .start_exec(&created.id, Some(options))
-            .await
-            .map_err(|e| self.gone_or(e, "starting an exec"))?;
-        let StartExecResults::Attached { output, input } = started else {
-            return Err(SandboxError::Invalid("exec started detached".into()));
-        };
+        let Attached { output, input, .. } = self.start_attached(config, 256 * 1024).await?;
         let stdout = output.filter_map(|item| async move {
             match item {
                 Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
@@ -365,28 +348,11 @@ impl Sandbox {
         stdin: Option<&[u8]>,
         watch: Option<Watch>,
     ) -> Result<ExecRun, SandboxError> {
-        let created = self
-            .docker
-            .create_exec(&self.id, config)
-            .await
-            .map_err(|e| self.gone_or(e, "creating an exec"))?;
-        let options = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: Some(64 * 1024),
-        };
-        let started = self
-            .docker
-            .start_exec(&created.id, Some(options))
-            .await
-            .map_err(|e| self.gone_or(e, "starting an exec"))?;
-        let StartExecResults::Attached {
+        let Attached {
+            exec_id,
             mut output,
             mut input,
-        } = started
-        else {
-            return Err(SandboxError::Invalid("exec started detached".into()));
-        };
+        } = self.start_attached(config, 64 * 1024).await?;
         let mut run = ExecRun {
             stdout: CappedOutput::new(output_cap),
             stderr: CappedOutput::new(output_cap),
@@ -472,7 +438,7 @@ impl Sandbox {
                 }
             }
         }
-        run.exec_id = created.id;
+        run.exec_id = exec_id;
         Ok(run)
     }
 
@@ -509,6 +475,38 @@ impl Sandbox {
     }
 
     /// The exit code of a finished exec (the engine may need a moment to record it).
+    /// Creates `config`'s exec and starts it attached, reading at most `capacity` bytes of
+    /// output ahead of the reader.
+    async fn start_attached(
+        &self,
+        config: ExecConfig,
+        capacity: usize,
+    ) -> Result<Attached, SandboxError> {
+        let created = self
+            .docker
+            .create_exec(&self.id, config)
+            .await
+            .map_err(|e| self.gone_or(e, "creating an exec"))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(capacity),
+        };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|e| self.gone_or(e, "starting an exec"))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(SandboxError::Invalid("exec started detached".into()));
+        };
+        Ok(Attached {
+            exec_id: created.id,
+            output,
+            input,
+        })
+    }
+
     async fn exit_code(&self, exec_id: &str) -> Option<i64> {
         tar_stream::exit_code(&self.docker, exec_id).await
     }
@@ -744,6 +742,15 @@ async fn next_pids(stats: &mut Option<StatsStream>) -> Option<i64> {
     let sample = stats.as_mut()?.next().await?.ok()?;
     let current = sample.pids_stats.and_then(|p| p.current)?;
     Some(i64::try_from(current).unwrap_or(i64::MAX))
+}
+
+/// A started exec with its output and input attached.
+struct Attached {
+    exec_id: String,
+    output: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
 struct ExecRun {
