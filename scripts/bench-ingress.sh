@@ -8,7 +8,9 @@ shared="${BACKSPACE_SHARED_DIR:-$(pwd)/../shared}"
 body="$shared/fixtures/webhooks/issue_comment/created.json"
 secret="bench-secret"
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+peer=""
+# uvicorn runs in a subshell: `jobs -p` names the subshell, so the peer is killed by its own pid.
+trap 'kill $(jobs -p) ${peer:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 sig="$(python3 -c "import hmac,hashlib,sys;print('sha256='+hmac.new(sys.argv[1].encode(),open(sys.argv[2],'rb').read(),hashlib.sha256).hexdigest())" "$secret" "$body")"
 
 cargo build --release --quiet --bin backspace --example webhook_load
@@ -45,6 +47,9 @@ bench backspace 3901 "$bs"
 echo "stored deliveries: $(sqlite3 "$work/backspace.db" 'select count(*) from deliveries' 2>/dev/null || echo '?')"
 kill "$bs"; wait "$bs" 2>/dev/null || true
 
+if curl -s -o /dev/null "http://127.0.0.1:3902/"; then
+  echo "port 3902 already answers (a peer left from an earlier run?): stop it first" >&2; exit 1
+fi
 (cd "$shared/bench" && WEBHOOK_SECRET="$secret" DB="$work/peer.db" \
   uvicorn fastapi_webhook:app --host 127.0.0.1 --port 3902 --log-level warning >"$work/peer.log" 2>&1) &
 sleep 0.5

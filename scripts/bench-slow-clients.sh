@@ -15,7 +15,9 @@ slow="${SLOW:-800}"
 seconds="${SECONDS_HELD:-75}"
 rate="${RATE:-200}"
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+peer=""
+# uvicorn runs in a subshell: `jobs -p` names the subshell, so the peer is killed by its own pid.
+trap 'kill $(jobs -p) ${peer:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet --bin backspace --example webhook_load --example slow_clients
 out="${CARGO_TARGET_DIR:-target}/release"
@@ -53,6 +55,9 @@ wait_port 3911 /health || { cat "$work/backspace.log"; exit 1; }
 bench "backspace (default limits: headers 10 s, body 30 s, idle 60 s, 1024 connections)" 3911 "$bs"
 kill "$bs"; wait "$bs" 2>/dev/null || true
 
+if curl -s -o /dev/null "http://127.0.0.1:3912/"; then
+  echo "port 3912 already answers (a peer left from an earlier run?): stop it first" >&2; exit 1
+fi
 (cd "$shared/bench" && WEBHOOK_SECRET="$secret" DB="$work/peer.db" \
   uvicorn fastapi_webhook:app --host 127.0.0.1 --port 3912 --log-level warning >"$work/peer.log" 2>&1) &
 sleep 0.5

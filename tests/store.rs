@@ -417,6 +417,60 @@ async fn concurrent_deliveries_without_jobs_are_grouped_and_duplicates_still_det
     }
 }
 
+/// The delivery writer keeps its connection while deliveries keep coming, but never so long that
+/// the rest of the store (on SQLite: the same one connection) waits on it.
+#[tokio::test]
+async fn a_stream_of_deliveries_never_keeps_the_rest_of_the_store_waiting() {
+    for (name, t) in db::all().await {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Eight senders, each sending its next delivery as soon as the last one is stored: the
+        // writer always has a delivery waiting.
+        let senders: Vec<_> = (0..8)
+            .map(|sender| {
+                let s = t.store.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut sent = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let id = format!("stream-{sender}-{sent}");
+                        s.record_delivery(&delivery(&id), DeliveryEffect::Nothing { reason: "x" })
+                            .await
+                            .unwrap();
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            tokio::time::timeout(Duration::from_secs(5), t.store.job_counts())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: the store did not answer for 5 s"))
+                .unwrap();
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut sent = 0;
+        for s in senders {
+            sent += s.await.unwrap();
+        }
+        assert!(sent > 100, "{name}: only {sent} deliveries went through");
+        assert_eq!(
+            t.store.delivery_count().await.unwrap(),
+            i64::from(sent),
+            "{name}"
+        );
+        assert!(
+            slowest < Duration::from_millis(500),
+            "{name}: a store call waited {slowest:?} behind the delivery writer"
+        );
+    }
+}
+
 /// Rows exactly as the first release wrote them (its `json!` contexts and results, its id
 /// form), inserted with plain SQL, read by this release's typed store.
 #[tokio::test]

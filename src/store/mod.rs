@@ -114,7 +114,10 @@ impl Store {
         let options = match backend {
             // SQLite has one writer: one connection queues writers fairly in the pool instead of
             // spinning in SQLite's busy handler. It is never closed, so `sqlite::memory:` lives.
+            // A local file has no connection to go stale: no round trip to test it before each
+            // use (sqlx still tests it when it goes back to the pool).
             Backend::Sqlite => options
+                .test_before_acquire(false)
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
