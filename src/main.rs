@@ -190,6 +190,7 @@ async fn serve(args: ServeArgs, dotenv: Option<Vec<String>>) -> anyhow::Result<(
         listener,
         server::router(state.clone()),
         limits,
+        state.metrics().clone(),
         async move {
             shutdown_signal().await;
             // Open event streams end now; otherwise graceful shutdown would wait for them.

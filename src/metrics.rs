@@ -92,6 +92,19 @@ struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why the server closed a connection before its client did (see `server::listener`).
+pub const CLOSE_REASONS: [&str; 4] = [
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "over_capacity",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -111,6 +124,7 @@ struct Inner {
     run_seconds: Histogram,
     sandbox_seconds: Histogram,
     tokens: Family<KindLabel, Counter>,
+    connections_closed: Family<ReasonLabel, Counter>,
     cost_usd: Counter<f64, AtomicU64>,
     github_calls: Counter,
     github_retries: Counter,
@@ -174,6 +188,7 @@ impl Metrics {
         let run_seconds = Histogram::new(RUN_BUCKETS);
         let sandbox_seconds = Histogram::new(SANDBOX_BUCKETS);
         let tokens = Family::<KindLabel, Counter>::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
         let cost_usd = Counter::<f64, AtomicU64>::default();
         let [github_calls, github_retries, model_calls, model_retries, api_runs, api_rate_limited] =
             std::array::from_fn(|_| Counter::default());
@@ -253,6 +268,11 @@ impl Metrics {
         ] {
             registry.register(name, help, counter.clone());
         }
+        registry.register(
+            "backspace_connections_closed",
+            "Connections the server closed before their client did, by reason (too slow for a timeout, or over BACKSPACE_MAX_CONNECTIONS)",
+            connections_closed.clone(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
 
         // Every label value at zero from the start.
@@ -281,6 +301,9 @@ impl Metrics {
         for kind in TOKEN_KINDS {
             let _ = tokens.get_or_create(&KindLabel { kind });
         }
+        for reason in CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&ReasonLabel { reason });
+        }
 
         Metrics {
             inner: Arc::new(Inner {
@@ -292,6 +315,7 @@ impl Metrics {
                 run_seconds,
                 sandbox_seconds,
                 tokens,
+                connections_closed,
                 cost_usd,
                 github_calls,
                 github_retries,
@@ -312,6 +336,15 @@ impl Metrics {
                 event: label_value(event),
                 result: label_value(result),
             })
+            .inc();
+    }
+
+    /// The server closed a connection before its client did; `reason` is one of
+    /// [`CLOSE_REASONS`].
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.inner
+            .connections_closed
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -34,8 +34,34 @@ async fn server(ingress: &Ingress, limits: FrontDoorLimits) -> std::net::SocketA
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = ingress.router.clone();
-    tokio::spawn(serve(listener, router, limits, std::future::pending()));
+    let metrics = ingress.state.metrics().clone();
+    tokio::spawn(serve(
+        listener,
+        router,
+        limits,
+        metrics,
+        std::future::pending(),
+    ));
     addr
+}
+
+/// Waits (up to a second: the count follows the close) until `/metrics` has counted `want`
+/// connections the server closed for `reason`, and fails if it counts any other number.
+async fn closed_for(ingress: &Ingress, reason: &str, want: u64) {
+    let series = format!("backspace_connections_closed_total{{reason=\"{reason}\"}} ");
+    let mut seen = None;
+    for _ in 0..20 {
+        let text = ingress.state.metrics().render(None);
+        seen = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if seen == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series}: want {want}, /metrics says {seen:?}");
 }
 
 /// Reads until the server closes the connection; returns what it sent and when it closed.
@@ -86,6 +112,8 @@ async fn a_half_sent_header_is_closed_at_the_header_timeout() {
     let took = closed - start;
     assert!(took >= Duration::from_millis(900), "{took:?}");
     assert!(took < Duration::from_millis(2000), "{took:?}");
+    closed_for(&ingress, "header_timeout", 1).await;
+    closed_for(&ingress, "body_timeout", 0).await;
 }
 
 #[tokio::test]
@@ -123,6 +151,8 @@ async fn a_body_that_trickles_in_is_closed_at_the_body_timeout() {
     assert!(took >= Duration::from_millis(1800), "{took:?}");
     assert!(took < Duration::from_millis(3000), "{took:?}");
     assert_eq!(t.store.delivery_count().await.unwrap(), 0);
+    closed_for(&ingress, "body_timeout", 1).await;
+    closed_for(&ingress, "header_timeout", 0).await;
 }
 
 #[tokio::test]
@@ -142,6 +172,7 @@ async fn a_kept_alive_connection_left_idle_is_closed_at_the_idle_timeout() {
     let took = closed - answered;
     assert!(took >= Duration::from_millis(1800), "{took:?}");
     assert!(took < Duration::from_millis(3000), "{took:?}");
+    closed_for(&ingress, "idle_timeout", 1).await;
 }
 
 #[tokio::test]
@@ -183,10 +214,12 @@ async fn connections_over_the_cap_get_503_with_retry_after_and_deliveries_go_on_
     let (answer, _) = until_closed(&mut over, SECS(2)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("Retry-After: 1"), "{answer}");
+    closed_for(&ingress, "over_capacity", 1).await;
     // The held connections send nothing: closed at the header timeout, and the slots free.
     for c in &mut held {
         until_closed(c, SECS(3)).await;
     }
+    closed_for(&ingress, "header_timeout", 3).await;
     let client = reqwest::Client::new();
     let body = fixture("webhooks/ping/ping.json");
     let resp = client

@@ -24,6 +24,7 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use super::timeouts::{ConnClock, FrontDoorLimits};
+use crate::metrics::Metrics;
 
 /// What a connection over the cap is told before it is closed.
 const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 52\r\nConnection: close\r\n\r\n{\"error\":\"too many connections; retry in 1 second\"}\n";
@@ -34,6 +35,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: FrontDoorLimits,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -57,6 +59,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.connection_closed("over_capacity");
             tokio::spawn(refuse(stream).instrument(tracing::debug_span!("over_cap")));
             continue;
         };
@@ -70,10 +73,14 @@ pub async fn serve(
             hyper::service::service_fn(move |req| handle(router.clone(), conn.clone(), req))
         };
         let served = graceful.watch(http.serve_connection(io, service));
+        let metrics = metrics.clone();
         let task = async move {
             tokio::select! {
                 _ = served => {}
-                why = watchdog(&conn) => tracing::debug!(waiting_for = why, "closed a slow connection"),
+                (why, reason) = watchdog(&conn) => {
+                    tracing::debug!(waiting_for = why, "closed a slow connection");
+                    metrics.connection_closed(reason);
+                }
             }
             drop(slot);
         };
@@ -112,17 +119,18 @@ async fn handle(
 /// phases move it later, except a kept-alive connection's next head, found late by at most this.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Waits until the connection passes its deadline; returns what it was waiting for. It wakes at
-/// the deadline or every [`TICK`], never for each request: a busy connection costs it nothing.
-async fn watchdog(conn: &Conn) -> &'static str {
+/// Waits until the connection passes its deadline; returns what it was waiting for and the
+/// reason to count. It wakes at the deadline or every [`TICK`], never for each request: a busy
+/// connection costs it nothing.
+async fn watchdog(conn: &Conn) -> (&'static str, &'static str) {
     loop {
         let now = Instant::now();
-        let (deadline, waiting_for) = {
+        let (deadline, waiting_for, reason) = {
             let c = conn.lock();
-            (c.deadline(), c.waiting_for())
+            (c.deadline(), c.waiting_for(), c.close_reason())
         };
         let wake = match deadline {
-            Some(at) if at <= now => return waiting_for,
+            Some(at) if at <= now => return (waiting_for, reason),
             Some(at) => at.min(now + TICK),
             None => now + TICK,
         };

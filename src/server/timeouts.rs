@@ -164,6 +164,16 @@ impl ConnClock {
         }
     }
 
+    /// The reason a connection closed at its deadline now is counted under (one of
+    /// `metrics::CLOSE_REASONS`; an answer being sent has no deadline).
+    pub fn close_reason(&self) -> &'static str {
+        match self.phase {
+            Phase::Head { .. } => "header_timeout",
+            Phase::Body { .. } | Phase::Answering => "body_timeout",
+            Phase::Idle { .. } => "idle_timeout",
+        }
+    }
+
     /// What the connection was doing, for the log line that says why it was closed.
     pub fn waiting_for(&self) -> &'static str {
         match self.phase {
