@@ -168,6 +168,43 @@ async fn a_reader_gets_one_reply_and_starts_nothing() {
 }
 
 #[tokio::test]
+async fn a_refusal_reply_github_did_not_take_is_posted_once_on_a_later_try() {
+    within(120, async {
+        let Some(mut t) = Tester::start(FILES, greet_script()).await else {
+            return;
+        };
+        t.gh.add_collaborator(&t.repo, "reader", "read");
+        let issue = t.open_issue("x", "y");
+        // Every POST of the lane's first try fails, the client's own retries included (GitHub's
+        // policy: five attempts).
+        let post = "POST /repos/{owner}/{repo}/issues/{issue_number}/comments";
+        t.gh.fail(post, 502, None, 5);
+        let (job, _) = t.comment(issue, "reader", "/backspace do it").await;
+        t.ends(&job, JobState::Failed).await;
+        // The first try's five attempts back off for up to 7.5 s, the lane pauses 5 s more.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        while t.gh.requests_to(post).len() < 6 {
+            assert!(tokio::time::Instant::now() < deadline, "no later try");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reply = t.await_comment(issue).await;
+        assert!(
+            reply
+                .body
+                .starts_with("Sorry @reader, only people with write access"),
+            "{}",
+            reply.body
+        );
+        assert!(reply.body.contains("<!-- backspace:denied-for:reader -->"));
+        // The five refused and the one that went through, and nothing after it.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(t.gh.requests_to(post).len(), 6);
+        t.finish();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_passing_run_is_checked_follows_agents_md_commits_as_the_bot_user_and_pings_nobody() {
     within(180, async {
         let files = [

@@ -471,6 +471,58 @@ async fn a_stream_of_deliveries_never_keeps_the_rest_of_the_store_waiting() {
     }
 }
 
+#[tokio::test]
+async fn a_refusal_given_back_is_taken_again_after_its_pause_and_at_most_five_times() {
+    for (name, t) in db::all().await {
+        let s = &t.store;
+        let d = backspace::trigger::Denial {
+            installation_id: Some(7),
+            repository: "octo/app".into(),
+            number: 3,
+            requester: "Reader".into(),
+        };
+        assert!(s.record_denial(&d, "read only").await.unwrap(), "{name}");
+        let mut taken = s.take_unanswered_denials(10).await.unwrap();
+        assert_eq!(taken.len(), 1, "{name}");
+        let d = taken.remove(0).denial;
+        assert_eq!(d.requester, "reader", "{name}");
+        // Given back with a pause: nobody takes it before the pause is over.
+        assert!(s
+            .give_back_denial(&d, Duration::from_secs(3600))
+            .await
+            .unwrap());
+        assert!(
+            s.take_unanswered_denials(10).await.unwrap().is_empty(),
+            "{name}"
+        );
+        // The pause over (set by hand, as if an hour went by).
+        let url = secrecy::ExposeSecret::expose_secret(&t.url).to_owned();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE denials SET retry_at = 0")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for attempt in 1..backspace::store::MAX_REPLY_ATTEMPTS {
+            let again = s.take_unanswered_denials(10).await.unwrap();
+            assert_eq!(again.len(), 1, "{name}: try {attempt}");
+            assert_eq!(again[0].attempts_before, attempt, "{name}");
+            let more = s.give_back_denial(&d, Duration::ZERO).await.unwrap();
+            assert_eq!(
+                more,
+                attempt + 1 < backspace::store::MAX_REPLY_ATTEMPTS,
+                "{name}"
+            );
+        }
+        // The fifth try was the last: it stays taken.
+        assert!(
+            s.take_unanswered_denials(10).await.unwrap().is_empty(),
+            "{name}"
+        );
+    }
+}
+
 /// Rows exactly as the first release wrote them (its `json!` contexts and results, its id
 /// form), inserted with plain SQL, read by this release's typed store.
 #[tokio::test]

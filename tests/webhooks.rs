@@ -715,6 +715,7 @@ async fn a_command_from_someone_plainly_without_write_access_makes_no_job_and_on
         assert_eq!(t.store.job_counts().await.unwrap().queued, 0, "{name}");
         let taken = t.store.take_unanswered_denials(100).await.unwrap();
         assert_eq!(taken.len(), 1, "{name}: {taken:?}");
+        assert_eq!(taken[0].attempts_before, 0, "{name}");
         assert!(t
             .store
             .take_unanswered_denials(100)

@@ -1,7 +1,11 @@
 //! The denial lane: the one reply a requester without write access gets on an issue, posted
 //! beside the workers (never in a worker slot, never delaying a run). Refusals are recorded in
 //! the store by ingress (a plain `author_association`) and by the gate (the permission API
-//! said no); the store hands each requester and issue to one instance, once.
+//! said no); the store hands each requester and issue to one instance at a time. A reply GitHub
+//! did not take (a 5xx, a rate limit, no connection: after the client's own retries) is given
+//! back and tried again after a pause that doubles, up to `store::MAX_REPLY_ATTEMPTS` tries; a
+//! try after the first looks for the reply by its marker first, so a reply that went through
+//! behind an error is not posted twice.
 
 use std::time::Duration;
 
@@ -9,7 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::github::{IssueNumber, RepoName, DENIED_REPLY_MARKER};
+use crate::github::{GithubError, IssueNumber, RepoName, DENIED_REPLY_MARKER};
+use crate::store::TakenDenial;
 use crate::trigger::Denial;
 
 use super::gate::denied_reply;
@@ -19,6 +24,8 @@ use super::Services;
 const POLL: Duration = Duration::from_millis(250);
 /// Replies on their way at once, at most.
 const BATCH: u32 = 20;
+/// The pause before a reply is tried again for the first time; it doubles with each try.
+const FIRST_PAUSE: Duration = Duration::from_secs(5);
 
 /// Runs the lane until `stop`. Replies wait in the pacer's lowest class, each in a task of its
 /// own, at most [`BATCH`] at once, so that one installation's full window does not hold up
@@ -37,10 +44,11 @@ pub(crate) async fn lane(svc: Services, stop: CancellationToken) {
         }
         match svc.store.take_unanswered_denials(room).await {
             Ok(denials) => {
-                for d in denials {
-                    let span = tracing::info_span!("refusal_reply", repo = %d.repository, number = d.number);
+                for taken in denials {
+                    let d = &taken.denial;
+                    let span = tracing::info_span!("refusal_reply", repo = %d.repository, number = d.number, attempt = taken.attempts_before + 1);
                     let svc = svc.clone();
-                    replies.spawn(async move { reply(&svc, &d).await }.instrument(span));
+                    replies.spawn(async move { answer(&svc, &taken).await }.instrument(span));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not look for refusals to answer"),
@@ -48,32 +56,102 @@ pub(crate) async fn lane(svc: Services, stop: CancellationToken) {
     }
 }
 
-/// Posts the reply (taken on already: a failure is logged, not retried, so that no requester
-/// gets two).
-async fn reply(svc: &Services, d: &Denial) {
-    let repo: RepoName = match d.repository.parse() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(repo = %d.repository, error = %e, "a refusal names no repository");
-            return;
-        }
+/// Posts one refusal's reply; gives it back to be tried again when GitHub did not take it.
+async fn answer(svc: &Services, taken: &TakenDenial) {
+    let d = &taken.denial;
+    let Err(e) = reply(svc, taken).await else {
+        tracing::info!(requester = %d.requester, number = d.number, "answered a refused requester");
+        return;
     };
+    if !worth_another_try(&e) {
+        tracing::warn!(error = %e, "could not reply to a refused requester; not trying again");
+        return;
+    }
+    let pause = FIRST_PAUSE.saturating_mul(1 << taken.attempts_before.min(10));
+    match svc.store.give_back_denial(d, pause).await {
+        Ok(true) => {
+            tracing::warn!(error = %e, retry_in = ?pause, "could not reply to a refused requester; trying again later")
+        }
+        Ok(false) => {
+            tracing::warn!(error = %e, "could not reply to a refused requester; that was the last try")
+        }
+        Err(store) => {
+            tracing::warn!(error = %e, store_error = %store, "could not reply to a refused requester, nor give it back")
+        }
+    }
+}
+
+/// GitHub may take it later: a 5xx, a rate limit, a connection that failed. A 4xx (the issue is
+/// locked or gone, the app lost access) will not change by waiting.
+fn worth_another_try(e: &GithubError) -> bool {
+    match e {
+        GithubError::RateLimited { .. } | GithubError::Transport { .. } => true,
+        GithubError::Api { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// The hidden marker of the reply to this requester on this issue: a later try finds the reply
+/// by it.
+fn reply_marker(d: &Denial) -> String {
+    format!(
+        "<!-- backspace:denied-for:{} -->",
+        d.requester.to_ascii_lowercase()
+    )
+}
+
+/// Posts the reply (taken on already), unless a try before this one posted it after all.
+async fn reply(svc: &Services, taken: &TakenDenial) -> Result<(), GithubError> {
+    let d = &taken.denial;
+    let repo: RepoName = d
+        .repository
+        .parse()
+        .map_err(|e| GithubError::Invalid(format!("a refusal names no repository: {e}")))?;
     let installation = match d.installation_id {
         Some(id) => crate::github::InstallationId(id),
-        None => match svc.github.installation_for_repo(&repo).await {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(repo = %repo, error = %e, "no installation to answer a refusal with");
-                return;
-            }
-        },
+        None => svc.github.installation_for_repo(&repo).await?,
     };
     let client = svc.github.repo(installation, repo);
-    let text = format!("{}\n\n{DENIED_REPLY_MARKER}", denied_reply(&d.requester));
-    match client.reply_refused(IssueNumber(d.number), &text).await {
-        Ok(_) => {
-            tracing::info!(requester = %d.requester, number = d.number, "answered a refused requester")
-        }
-        Err(e) => tracing::warn!(error = %e, "could not reply to a refused requester"),
+    let marker = reply_marker(d);
+    if taken.attempts_before > 0
+        && client
+            .find_bot_comment_with_marker(IssueNumber(d.number), &marker)
+            .await?
+            .is_some()
+    {
+        return Ok(());
+    }
+    let text = format!(
+        "{}\n\n{DENIED_REPLY_MARKER}\n{marker}",
+        denied_reply(&d.requester)
+    );
+    client
+        .reply_refused(IssueNumber(d.number), &text)
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_waiting_can_mend_is_tried_again() {
+        let api = |status| GithubError::Api {
+            status,
+            method: "POST".into(),
+            path: "/x".into(),
+            body: Default::default(),
+        };
+        assert!(worth_another_try(&api(502)));
+        assert!(worth_another_try(&GithubError::Transport {
+            method: "POST".into(),
+            path: "/x".into(),
+            reason: "reset".into(),
+            maybe_sent: true,
+        }));
+        assert!(!worth_another_try(&api(403)));
+        assert!(!worth_another_try(&api(404)));
+        assert!(!worth_another_try(&GithubError::Invalid("x".into())));
     }
 }

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 pub use deliveries::{
     DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery, REPLAY_OUTCOME,
 };
+pub use denials::{TakenDenial, MAX_REPLY_ATTEMPTS};
 pub use events::StoredEvent;
 pub use jobs::{Job, JobCounts};
 pub use retention::Pruned;
