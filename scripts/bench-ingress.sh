@@ -4,14 +4,7 @@
 # Prints the figures that BENCHMARKS.md records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared="${BACKSPACE_SHARED_DIR:-$(pwd)/../shared}"
-body="$shared/fixtures/webhooks/issue_comment/created.json"
-secret="bench-secret"
-work="$(mktemp -d)"
-peer=""
-# uvicorn runs in a subshell: `jobs -p` names the subshell, so the peer is killed by its own pid.
-trap 'kill $(jobs -p) ${peer:-} 2>/dev/null || true; rm -rf "$work"' EXIT
-sig="$(python3 -c "import hmac,hashlib,sys;print('sha256='+hmac.new(sys.argv[1].encode(),open(sys.argv[2],'rb').read(),hashlib.sha256).hexdigest())" "$secret" "$body")"
+. scripts/bench-common.sh
 
 cargo build --release --quiet --bin backspace --example webhook_load
 out="${CARGO_TARGET_DIR:-target}/release"

@@ -8,16 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # 800 slow connections, the load's own, and the server's: more than the usual 1,024 descriptors.
 ulimit -n 4096
-shared="${BACKSPACE_SHARED_DIR:-$(pwd)/../shared}"
-body="$shared/fixtures/webhooks/issue_comment/created.json"
-secret="bench-secret"
+. scripts/bench-common.sh
 slow="${SLOW:-800}"
 seconds="${SECONDS_HELD:-75}"
 rate="${RATE:-200}"
-work="$(mktemp -d)"
-peer=""
-# uvicorn runs in a subshell: `jobs -p` names the subshell, so the peer is killed by its own pid.
-trap 'kill $(jobs -p) ${peer:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet --bin backspace --example webhook_load --example slow_clients
 out="${CARGO_TARGET_DIR:-target}/release"
