@@ -106,6 +106,10 @@ pub async fn checks(args: &ServeArgs) -> Vec<Check> {
     });
     out.extend(sandbox);
     out.push(Check {
+        name: "egress",
+        verdict: egress_verdict(&args.egress_allow),
+    });
+    out.push(Check {
         name: "model",
         verdict: check_model(&args.model).await,
     });
@@ -389,6 +393,21 @@ fn sandbox_verdict(stdout: &str, run_id: &str) -> Verdict {
     Verdict::Ok(format!(
         "starts as uid {uid} with no network (loopback only); {run_id} removed"
     ))
+}
+
+/// Pure: what the agent's network may be, from `BACKSPACE_EGRESS_ALLOW` (a value that does not
+/// parse stops `doctor` before any check, as it stops `serve`, naming the setting).
+fn egress_verdict(allow: &crate::egress::Allowlist) -> Verdict {
+    if allow.is_empty() {
+        Verdict::Ok(
+            "no network for any run (BACKSPACE_EGRESS_ALLOW is empty): a repository's network.allow is refused"
+                .into(),
+        )
+    } else {
+        Verdict::Ok(format!(
+            "runs may reach what a repository's network.allow names within {allow} (BACKSPACE_EGRESS_ALLOW), through the egress proxy"
+        ))
+    }
 }
 
 async fn check_model(m: &ModelArgs) -> Verdict {

@@ -129,11 +129,16 @@ async fn a_good_configuration_passes_every_check() {
         "docker engine",
         "sandbox image",
         "sandbox",
+        "egress",
         "model",
         "PUBLIC_URL",
     ] {
         assert!(line(&report, name).starts_with("ok "), "{name}:\n{report}");
     }
+    assert!(
+        line(&report, "egress").contains("no network for any run"),
+        "{report}"
+    );
     assert!(
         line(&report, "credentials").contains("\"backspace-test\""),
         "{report}"
@@ -156,6 +161,26 @@ async fn a_good_configuration_passes_every_check() {
         Vec::<String>::new(),
         "doctor left its sandbox"
     );
+}
+
+#[tokio::test]
+async fn the_operators_egress_hosts_are_shown_and_a_malformed_list_stops_doctor() {
+    if docker().await.is_none() {
+        return;
+    }
+    let w = World::new().await;
+    let env = with(w.env(), "BACKSPACE_EGRESS_ALLOW", "pypi.org, *.npmjs.org");
+    let (code, report) = w.doctor(&env).await;
+    assert_eq!(code, 0, "{report}");
+    let l = line(&report, "egress");
+    assert!(l.starts_with("ok "), "{report}");
+    assert!(l.contains("pypi.org") && l.contains("*.npmjs.org"), "{l}");
+    // A list `serve` would refuse stops doctor the same way, before any check, naming it.
+    let env = with(w.env(), "BACKSPACE_EGRESS_ALLOW", "https://pypi.org/simple");
+    let (code, report) = w.doctor(&env).await;
+    assert_eq!(code, 2, "{report}");
+    assert!(report.contains("--egress-allow"), "{report}");
+    assert!(!report.contains("ok    "), "no check ran:\n{report}");
 }
 
 #[tokio::test]
