@@ -3,9 +3,9 @@
 //! OpenAI-compatible provider, fallback.
 
 mod support;
+use support::within;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,6 @@ fn fixture_json(name: &str) -> Value {
 }
 
 /// Every test runs under a time limit.
-async fn within<F: Future>(secs: u64, f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("the test did not finish in time")
-}
-
 fn anthropic_config(fake: &FakeAnthropic, stream: bool) -> AnthropicConfig {
     let mut c = AnthropicConfig::new(
         Url::parse(&fake.base_url).expect("fake url"),

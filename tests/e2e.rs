@@ -2,6 +2,7 @@
 //! git, against the fake GitHub (with git over HTTP) and the scripted fake Messages API.
 
 mod support;
+use support::within;
 
 use std::time::Duration;
 
@@ -14,12 +15,6 @@ use support::fake_anthropic::{Reply, Step};
 const APP_TS: &str = "export function greet(name) {\n  return 'hi ' + name;\n}\n";
 const FILES: &[(&str, &str)] = &[("src/app.js", APP_TS), ("README.md", "# app\n")];
 const RUN: Duration = Duration::from_secs(120);
-
-async fn within<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("the test timed out");
-}
 
 fn greet_script() -> Vec<Step> {
     edit_script("src/app.js", "'hi '", "'Hello, '", "Greet people properly")

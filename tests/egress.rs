@@ -6,9 +6,9 @@
 //! and agent both fetch through it. `CI=true` turns a missing engine into a failure.
 
 mod support;
+use support::{run_id, within};
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,19 +22,6 @@ use backspace::sandbox::{ExecOutput, ExecSpec, Sandbox, SandboxSettings};
 use support::bot::{Bot, Options, MAINTAINER};
 use support::docker;
 use support::fake_anthropic::{Reply, Step};
-
-async fn within<F: Future>(secs: u64, f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test did not finish within {secs}s"))
-}
-
-fn run_id(name: &str) -> String {
-    format!(
-        "t-{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
 
 fn small_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

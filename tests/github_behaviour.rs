@@ -6,8 +6,8 @@
 //! whole bot (real router, workers, git, Docker sandbox).
 
 mod support;
+use support::within;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,12 +35,6 @@ const REDELIVER: &str = "POST /app/hook/deliveries/{delivery_id}/attempts";
 
 const APP_JS: &str = "export function greet(name) {\n  return 'hi ' + name;\n}\n";
 const FILES: &[(&str, &str)] = &[("src/app.js", APP_JS), ("README.md", "# app\n")];
-
-async fn within<F: Future>(secs: u64, f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("the test took too long")
-}
 
 fn config(gh: &FakeGithub) -> GithubAppConfig {
     let mut c = GithubAppConfig::new(gh.app_id(), app_private_key(), gh.api_url());

@@ -4,6 +4,7 @@
 //! for `.git`, tokens in the output, and a local run beside a stash.
 
 mod support;
+use support::within;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,12 +20,6 @@ use support::fake_anthropic::{Reply, Step};
 
 const FILES: &[(&str, &str)] = &[("README.md", "# app\n"), ("src/app.js", "hi\n")];
 const RUN: Duration = Duration::from_secs(180);
-
-async fn within<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("the test timed out");
-}
 
 fn finish(title: &str, summary: &str) -> Step {
     Reply::text(&format!("TITLE: {title}\n\nSUMMARY:\n{summary}")).into()

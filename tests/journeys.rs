@@ -4,6 +4,7 @@
 //! reviewed snapshot in `tests/snapshots/`.
 
 mod support;
+use support::within;
 
 use std::time::Duration;
 
@@ -16,12 +17,6 @@ use support::tester::{shown, stable, Tester};
 
 const APP_JS: &str = "export function greet(name) {\n  return 'hi ' + name;\n}\n";
 const FILES: &[(&str, &str)] = &[("src/app.js", APP_JS), ("README.md", "# app\n")];
-
-async fn within<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(std::time::Duration::from_secs(secs), f)
-        .await
-        .expect("the test timed out");
-}
 
 fn greet_script() -> Vec<Step> {
     edit_script("src/app.js", "'hi '", "'Hello, '", "Greet people properly")

@@ -2,6 +2,7 @@
 //! the fake GitHub and the fake Messages API, with the real Docker sandbox and a SQLite file.
 
 mod support;
+use support::within;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -15,12 +16,6 @@ use secrecy::{ExposeSecret, SecretString};
 use support::bot::{comment_payload, edit_script, MAINTAINER};
 use support::fake_anthropic::{FakeAnthropic, Reply, Step};
 use support::fake_github::{self, FakeGithub};
-
-async fn within<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("the test timed out");
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
