@@ -221,11 +221,43 @@ impl GithubError {
             _ => false,
         }
     }
+
+    /// Whether the same request may succeed if sent again later, once the client's own retries
+    /// ran out: a 5xx, a rate limit, a connection that failed. A 4xx (locked, gone, no access)
+    /// will not change by waiting.
+    pub fn may_succeed_later(&self) -> bool {
+        match self {
+            GithubError::RateLimited { .. } | GithubError::Transport { .. } => true,
+            GithubError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_waiting_can_mend_may_succeed_later() {
+        let api = |status| GithubError::Api {
+            status,
+            method: "POST".into(),
+            path: "/x".into(),
+            body: Default::default(),
+        };
+        assert!(api(502).may_succeed_later());
+        assert!(GithubError::Transport {
+            method: "POST".into(),
+            path: "/x".into(),
+            reason: "reset".into(),
+            maybe_sent: true,
+        }
+        .may_succeed_later());
+        assert!(!api(403).may_succeed_later());
+        assert!(!api(404).may_succeed_later());
+        assert!(!GithubError::Invalid("x".into()).may_succeed_later());
+    }
 
     #[test]
     fn a_validation_failure_is_read_whole() {

@@ -63,7 +63,7 @@ async fn answer(svc: &Services, taken: &TakenDenial) {
         tracing::info!(requester = %d.requester, number = d.number, "answered a refused requester");
         return;
     };
-    if !worth_another_try(&e) {
+    if !e.may_succeed_later() {
         tracing::warn!(error = %e, "could not reply to a refused requester; not trying again");
         return;
     }
@@ -78,16 +78,6 @@ async fn answer(svc: &Services, taken: &TakenDenial) {
         Err(store) => {
             tracing::warn!(error = %e, store_error = %store, "could not reply to a refused requester, nor give it back")
         }
-    }
-}
-
-/// GitHub may take it later: a 5xx, a rate limit, a connection that failed. A 4xx (the issue is
-/// locked or gone, the app lost access) will not change by waiting.
-fn worth_another_try(e: &GithubError) -> bool {
-    match e {
-        GithubError::RateLimited { .. } | GithubError::Transport { .. } => true,
-        GithubError::Api { status, .. } => *status >= 500,
-        _ => false,
     }
 }
 
@@ -129,29 +119,4 @@ async fn reply(svc: &Services, taken: &TakenDenial) -> Result<(), GithubError> {
         .reply_refused(IssueNumber(d.number), &text)
         .await
         .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_what_waiting_can_mend_is_tried_again() {
-        let api = |status| GithubError::Api {
-            status,
-            method: "POST".into(),
-            path: "/x".into(),
-            body: Default::default(),
-        };
-        assert!(worth_another_try(&api(502)));
-        assert!(worth_another_try(&GithubError::Transport {
-            method: "POST".into(),
-            path: "/x".into(),
-            reason: "reset".into(),
-            maybe_sent: true,
-        }));
-        assert!(!worth_another_try(&api(403)));
-        assert!(!worth_another_try(&api(404)));
-        assert!(!worth_another_try(&GithubError::Invalid("x".into())));
-    }
 }
